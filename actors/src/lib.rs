@@ -1,0 +1,1 @@
+//! floe-actors: actix actors that own sockets and timers and drive the floe core.

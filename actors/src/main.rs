@@ -1,0 +1,5 @@
+//! The `floe` command.
+
+fn main() {
+    println!("floe {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,1 @@
+//! Benches of the floe core live in the `[[bench]]` targets of this package.

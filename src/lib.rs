@@ -1,0 +1,9 @@
+//! floe: STUN, TURN and ICE as a sans-IO protocol core.
+//!
+//! Nothing in this crate opens a socket or reads a clock. Every state machine takes
+//! `now: Instant` and bytes in, and hands back transmits, events and one deadline.
+//! The actix layer lives in the `floe-actors` crate.
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod stun;
