@@ -29,3 +29,18 @@ impl fmt::Debug for TransactionId {
         Ok(())
     }
 }
+
+pub mod attribute;
+pub mod credentials;
+mod error;
+pub mod integrity;
+mod message;
+pub mod transaction;
+
+pub use attribute::{Attribute, AttributeCodec, AttributeType};
+pub use credentials::{IntegrityKey, PasswordAlgorithm};
+pub use error::StunError;
+pub use message::{peek_header, Class, Message, MessageEncoder, MessageType, Method};
+
+#[cfg(test)]
+mod tests;
