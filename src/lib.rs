@@ -7,3 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod stun;
+pub mod transmit;
+
+pub use transmit::{Transmit, Transport};
