@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cidr;
 pub mod stun;
 pub mod transmit;
 
