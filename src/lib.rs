@@ -6,5 +6,6 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod demux;
 pub mod stun;
 pub mod turn;
