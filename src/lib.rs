@@ -7,5 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod demux;
+pub mod framing;
 pub mod stun;
 pub mod turn;
