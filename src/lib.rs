@@ -7,7 +7,10 @@
 #![forbid(unsafe_code)]
 
 pub mod cidr;
+pub mod demux;
+pub mod framing;
 pub mod stun;
 pub mod transmit;
+pub mod turn;
 
 pub use transmit::{Transmit, Transport};
