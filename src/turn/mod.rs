@@ -1,7 +1,8 @@
-//! TURN (RFC 8656): channel data, and later the server and client cores.
+//! TURN (RFC 8656): ChannelData framing and the server core.
 
 pub mod channel_data;
 mod error;
+pub mod server;
 
 pub use channel_data::{ChannelData, ChannelNumber};
 pub use error::TurnError;
