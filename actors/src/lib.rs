@@ -1,1 +1,7 @@
 //! floe-actors: actix actors that own sockets and timers and drive the floe core.
+//!
+//! The I/O and operator plumbing the server actors build on:
+//! - [`udp`]: batched UDP sockets (recvmmsg, GRO, GSO) on the actix-rt reactor.
+#![warn(missing_docs)]
+
+pub mod udp;
