@@ -1,7 +1,10 @@
 //! floe-actors: actix actors that own sockets and timers and drive the floe core.
 //!
 //! The I/O and operator plumbing the server actors build on:
-//! - [`udp`]: batched UDP sockets (recvmmsg, GRO, GSO) on the actix-rt reactor.
+//! - [`udp`]: batched UDP sockets (recvmmsg, GRO, GSO) on the actix-rt reactor;
+//! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags.
 #![warn(missing_docs)]
 
+pub mod cli;
+pub mod config;
 pub mod udp;
