@@ -2,9 +2,11 @@
 //!
 //! The I/O and operator plumbing the server actors build on:
 //! - [`udp`]: batched UDP sockets (recvmmsg, GRO, GSO) on the actix-rt reactor;
-//! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags.
+//! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
+//! - [`metrics`]: lock-free counters and a Prometheus endpoint.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
+pub mod metrics;
 pub mod udp;
