@@ -2,11 +2,16 @@
 //!
 //! The I/O and operator plumbing the server actors build on:
 //! - [`udp`]: batched UDP sockets (recvmmsg, GRO, GSO) on the actix-rt reactor;
+//! - [`tcp`]: TCP listeners sharing their port across Arbiters;
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
-//! - [`metrics`]: lock-free counters and a Prometheus endpoint.
+//! - [`metrics`]: lock-free counters and a Prometheus endpoint;
+//! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
+pub mod logging;
 pub mod metrics;
+pub mod shutdown;
+pub mod tcp;
 pub mod udp;
