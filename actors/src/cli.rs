@@ -18,9 +18,8 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The subcommands of `floe`.
+/// The subcommands of `floe`. Add one as a variant holding its own `Args` struct.
 #[derive(Debug, Subcommand)]
-#[non_exhaustive]
 pub enum Command {
     /// Serve STUN and TURN (RFC 8489, RFC 8656) over UDP and TCP, and TLS when configured.
     Serve(ServeArgs),
