@@ -30,7 +30,7 @@ pub enum Command {
 #[derive(Debug, Clone, Default, Args)]
 #[command(next_line_help = false)]
 pub struct ServeArgs {
-    /// Address to serve on over UDP and TCP (repeatable) [default: 0.0.0.0:3478]
+    /// Address to serve on over UDP and TCP (repeatable; IPv6 ones are IPv6-only) [default: 0.0.0.0:3478]
     #[arg(long = "listen", value_name = "ADDR:PORT")]
     pub listen: Vec<SocketAddr>,
     /// Realm of the long-term credentials [default: floe]

@@ -40,7 +40,8 @@ pub const GENERATED_PASSWORD_LEN: usize = 24;
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 #[non_exhaustive]
 pub struct ServerConfig {
-    /// Addresses to serve on, each over UDP and TCP. Default `0.0.0.0:3478`.
+    /// Addresses to serve on, each over UDP and TCP. Default `0.0.0.0:3478`. IPv6
+    /// addresses are IPv6-only: list `0.0.0.0:3478` and `[::]:3478` for both families.
     pub listen: Vec<SocketAddr>,
     /// The REALM of long-term credentials (RFC 8489 §9.2). Default `floe`.
     pub realm: String,

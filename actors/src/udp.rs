@@ -599,12 +599,17 @@ impl BatchSocket {
         } else {
             run.segment_size
         };
-        bytes.chunks(chunk.max(1)).map(move |payload| Outgoing {
-            destination: run.destination,
-            source: run.source,
-            payload,
-            segment_size: (payload.len() > run.segment_size).then_some(run.segment_size),
-        })
+        // An empty datagram is still one datagram to send.
+        let empty = bytes.is_empty().then_some(bytes);
+        bytes
+            .chunks(chunk.max(1))
+            .chain(empty)
+            .map(move |payload| Outgoing {
+                destination: run.destination,
+                source: run.source,
+                payload,
+                segment_size: (payload.len() > run.segment_size).then_some(run.segment_size),
+            })
     }
 }
 
@@ -1026,6 +1031,27 @@ mod tests {
         let mut want: Vec<_> = (0..10u8).map(|i| (i, 200)).collect();
         want.push((10, 50));
         assert_eq!(got, want);
+    }
+
+    #[actix_rt::test]
+    async fn empty_datagrams_are_sent_and_skipped_on_receive() {
+        let a = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap();
+        let b = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap();
+        let mut queue = SendQueue::new();
+        queue.push(b.local_addr(), b"");
+        queue.push(b.local_addr(), b"after");
+        let report = a.send_batch(&mut queue).await;
+        assert_eq!((report.sent, report.failed), (2, 0));
+        let mut bufs = b.recv_buffers(1500);
+        let mut got = Vec::new();
+        while got.is_empty() {
+            let batch = tokio::time::timeout(Duration::from_secs(5), b.recv_batch(&mut bufs))
+                .await
+                .unwrap()
+                .unwrap();
+            got.extend(batch.map(|d| d.payload.to_vec()));
+        }
+        assert_eq!(got, vec![b"after".to_vec()]);
     }
 
     #[test]
