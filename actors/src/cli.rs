@@ -1,0 +1,306 @@
+//! The `floe` command line (clap derive). Each subcommand is one variant of [`Command`]
+//! with its own `Args` struct; `floe serve` maps onto [`ServerConfig`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use floe::cidr::Cidr;
+
+use crate::config::{ConfigError, Secret, ServerConfig, UserCredential};
+
+/// floe: STUN, TURN and ICE.
+#[derive(Debug, Parser)]
+#[command(name = "floe", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands of `floe`. Add one as a variant holding its own `Args` struct.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve STUN and TURN (RFC 8489, RFC 8656) over UDP and TCP, and TLS when configured.
+    Serve(ServeArgs),
+}
+
+/// `floe serve`. Flags override the `--config` file; a repeatable flag given at least
+/// once replaces the file's list rather than adding to it.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_line_help = false)]
+pub struct ServeArgs {
+    /// Address to serve on over UDP and TCP (repeatable; IPv6 ones are IPv6-only) [default: 0.0.0.0:3478]
+    #[arg(long = "listen", value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+    /// Realm of the long-term credentials [default: floe]
+    #[arg(long, value_name = "R")]
+    pub realm: Option<String>,
+    /// Static user (repeatable). Without users or secrets a random one is generated
+    #[arg(long = "user", value_name = "NAME:PASS")]
+    pub users: Vec<UserCredential>,
+    /// Shared secret of the TURN REST API, as coturn's use-auth-secret (repeatable)
+    #[arg(long = "auth-secret", value_name = "S")]
+    pub auth_secrets: Vec<Secret>,
+    /// IP the relay sockets bind to [default: the listen IP]
+    #[arg(long, value_name = "IP")]
+    pub relay_ip: Option<IpAddr>,
+    /// Public IP advertised in relayed addresses, when behind 1:1 NAT
+    #[arg(long, value_name = "IP")]
+    pub external_ip: Option<IpAddr>,
+    /// Lowest relay port [default: 49152]
+    #[arg(long, value_name = "N")]
+    pub min_port: Option<u16>,
+    /// Highest relay port [default: 65535]
+    #[arg(long, value_name = "N")]
+    pub max_port: Option<u16>,
+    /// Allow relaying to loopback peers (for tests)
+    #[arg(long)]
+    pub allow_loopback_peers: bool,
+    /// Allow peers in this block even if denied by default (repeatable)
+    #[arg(long = "allow-peer", value_name = "CIDR")]
+    pub allow_peers: Vec<Cidr>,
+    /// Deny peers in this block (repeatable)
+    #[arg(long = "deny-peer", value_name = "CIDR")]
+    pub deny_peers: Vec<Cidr>,
+    /// Most allocations per user, 0 for no limit [default: 0]
+    #[arg(long, value_name = "N")]
+    pub user_quota: Option<u32>,
+    /// Most allocations in total, 0 for no limit [default: 0]
+    #[arg(long, value_name = "N")]
+    pub total_quota: Option<u32>,
+    /// Longest allocation lifetime in seconds [default: 3600]
+    #[arg(long, value_name = "S")]
+    pub max_lifetime: Option<u32>,
+    /// Worker threads, one listener each [default: number of cores]
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log: Option<String>,
+    /// TOML file with any of these settings; flags override it
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// PEM certificate chain for TLS on port 5349
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on port 5349
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// The configuration: the `--config` file (or the defaults), overridden by the flags,
+    /// validated. Credentials are not generated here: see
+    /// [`ServerConfig::ensure_credentials`].
+    pub fn load(&self) -> Result<ServerConfig, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        self.apply(&mut config);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Writes every flag that was given over `config`.
+    pub fn apply(&self, config: &mut ServerConfig) {
+        fn replace<T: Clone>(target: &mut Vec<T>, given: &[T]) {
+            if !given.is_empty() {
+                *target = given.to_vec();
+            }
+        }
+        fn set<T: Clone>(target: &mut T, given: &Option<T>) {
+            if let Some(v) = given {
+                *target = v.clone();
+            }
+        }
+        fn set_opt<T: Clone>(target: &mut Option<T>, given: &Option<T>) {
+            if given.is_some() {
+                target.clone_from(given);
+            }
+        }
+        replace(&mut config.listen, &self.listen);
+        set(&mut config.realm, &self.realm);
+        replace(&mut config.users, &self.users);
+        replace(&mut config.auth_secrets, &self.auth_secrets);
+        set_opt(&mut config.relay_ip, &self.relay_ip);
+        set_opt(&mut config.external_ip, &self.external_ip);
+        set(&mut config.min_port, &self.min_port);
+        set(&mut config.max_port, &self.max_port);
+        config.allow_loopback_peers |= self.allow_loopback_peers;
+        replace(&mut config.allow_peers, &self.allow_peers);
+        replace(&mut config.deny_peers, &self.deny_peers);
+        set(&mut config.user_quota, &self.user_quota);
+        set(&mut config.total_quota, &self.total_quota);
+        set(&mut config.max_lifetime, &self.max_lifetime);
+        set(&mut config.threads, &self.threads);
+        set_opt(&mut config.metrics, &self.metrics);
+        set(&mut config.log, &self.log);
+        set_opt(&mut config.tls_cert, &self.tls_cert);
+        set_opt(&mut config.tls_key, &self.tls_key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let argv = ["floe", "serve"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Serve(a) => Ok(a),
+        }
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_has_exactly_the_flags_of_the_issue() {
+        let cmd = Cli::command();
+        let serve = cmd.find_subcommand("serve").unwrap();
+        let mut flags: Vec<_> = serve
+            .get_arguments()
+            .filter_map(|a| a.get_long())
+            .filter(|l| *l != "help" && *l != "version")
+            .collect();
+        flags.sort_unstable();
+        let mut want = vec![
+            "listen",
+            "realm",
+            "user",
+            "auth-secret",
+            "relay-ip",
+            "external-ip",
+            "min-port",
+            "max-port",
+            "allow-loopback-peers",
+            "allow-peer",
+            "deny-peer",
+            "user-quota",
+            "total-quota",
+            "max-lifetime",
+            "threads",
+            "metrics",
+            "log",
+            "config",
+            "tls-cert",
+            "tls-key",
+        ];
+        want.sort_unstable();
+        assert_eq!(flags, want);
+    }
+
+    #[test]
+    fn no_flags_give_the_defaults() {
+        let config = serve(&[]).unwrap().load().unwrap();
+        assert_eq!(config, ServerConfig::default());
+    }
+
+    #[test]
+    fn every_flag_maps_onto_the_config() {
+        let config = serve(&[
+            "--listen=127.0.0.1:3478",
+            "--listen=[::1]:3478",
+            "--realm=example.org",
+            "--user=alice:pw",
+            "--user=bob:pw2",
+            "--auth-secret=s1",
+            "--relay-ip=127.0.0.1",
+            "--external-ip=203.0.113.7",
+            "--min-port=40000",
+            "--max-port=40100",
+            "--allow-loopback-peers",
+            "--allow-peer=10.0.0.0/8",
+            "--deny-peer=203.0.113.0/24",
+            "--user-quota=5",
+            "--total-quota=500",
+            "--max-lifetime=900",
+            "--threads=2",
+            "--metrics=127.0.0.1:9641",
+            "--log=debug",
+            "--tls-cert=cert.pem",
+            "--tls-key=key.pem",
+        ])
+        .unwrap()
+        .load()
+        .unwrap();
+        assert_eq!(config.listen.len(), 2);
+        assert_eq!(config.realm, "example.org");
+        assert_eq!(config.users.len(), 2);
+        assert_eq!(config.auth_secrets, vec![Secret::new("s1")]);
+        assert_eq!(config.relay_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(config.external_ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(config.port_range(), 40000..=40100);
+        assert!(config.allow_loopback_peers);
+        assert_eq!(config.allow_peers, vec!["10.0.0.0/8".parse().unwrap()]);
+        assert_eq!(config.deny_peers, vec!["203.0.113.0/24".parse().unwrap()]);
+        assert_eq!(
+            (config.user_quota, config.total_quota, config.max_lifetime),
+            (5, 500, 900)
+        );
+        assert_eq!(config.threads, 2);
+        assert_eq!(config.metrics, Some("127.0.0.1:9641".parse().unwrap()));
+        assert_eq!(config.log, "debug");
+        assert_eq!(config.tls_cert, Some("cert.pem".into()));
+        assert_eq!(config.tls_key, Some("key.pem".into()));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("floe-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("floe.toml");
+        std::fs::write(
+            &file,
+            "realm = \"file\"\nuser = [\"a:1\", \"b:2\"]\nmin-port = 50000\nthreads = 3\n",
+        )
+        .unwrap();
+        let file_arg = format!("--config={}", file.display());
+        let config = serve(&[&file_arg, "--realm=flag", "--user=c:3", "--threads=1"])
+            .unwrap()
+            .load()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(config.realm, "flag");
+        assert_eq!(
+            config.users.len(),
+            1,
+            "a repeated flag replaces the file's list"
+        );
+        assert_eq!(config.users[0].name, "c");
+        assert_eq!(config.min_port, 50000, "kept from the file");
+        assert_eq!(config.threads, 1);
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_clear_errors() {
+        let err = serve(&["--user=alice"]).unwrap_err().to_string();
+        assert!(err.contains("NAME:PASS"), "{err}");
+        let err = serve(&["--deny-peer=10.0.0.0/99"]).unwrap_err().to_string();
+        assert!(err.contains("prefix length"), "{err}");
+        let err = serve(&["--listen=3478"]).unwrap_err().to_string();
+        assert!(err.contains("--listen"), "{err}");
+        let err = serve(&["--tls-cert=c.pem"]).unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        let err = serve(&["--min-port=60000", "--max-port=50000"])
+            .unwrap()
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("min-port (60000)"), "{err}");
+        let err = serve(&["--config=/nonexistent/floe.toml"])
+            .unwrap()
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/floe.toml"), "{err}");
+    }
+}
