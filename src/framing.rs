@@ -4,7 +4,7 @@
 //! A TURN connection over TCP (RFC 8656 §3.1, and RFC 6062 control connections) carries STUN
 //! messages, framed by their Length field, interleaved with ChannelData messages padded to a
 //! multiple of 4. The first byte tells them apart: STUN has its two top bits zero
-//! (0x00..=0x3F), ChannelData starts with its channel number (0x40..=0x4F). Anything else means
+//! (0x00..=0x3F), ChannelData starts with its channel number (0x40..=0x7F, RFC 5766's range). Anything else means
 //! the stream cannot be resynchronised, and the caller closes the connection.
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -50,8 +50,8 @@ impl Frame {
 #[non_exhaustive]
 pub enum FramingError {
     /// RFC 8656 §12 / RFC 7983 §7: the next message starts with a byte that is neither STUN
-    /// (0x00..=0x3F) nor ChannelData on a valid channel (0x40..=0x4F); 0x50..=0x7F are the
-    /// reserved channel numbers 0x5000..=0x7FFF.
+    /// (0x00..=0x3F) nor ChannelData (0x40..=0x7F: RFC 8656 numbers, and the wider
+    /// RFC 5766 range coturn's clients still use).
     #[error("first byte {0:#04x} is neither STUN nor ChannelData")]
     InvalidFirstByte(u8),
     /// RFC 8489 §5: a STUN Length that is not a multiple of 4.
@@ -114,7 +114,7 @@ impl StreamFramer {
     pub fn next_frame(&mut self) -> Result<Option<Frame>, FramingError> {
         let (first, declared) = match *self.buf {
             [] => return Ok(None),
-            [b, ..] if b >= 0x50 => return Err(FramingError::InvalidFirstByte(b)),
+            [b, ..] if b >= 0x80 => return Err(FramingError::InvalidFirstByte(b)),
             [b, _, l0, l1, ..] => (b, u16::from_be_bytes([l0, l1])),
             _ => return Ok(None),
         };
@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn invalid_first_byte() {
-        for b in 0x50..=0xFF {
+        for b in 0x80..=0xFF {
             let mut f = StreamFramer::new();
             f.push(&[b]).unwrap();
             assert_eq!(f.next_frame(), Err(FramingError::InvalidFirstByte(b)));

@@ -11,9 +11,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod logging;
 pub mod metrics;
 pub mod serve;
 pub mod shutdown;
 pub mod tcp;
+pub mod turn;
 pub mod udp;

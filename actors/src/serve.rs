@@ -8,6 +8,7 @@ use crate::config::ServerConfig;
 use crate::metrics::{Metrics, MetricsError, MetricsServer};
 use crate::shutdown::{ShutdownError, ShutdownSignals};
 use crate::tcp::{bind_tcp_listener, TcpError, TcpListenerConfig};
+use crate::turn::TurnServer;
 use crate::udp::{BatchSocket, UdpError, UdpSocketConfig};
 
 /// Why the server could not start or stopped with an error.
@@ -26,6 +27,9 @@ pub enum ServeError {
     /// The signal handlers could not be installed.
     #[error(transparent)]
     Shutdown(#[from] ShutdownError),
+    /// The TURN server could not start (a listener could not be bound).
+    #[error("cannot start the TURN server: {0}")]
+    Start(String),
 }
 
 /// The client-facing sockets of one Arbiter: UDP and TCP on each listen address.
@@ -72,7 +76,8 @@ impl Listeners {
 }
 
 /// Runs the server with `config` (already validated, credentials ensured) on the current
-/// actix-rt System until SIGINT or SIGTERM, then returns `Ok`.
+/// actix-rt System until SIGINT or SIGTERM; then deletes the allocations cleanly and
+/// returns `Ok`.
 pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     // Install the handlers first: a signal during start-up then still stops cleanly.
     let mut signals = ShutdownSignals::new()?;
@@ -85,21 +90,18 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
         }
         None => None,
     };
-
-    let listeners = Listeners::bind(&config)?;
-    for addr in listeners.local_addrs() {
-        tracing::info!(%addr, realm = %config.realm, "listening on UDP and TCP");
+    let server = TurnServer::start(&config, metrics)
+        .await
+        .map_err(ServeError::Start)?;
+    for addr in server.local_addrs() {
+        tracing::info!(%addr, realm = %config.realm, threads = config.threads, "serving STUN and TURN on UDP and TCP");
     }
     if !config.tls_listen().is_empty() {
         tracing::warn!("TLS is configured but not wired yet; not listening on 5349");
     }
-    tracing::warn!(
-        threads = config.threads,
-        "the TURN server is not wired yet: listeners are bound but nothing answers"
-    );
-
     let signal = signals.recv().await;
-    tracing::info!(%signal, "shutting down");
-    drop(listeners);
+    tracing::info!(%signal, "shutting down: no new allocations, deleting the current ones");
+    let deleted = server.shutdown().await;
+    tracing::info!(deleted, "stopped");
     Ok(())
 }

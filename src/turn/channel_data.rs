@@ -37,13 +37,24 @@ impl ChannelNumber {
         }
     }
 
+    /// RFC 5766 §11: `n` as a channel number of the older, wider range 0x4000..=0x7FFE,
+    /// which coturn's clients still use; `None` outside it. Receivers accept it.
+    #[inline]
+    pub const fn new_rfc5766(n: u16) -> Option<Self> {
+        match n {
+            0x4000..=0x7FFE => Some(Self(n)),
+            _ => None,
+        }
+    }
+
     /// RFC 8656 §12: the 16-bit value on the wire.
     #[inline]
     pub const fn get(self) -> u16 {
         self.0
     }
 
-    /// RFC 8656 §12: offset from [`ChannelNumber::MIN`], in `0..COUNT`, for tables indexed by channel.
+    /// Offset from [`ChannelNumber::MIN`]: in `0..COUNT` for RFC 8656 numbers, larger for
+    /// RFC 5766 ones.
     #[inline]
     pub const fn index(self) -> usize {
         (self.0 - Self::MIN.0) as usize
@@ -188,7 +199,9 @@ fn check(packet: &[u8]) -> Result<(ChannelNumber, usize), TurnError> {
             available: packet.len(),
         });
     };
-    let channel = ChannelNumber::try_from(u16::from_be_bytes([c0, c1]))?;
+    // Liberal in what it accepts: RFC 5766's range, which RFC 8656 narrowed.
+    let n = u16::from_be_bytes([c0, c1]);
+    let channel = ChannelNumber::new_rfc5766(n).ok_or(TurnError::InvalidChannelNumber(n))?;
     let declared = u16::from_be_bytes([l0, l1]);
     let available = packet.len() - ChannelData::HEADER_LEN;
     let len = usize::from(declared);
@@ -362,7 +375,7 @@ mod tests {
                 })
             );
         }
-        for bad in [0x0000u16, 0x0001, 0x3FFF, 0x5000, 0x7FFF, 0x8000, 0xFFFF] {
+        for bad in [0x0000u16, 0x0001, 0x3FFF, 0x7FFF, 0x8000, 0xFFFF] {
             let [a, b] = bad.to_be_bytes();
             assert_eq!(
                 ChannelData::decode_slice(&[a, b, 0, 0]),

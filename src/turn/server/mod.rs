@@ -511,7 +511,7 @@ impl Server {
         binder: &mut dyn RelayBinder,
     ) -> ClientOutput<'a> {
         match data.first() {
-            Some(0x40..=0x4F) => self.client_channel_data(now, five_tuple, data),
+            Some(0x40..=0x7F) => self.client_channel_data(now, five_tuple, data),
             Some(0x00..=0x03) => {
                 self.client_stun(now, five_tuple, Bytes::copy_from_slice(data), binder)
             }
@@ -936,8 +936,15 @@ impl Server {
             code,
         });
         let software = self.config.software.clone();
+        let error_code = match err {
+            TurnError::BadRequest(why) => ErrorCode {
+                code,
+                reason: Text::from_static(why),
+            },
+            _ => ErrorCode::new(code),
+        };
         self.respond(ft, req, req.method().error(), auth, |e| {
-            e.add(&ErrorCode::new(code));
+            e.add(&error_code);
             attrs(e);
             if let Some(s) = software {
                 e.add(&Software::new(s));
@@ -1316,7 +1323,8 @@ impl Server {
     ) -> Result<(), TurnError> {
         let id = self.own_allocation(ft, auth)?;
         let number = match msg.get::<crate::stun::attribute::ChannelNumber>() {
-            Some(Ok(n)) => ChannelNumber::new(n.0)
+            // RFC 8656 §11.2 allows 0x4000-0x4FFF; RFC 5766 clients (coturn's) use up to 0x7FFE.
+            Some(Ok(n)) => ChannelNumber::new_rfc5766(n.0)
                 .ok_or(TurnError::BadRequest("channel number out of range"))?,
             _ => return Err(TurnError::BadRequest("CHANNEL-NUMBER missing")),
         };

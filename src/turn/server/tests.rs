@@ -388,7 +388,8 @@ fn channels_relay_both_ways_and_follow_the_rebinding_rules() {
         Harness::code(&r)
     };
     assert_eq!(bind(&mut h, 0x3FFF, "192.0.2.7:5000"), Some(400));
-    assert_eq!(bind(&mut h, 0x5000, "192.0.2.7:5000"), Some(400));
+    assert_eq!(bind(&mut h, 0x7FFF, "192.0.2.7:5000"), Some(400));
+    assert_eq!(bind(&mut h, 0x8000, "192.0.2.7:5000"), Some(400));
     assert_eq!(bind(&mut h, 0x4000, "10.0.0.1:5000"), Some(403));
     assert_eq!(bind(&mut h, 0x4000, "192.0.2.7:5000"), None);
     assert_eq!(bind(&mut h, 0x4000, "192.0.2.7:5000"), None, "refresh");

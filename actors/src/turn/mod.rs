@@ -1,0 +1,106 @@
+//! The TURN server as actors: [`TurnServer`] runs one [`AllocationSupervisor`] per
+//! Arbiter, each with its own SO_REUSEPORT listeners, an [`Allocation`] actor per
+//! allocation, a [`Relay`] actor per relayed address, and a [`TcpConnection`] per
+//! TCP client.
+
+mod allocation;
+mod relay;
+mod server;
+mod shard;
+mod supervisor;
+mod tcp_connection;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use actix::Message;
+pub use floe::turn::server::FiveTuple;
+
+pub use allocation::Allocation;
+pub use relay::Relay;
+pub use server::{core_config, ServerHandle, TurnServer};
+pub use supervisor::AllocationSupervisor;
+pub use tcp_connection::TcpConnection;
+
+/// What the TURN server tells its subscribers.
+#[derive(Clone, Debug, PartialEq, Eq, Message)]
+#[rtype(result = "()")]
+#[non_exhaustive]
+pub enum TurnEvent {
+    /// RFC 8656 §7.2: an allocation was created.
+    AllocationCreated {
+        /// its 5-tuple
+        five_tuple: FiveTuple,
+        /// the user
+        username: String,
+        /// its relayed addresses
+        relayed: Vec<SocketAddr>,
+        /// its lifetime
+        lifetime: Duration,
+    },
+    /// RFC 8656 §7.3: refreshed.
+    Refreshed {
+        /// its 5-tuple
+        five_tuple: FiveTuple,
+        /// the new lifetime
+        lifetime: Duration,
+    },
+    /// Deleted by its client, its TCP connection closing, or shutdown.
+    Deleted {
+        /// its 5-tuple
+        five_tuple: FiveTuple,
+    },
+    /// Its lifetime ran out.
+    Expired {
+        /// its 5-tuple
+        five_tuple: FiveTuple,
+    },
+    /// Its actor died; the allocation was freed (a `Deleted` follows).
+    AllocationFailed {
+        /// its 5-tuple
+        five_tuple: FiveTuple,
+        /// why
+        reason: String,
+    },
+    /// RFC 8656 §9: a permission was installed.
+    PermissionCreated {
+        /// the allocation's 5-tuple
+        five_tuple: FiveTuple,
+        /// the peer IP
+        peer: IpAddr,
+    },
+    /// RFC 8656 §11: a channel was bound.
+    ChannelBound {
+        /// the allocation's 5-tuple
+        five_tuple: FiveTuple,
+        /// the peer
+        peer: SocketAddr,
+        /// the channel number
+        channel: u16,
+    },
+    /// A request failed authentication (401, 438 or 441).
+    AuthFailed {
+        /// the client
+        client: SocketAddr,
+        /// the username it gave
+        username: Option<String>,
+        /// the error code
+        code: u16,
+    },
+    /// A relay socket failed and was bound again on the same address.
+    RelayRestarted {
+        /// the allocation's 5-tuple
+        five_tuple: FiveTuple,
+        /// the relayed address
+        relayed: SocketAddr,
+    },
+}
+
+/// Faults that can be injected to drill the supervisor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The relay socket fails as on a receive error.
+    RelaySocketError,
+    /// The allocation's actor panics.
+    AllocationPanic,
+}

@@ -1,0 +1,283 @@
+//! `TurnServer`: starts one Arbiter per thread, each with an [`AllocationSupervisor`]
+//! and its own SO_REUSEPORT listeners, and gathers their events.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::{Actor, Addr, Arbiter, Context, Handler, Message, ResponseFuture};
+use floe::turn::server::{self as core, Quotas, RestApiSecrets, StaticUsers};
+use rand::RngCore;
+
+use super::supervisor::{AllocationSupervisor, InjectFault, ShutdownShard, StartShard};
+use super::{Fault, TurnEvent};
+use crate::config::ServerConfig;
+use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
+use crate::metrics::Metrics;
+
+/// The IPv4 address relays use when none is configured: the listen address if it is
+/// specific, else the source address the kernel would route public traffic from
+/// (found with an unconnected-socket `connect`, which sends nothing), else loopback.
+pub fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
+    if let Some(a) = listen
+        .iter()
+        .find(|a| a.is_ipv4() && !a.ip().is_unspecified())
+    {
+        return a.ip();
+    }
+    UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))
+        .and_then(|s| {
+            s.connect((Ipv4Addr::new(192, 0, 2, 1), 9))?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Maps the operator's configuration onto the core's.
+pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
+    let unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let relay_ip = config
+        .relay_ip
+        .unwrap_or_else(|| default_relay_ip(&config.listen));
+    let mut c = core::ServerConfig::new(relay_ip, Instant::now(), unix);
+    if relay_ip.is_ipv6() {
+        c.relay_ipv4 = None;
+        c.relay_ipv6 = Some(relay_ip);
+    } else if let Some(v6) = config
+        .listen
+        .iter()
+        .find(|a| a.is_ipv6() && !a.ip().is_unspecified())
+    {
+        c.relay_ipv6 = Some(v6.ip());
+    }
+    match config.external_ip {
+        Some(ip @ IpAddr::V4(_)) => c.external_ipv4 = Some(ip),
+        Some(ip @ IpAddr::V6(_)) => c.external_ipv6 = Some(ip),
+        None => {}
+    }
+    c.realm = config.realm.clone();
+    let mut users = StaticUsers::new();
+    for u in &config.users {
+        users.insert(u.name.clone(), u.password.expose().to_owned());
+    }
+    c.credentials.users = users;
+    c.credentials.rest_secrets =
+        RestApiSecrets::new(config.auth_secrets.iter().map(|s| s.expose().to_owned()));
+    c.min_port = config.min_port;
+    c.max_port = config.max_port;
+    c.user_quota = config.user_quota;
+    c.total_quota = config.total_quota;
+    c.max_lifetime = Duration::from_secs(u64::from(config.max_lifetime.max(1)));
+    c.default_lifetime = c.default_lifetime.min(c.max_lifetime);
+    if config.allow_loopback_peers {
+        c.policy.allow_loopback();
+    }
+    for cidr in &config.allow_peers {
+        c.policy.allow(*cidr);
+    }
+    for cidr in &config.deny_peers {
+        c.policy.deny(*cidr);
+    }
+    for l in &config.listen {
+        c.policy.add_own(*l);
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    c.nonce_secret = secret;
+    c.quotas = Arc::new(Quotas::default());
+    c
+}
+
+/// The TURN server: one Arbiter and supervisor per thread.
+pub struct TurnServer {
+    supervisors: Vec<Addr<AllocationSupervisor>>,
+    arbiters: Vec<Arbiter>,
+    subscribers: Subscribers<TurnEvent>,
+}
+
+/// A running server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    addr: Addr<TurnServer>,
+    local_addrs: Vec<SocketAddr>,
+    metrics: Metrics,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Register {
+    supervisors: Vec<Addr<AllocationSupervisor>>,
+    arbiters: Vec<Arbiter>,
+}
+
+/// Deletes every allocation, stops the listeners and Arbiters; returns how many
+/// allocations were deleted.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct Shutdown;
+
+#[derive(Message)]
+#[rtype(result = "bool")]
+struct Inject(SocketAddr, Fault);
+
+impl TurnServer {
+    /// Starts the server on the running actix System with `config.threads` Arbiters.
+    pub async fn start(config: &ServerConfig, metrics: Metrics) -> Result<ServerHandle, String> {
+        let core = core_config(config);
+        let server = TurnServer {
+            supervisors: Vec::new(),
+            arbiters: Vec::new(),
+            subscribers: Subscribers::default(),
+        }
+        .start();
+        let mut listen = config.listen.clone();
+        let mut supervisors = Vec::new();
+        let mut arbiters = Vec::new();
+        for _ in 0..config.threads.max(1) {
+            let arbiter = Arbiter::new();
+            let (c, m, r) = (core.clone(), metrics.clone(), server.clone().recipient());
+            let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
+                AllocationSupervisor::new(c, m, r)
+            });
+            // The first Arbiter picks the ports (port 0 in tests); the others share them.
+            listen = sup
+                .send(StartShard {
+                    listen: listen.clone(),
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+            supervisors.push(sup);
+            arbiters.push(arbiter);
+        }
+        server
+            .send(Register {
+                supervisors,
+                arbiters,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ServerHandle {
+            addr: server,
+            local_addrs: listen,
+            metrics,
+        })
+    }
+}
+
+impl ServerHandle {
+    /// The listening addresses (UDP and TCP on each).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// The server actor.
+    pub fn addr(&self) -> &Addr<TurnServer> {
+        &self.addr
+    }
+
+    /// The server's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The server's events as a stream.
+    pub fn events(&self) -> EventStream<TurnEvent> {
+        let (stream, subscribe) = EventStream::new();
+        self.addr.do_send(subscribe);
+        stream
+    }
+
+    /// Injects a fault into the allocation relaying on `relayed` (drills and tests).
+    pub async fn inject_fault(&self, relayed: SocketAddr, fault: Fault) -> bool {
+        self.addr
+            .send(Inject(relayed, fault))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Stops the server: allocations are deleted cleanly; returns how many.
+    pub async fn shutdown(&self) -> usize {
+        self.addr.send(Shutdown).await.unwrap_or(0)
+    }
+}
+
+impl Actor for TurnServer {
+    type Context = Context<Self>;
+}
+
+impl Handler<Register> for TurnServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Register, _: &mut Context<Self>) {
+        self.supervisors = msg.supervisors;
+        self.arbiters = msg.arbiters;
+    }
+}
+
+impl Handler<TurnEvent> for TurnServer {
+    type Result = ();
+
+    fn handle(&mut self, event: TurnEvent, _: &mut Context<Self>) {
+        self.subscribers.publish(event);
+    }
+}
+
+impl Handler<Subscribe<TurnEvent>> for TurnServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe<TurnEvent>, _: &mut Context<Self>) {
+        self.subscribers.add(msg.0);
+    }
+}
+
+impl Handler<SubscribeChannel<TurnEvent>> for TurnServer {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeChannel<TurnEvent>, _: &mut Context<Self>) {
+        self.subscribers.add_channel(msg.0);
+    }
+}
+
+impl Handler<Inject> for TurnServer {
+    type Result = ResponseFuture<bool>;
+
+    fn handle(&mut self, Inject(relayed, fault): Inject, _: &mut Context<Self>) -> Self::Result {
+        let sups = self.supervisors.clone();
+        Box::pin(async move {
+            for s in sups {
+                if s.send(InjectFault { relayed, fault })
+                    .await
+                    .unwrap_or(false)
+                {
+                    return true;
+                }
+            }
+            false
+        })
+    }
+}
+
+impl Handler<Shutdown> for TurnServer {
+    type Result = ResponseFuture<usize>;
+
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        let sups = std::mem::take(&mut self.supervisors);
+        let arbiters = std::mem::take(&mut self.arbiters);
+        Box::pin(async move {
+            let mut n = 0;
+            for s in sups {
+                n += s.send(ShutdownShard).await.unwrap_or(0);
+            }
+            // Let the Deleted events reach subscribers before the Arbiters go.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            for a in arbiters {
+                a.stop();
+            }
+            n
+        })
+    }
+}

@@ -1,0 +1,114 @@
+//! `TcpConnection`: one client over TCP (or TLS). STUN and ChannelData arrive framed
+//! (RFC 8656 §12.5); the allocation of the connection lives as long as it does.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use bytes::Bytes;
+use floe::framing::StreamFramer;
+use floe::transmit::Transport;
+use floe::turn::server::FiveTuple;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc::unbounded_channel;
+
+use super::shard::SharedShard;
+
+/// Bytes buffered for a slow client before the connection is dropped.
+const MAX_BUFFERED_FRAMES: usize = 4096;
+
+/// One client connection.
+pub struct TcpConnection {
+    five_tuple: FiveTuple,
+    shard: SharedShard,
+    reader: Option<Box<dyn AsyncRead + Unpin>>,
+}
+
+impl TcpConnection {
+    /// Serves `stream` on the current Arbiter.
+    pub(crate) fn spawn<S>(stream: S, client: SocketAddr, server: SocketAddr, shard: SharedShard)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        Self::spawn_with(stream, client, server, Transport::Tcp, shard)
+    }
+
+    /// As [`spawn`](Self::spawn), naming the transport (TLS streams come decrypted).
+    pub(crate) fn spawn_with<S>(
+        stream: S,
+        client: SocketAddr,
+        server: SocketAddr,
+        transport: Transport,
+        shard: SharedShard,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let (read, mut write) = tokio::io::split(stream);
+        let (tx, mut rx) = unbounded_channel::<Bytes>();
+        let five_tuple = FiveTuple {
+            client,
+            server,
+            transport,
+        };
+        shard.borrow_mut().tcp.insert((client, server), tx);
+        actix_rt::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if rx.len() > MAX_BUFFERED_FRAMES || write.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            let _ = write.shutdown().await;
+        });
+        TcpConnection {
+            five_tuple,
+            shard,
+            reader: Some(Box::new(read)),
+        }
+        .start();
+    }
+}
+
+impl Actor for TcpConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let mut reader = self.reader.take().expect("started once");
+        let shard = self.shard.clone();
+        let ft = self.five_tuple;
+        let read_loop = async move {
+            let mut framer = StreamFramer::new();
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = reader.read(&mut buf).await.unwrap_or(0);
+                if n == 0 || framer.push(&buf[..n]).is_err() {
+                    return;
+                }
+                let now = Instant::now();
+                let mut s = shard.borrow_mut();
+                loop {
+                    match framer.next_frame() {
+                        Ok(Some(frame)) => s.on_client(now, &ft, frame.as_bytes()),
+                        Ok(None) => break,
+                        Err(_) => {
+                            s.after(&shard);
+                            return;
+                        }
+                    }
+                }
+                s.after(&shard);
+            }
+        };
+        ctx.spawn(read_loop.into_actor(self).map(|_, _, ctx| ctx.stop()));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        // RFC 8656 §3.1: a TCP allocation ends with its connection.
+        let mut s = self.shard.borrow_mut();
+        s.tcp
+            .remove(&(self.five_tuple.client, self.five_tuple.server));
+        if let Some(id) = s.core.allocation_of(&self.five_tuple) {
+            s.core.delete(id);
+        }
+        s.after(&self.shard);
+    }
+}
