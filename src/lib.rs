@@ -8,5 +8,6 @@
 
 pub mod stun;
 pub mod transmit;
+pub mod turn;
 
 pub use transmit::{Transmit, Transport};
