@@ -28,6 +28,8 @@
 
 mod auth;
 mod channel_data;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
