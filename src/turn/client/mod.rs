@@ -70,7 +70,8 @@ const RTO_CACHE: Duration = Duration::from_secs(600);
 const MAX_PEERS_PER_REQUEST: usize = 32;
 
 /// The configuration of one client session (RFC 8656 §7.1 for the Allocate parameters).
-#[derive(Clone, Debug)]
+/// Its `Debug` output leaves the password out.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ClientConfig {
     /// The TURN (or STUN) server. A 300 Try Alternate replaces it for the session.
@@ -131,6 +132,26 @@ impl ClientConfig {
     }
 }
 
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("server", &self.server)
+            .field("local", &self.local)
+            .field("transport", &self.transport)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("software", &self.software)
+            .field("lifetime", &self.lifetime)
+            .field("requested_family", &self.requested_family)
+            .field("additional_family", &self.additional_family)
+            .field("transaction", &self.transaction)
+            .field("fingerprint", &self.fingerprint)
+            .field("max_redirects", &self.max_redirects)
+            .field("max_stale_nonce_retries", &self.max_stale_nonce_retries)
+            .finish()
+    }
+}
+
 /// Where the session's allocation stands (RFC 8656 §7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ClientState {
@@ -170,19 +191,19 @@ pub enum ClientEvent {
         /// LIFETIME the server granted.
         lifetime: Duration,
     },
-    /// RFC 8656 §8: the allocation was deleted (Refresh with LIFETIME 0, or the server
+    /// RFC 8656 §8.3: the allocation was deleted (Refresh with LIFETIME 0, or the server
     /// answered 437 to it). The session is back to [`ClientState::Idle`].
     Deleted,
-    /// RFC 8656 §8: the allocation is gone without being deleted: it reached its expiry
+    /// RFC 8656 §8.3: the allocation is gone without being deleted: it reached its expiry
     /// without a successful refresh, or the server no longer knows it (437).
     AllocationExpired,
-    /// RFC 8656 §9: permissions were installed for these peers (explicit requests only;
+    /// RFC 8656 §10.3: permissions were installed for these peers (explicit requests only;
     /// the automatic re-creation every 4 minutes is silent unless it fails).
     PermissionCreated {
         /// The peer IP addresses of the request.
         peers: Vec<IpAddr>,
     },
-    /// RFC 8656 §12: a channel is bound to `peer` (explicit requests only; the automatic
+    /// RFC 8656 §12.3: a channel is bound to `peer` (explicit requests only; the automatic
     /// re-binding every 9 minutes is silent unless it fails).
     ChannelBound {
         /// The peer.
@@ -208,7 +229,7 @@ pub enum ClientEvent {
         /// What happened.
         reason: String,
     },
-    /// RFC 8489 §10, RFC 8656 §7.3: the server answered 300 Try Alternate; the session now
+    /// RFC 8489 §10, RFC 8656 §7.4: the server answered 300 Try Alternate; the session now
     /// talks to `to` (over TCP and TLS the driver must connect there first).
     Redirected {
         /// ALTERNATE-SERVER.
@@ -225,14 +246,14 @@ pub enum ClientError {
     /// RFC 8656 §7: the command needs an allocation, and there is none (yet).
     #[error("no allocation")]
     NoAllocation,
-    /// RFC 8656 §7.2: one session holds at most one allocation.
+    /// RFC 8656 §6: one session (one 5-tuple) holds at most one allocation.
     #[error("an allocation exists or is being requested")]
     AllocationExists,
     /// RFC 8656 §9: no permission is installed for the peer's IP address.
     #[error("no permission for {0}")]
     NoPermission(IpAddr),
-    /// RFC 8656 §9.1, §18.3: the allocation has no relayed address of the peer's family
-    /// (the server would answer 443).
+    /// RFC 8656 §10.2, §12.2: the allocation has no relayed address of the peer's family
+    /// (the server would answer 443 Peer Address Family Mismatch).
     #[error("no relayed address of the family of {0}")]
     PeerAddressFamilyMismatch(IpAddr),
     /// RFC 8656 §12: all channel numbers 0x4000-0x4FFF of this allocation are used.
@@ -326,8 +347,8 @@ fn later(t: Instant, d: Duration) -> Instant {
         .unwrap_or(t)
 }
 
-/// RFC 8656 §8 leaves the moment of a refresh to the client: floe refreshes 60 s before
-/// expiry, or at half the lifetime when that is 2 minutes or less.
+/// RFC 8656 §8 suggests refreshing "roughly 1 minute before it expires": floe refreshes
+/// 60 s before expiry, or at half the lifetime when that is 2 minutes or less.
 fn refresh_delay(lifetime: Duration) -> Duration {
     if lifetime > Duration::from_secs(120) {
         lifetime - Duration::from_secs(60)
@@ -412,7 +433,10 @@ impl TurnClient {
     }
 
     /// RFC 8656 §7.1: requests an allocation: first without credentials, then answering
-    /// the 401 challenge (RFC 8489 §9.2), a 438 Stale Nonce, or a 300 Try Alternate.
+    /// the 401 challenge (RFC 8489 §9.2), a 438 Stale Nonce, or a 300 Try Alternate
+    /// (RFC 8656 §7.4). Other errors end in [`ClientEvent::Error`]; what to do next
+    /// (another transport after a timeout, another local port after 437, waiting a minute
+    /// after 486/508) is the application's choice.
     pub fn allocate(&mut self, now: Instant) -> Result<(), ClientError> {
         if self.state != ClientState::Idle {
             return Err(ClientError::AllocationExists);
@@ -423,7 +447,7 @@ impl TurnClient {
         Ok(())
     }
 
-    /// RFC 8656 §8: refreshes the allocation now, asking for `lifetime`, which later
+    /// RFC 8656 §8.1: refreshes the allocation now, asking for `lifetime`, which later
     /// automatic refreshes ask for too. A zero lifetime deletes the allocation.
     pub fn refresh(&mut self, now: Instant, lifetime: Duration) -> Result<(), ClientError> {
         if lifetime.is_zero() {
@@ -436,7 +460,7 @@ impl TurnClient {
         Ok(())
     }
 
-    /// RFC 8656 §8: deletes the allocation (Refresh with LIFETIME 0);
+    /// RFC 8656 §8.1: deletes the allocation (Refresh with LIFETIME 0);
     /// [`ClientEvent::Deleted`] follows and the session is idle again.
     pub fn delete(&mut self, now: Instant) -> Result<(), ClientError> {
         let alloc = self.allocated_mut().ok_or(ClientError::NoAllocation)?;
@@ -447,9 +471,12 @@ impl TurnClient {
         Ok(())
     }
 
-    /// RFC 8656 §9.1: installs permissions for `peers` in one CreatePermission request
-    /// (several XOR-PEER-ADDRESS), and re-creates them every 4 minutes (they last 5)
-    /// until [`remove_permission`](Self::remove_permission).
+    /// RFC 8656 §10.1: installs permissions for `peers` in one CreatePermission request
+    /// (several XOR-PEER-ADDRESS; the port is ignored), and re-creates them every 4 minutes
+    /// (they last 5, §9) until [`remove_permission`](Self::remove_permission).
+    /// [`ClientEvent::PermissionCreated`] confirms; if a creation or re-creation fails, an
+    /// [`ClientEvent::Error`] reports it and the permission is no longer refreshed (call
+    /// again to retry).
     pub fn create_permission(&mut self, now: Instant, peers: &[IpAddr]) -> Result<(), ClientError> {
         let alloc = self.allocated().ok_or(ClientError::NoAllocation)?;
         if let Some(ip) = peers
@@ -490,8 +517,12 @@ impl TurnClient {
 
     /// RFC 8656 §12.1: binds a channel (numbers from 0x4000 upward) to `peer`, or refreshes
     /// the one it has, and re-binds it every 9 minutes (bindings last 10). The binding
-    /// also installs the permission for the peer's IP, which is kept refreshed as well.
-    /// Returns the channel number; data goes through it once [`ClientEvent::ChannelBound`].
+    /// also installs the permission for the peer's IP (§12.3), which is kept refreshed too.
+    /// Returns the channel number; a peer keeps its number for the allocation's life. Data
+    /// goes through the channel once [`ClientEvent::ChannelBound`] confirms it (§12);
+    /// failures are reported as with [`create_permission`](Self::create_permission). After
+    /// an unexpected 400 the RFC recommends deleting the allocation and starting afresh
+    /// (§12.3); that is left to the application.
     pub fn channel_bind(&mut self, now: Instant, peer: SocketAddr) -> Result<u16, ClientError> {
         let alloc = self.allocated().ok_or(ClientError::NoAllocation)?;
         if !alloc.relayed.iter().any(|r| same_family(r.ip(), peer.ip())) {
@@ -680,19 +711,16 @@ impl TurnClient {
             self.send_request(now, request, Retries::default());
         }
 
+        // Channel entries stay for the allocation's life (at most 4096): RFC 8656 §12 forbids
+        // re-binding a number or a peer differently within 5 minutes of expiry, and keeping
+        // each peer's number makes that hold without timers.
         let mut due = Vec::new();
-        let channel_peers = &mut self.channel_peers;
-        self.channels.retain(|peer, c| {
+        for (peer, c) in &mut self.channels {
             if c.wanted && c.refresh_at.is_some_and(|t| now >= t) {
                 c.refresh_at = None;
                 due.push((*peer, c.number));
             }
-            let keep = c.wanted || c.bound_until.is_some_and(|t| t > now);
-            if !keep {
-                channel_peers.remove(&c.number);
-            }
-            keep
-        });
+        }
         for (peer, channel) in due {
             let request = Request::ChannelBind {
                 peer,
@@ -940,6 +968,14 @@ impl TurnClient {
             self.rto.sample(rtt);
             self.rto_sampled = Some(now);
         }
+        // RFC 8489 §6.3.3, §6.3.4: a response with unknown comprehension-required
+        // attributes fails the transaction.
+        let unknown = msg.unknown_comprehension_required();
+        if !unknown.is_empty() {
+            let reason =
+                format!("response with unknown comprehension-required attributes {unknown:?}");
+            return self.request_failed(now, p.request, code, reason);
+        }
         match msg.class() {
             Class::Success => self.on_success(now, p, &msg, rtt),
             _ => self.on_error(now, p, &msg, code, reason),
@@ -1057,7 +1093,7 @@ impl TurnClient {
                 if ch.wanted {
                     ch.refresh_at = Some(later(p.started, CHANNEL_REFRESH));
                 }
-                // RFC 8656 §12.2: the binding installed or refreshed the peer's permission.
+                // RFC 8656 §12.3: the binding installed or refreshed the peer's permission.
                 let perm = self.permissions.entry(peer.ip()).or_default();
                 perm.installed_until = Some(later(p.started, PERMISSION_LIFETIME));
                 if perm.wanted {
@@ -1122,7 +1158,7 @@ impl TurnClient {
                 };
                 self.send_request(now, p.request, retries);
             }
-            // RFC 8656 §7.3, RFC 8489 §10: 300 Try Alternate to an Allocate.
+            // RFC 8656 §7.4, RFC 8489 §10: 300 Try Alternate to an Allocate.
             Some(300) if matches!(p.request, Request::Allocate) => self.redirect(now, msg, reason),
             _ => self.request_failed(now, p.request, code, reason),
         }
@@ -1188,7 +1224,7 @@ impl TurnClient {
                 }
             }
             Request::Refresh { lifetime } if lifetime.is_zero() => {
-                // RFC 8656 §8: a 437 to a delete means the allocation is already gone.
+                // RFC 8656 §8.3: a 437 to a delete means the allocation is already gone.
                 let gone = code == Some(437);
                 self.clear();
                 if gone {

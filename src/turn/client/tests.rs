@@ -779,6 +779,44 @@ fn a_response_failing_integrity_fails_the_transaction_over_tcp() {
 }
 
 #[test]
+fn unknown_comprehension_required_attributes_fail_the_transaction() {
+    let mut h = Harness::new();
+    h.server().silent = true;
+    h.client.allocate(h.now).unwrap();
+    h.pump();
+    let req = h.server().requests[0].clone();
+    h.input(success(&req, |enc| {
+        enc.add(&XorRelayedAddress(addr("198.51.100.7:50000")))
+            .add_raw(AttributeType(0x7F01), b"??");
+    }));
+    assert!(
+        matches!(&h.take_events()[..], [ClientEvent::Error { request: Method::ALLOCATE, code: None, reason }] if reason.contains("comprehension-required"))
+    );
+    assert_eq!(h.client.state(), ClientState::Idle);
+}
+
+#[test]
+fn config_debug_hides_the_password() {
+    let config = ClientConfig::new(addr(SERVER), addr(LOCAL), USER, "hunter2");
+    let text = format!("{config:?}");
+    assert!(text.contains(USER) && !text.contains("hunter2"));
+}
+
+#[test]
+fn a_peer_keeps_its_channel_number_after_the_binding_lapses() {
+    // RFC 8656 §12: no re-binding of a peer to another number within 5 minutes of expiry.
+    let mut h = Harness::allocated();
+    let peer = addr("198.51.100.20:7000");
+    assert_eq!(h.client.channel_bind(h.now, peer), Ok(0x4000));
+    h.pump();
+    h.client.remove_permission(peer.ip());
+    h.advance(secs(900));
+    assert_eq!(h.client.channel(h.now, peer), None);
+    assert_eq!(h.request_times(Method::CHANNEL_BIND), [secs(0)]);
+    assert_eq!(h.client.channel_bind(h.now, peer), Ok(0x4000));
+}
+
+#[test]
 fn unsigned_success_responses_are_accepted() {
     let mut h = Harness::new();
     h.server().sign = false;
