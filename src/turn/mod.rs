@@ -1,6 +1,7 @@
-//! TURN (RFC 8656): ChannelData framing and the server core.
+//! TURN (RFC 8656): ChannelData framing, the server core and the client core.
 
 pub mod channel_data;
+pub mod client;
 mod error;
 pub mod server;
 
