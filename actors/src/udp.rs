@@ -527,11 +527,20 @@ impl BatchSocket {
             segment_size: out.segment_size,
             src_ip: out.source.map(|ip| ip.to_canonical()),
         };
-        self.io
-            .try_io(Interest::WRITABLE, || {
-                self.state.try_send(UdpSockRef::from(&self.io), &transmit)
-            })
-            .map_err(|e| SendError::from_io(out.destination, out.payload.len(), e))
+        // The syscall is tried whatever tokio believes about writability: a socket that
+        // has not seen its first reactor turn yet is writable, and UDP rarely blocks.
+        match self.state.try_send(UdpSockRef::from(&self.io), &transmit) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if e.kind() == io::ErrorKind::WouldBlock {
+                    // Clear the readiness so `writable().await` waits for the kernel.
+                    let _ = self.io.try_io(Interest::WRITABLE, || {
+                        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+                    });
+                }
+                Err(SendError::from_io(out.destination, out.payload.len(), e))
+            }
+        }
     }
 
     /// The destination as the socket's family needs it; rejects what the kernel would

@@ -127,7 +127,19 @@ struct Inject(SocketAddr, Fault);
 impl TurnServer {
     /// Starts the server on the running actix System with `config.threads` Arbiters.
     pub async fn start(config: &ServerConfig, metrics: Metrics) -> Result<ServerHandle, String> {
-        let core = core_config(config);
+        Self::start_with(config, metrics, |_| {}).await
+    }
+
+    /// As [`start`](Self::start), letting `tune` adjust the core's settings first: an
+    /// application's own [`Authenticator`](floe::turn::server::Authenticator) in
+    /// `credentials.custom`, or lifetimes shorter than the flags allow.
+    pub async fn start_with(
+        config: &ServerConfig,
+        metrics: Metrics,
+        tune: impl FnOnce(&mut core::ServerConfig),
+    ) -> Result<ServerHandle, String> {
+        let mut core = core_config(config);
+        tune(&mut core);
         let server = TurnServer {
             supervisors: Vec::new(),
             arbiters: Vec::new(),

@@ -1,0 +1,295 @@
+//! The TURN server's actors under failure: a relay socket failing, an allocation actor
+//! panicking, lifetimes running out, peers that cannot be reached. Real sockets on
+//! 127.0.0.1; the client is floe's sans-IO TURN client driven over a tokio socket.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use floe::turn::client::{ClientConfig, ClientEvent, TurnClient};
+use floe_actors::config::{ServerConfig, UserCredential};
+use floe_actors::metrics::Metrics;
+use floe_actors::turn::{Fault, ServerHandle, TurnEvent, TurnServer};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+/// Bounds a hang; never a speed assertion.
+const LIMIT: Duration = Duration::from_secs(20);
+
+fn server_config() -> ServerConfig {
+    let mut c = ServerConfig::default();
+    c.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    c.users = vec!["bob:secret".parse::<UserCredential>().unwrap()];
+    c.allow_loopback_peers = true;
+    c.threads = 1;
+    c
+}
+
+async fn start(tune: impl FnOnce(&mut floe::turn::server::ServerConfig)) -> ServerHandle {
+    TurnServer::start_with(&server_config(), Metrics::new(), tune)
+        .await
+        .expect("server starts")
+}
+
+/// A UDP echo peer on 127.0.0.1; reports each datagram's source.
+async fn echo_peer() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<SocketAddr>) {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    actix_rt::spawn(async move {
+        let mut buf = [0u8; 2048];
+        loop {
+            // An ICMP error from an earlier send surfaces here as ECONNREFUSED: carry on.
+            if let Ok((n, from)) = sock.recv_from(&mut buf).await {
+                let _ = tx.send(from);
+                let _ = sock.send_to(&buf[..n], from).await;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// floe's TURN client core on a UDP socket.
+struct Client {
+    core: TurnClient,
+    sock: UdpSocket,
+}
+
+impl Client {
+    async fn new(server: SocketAddr) -> Self {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let config = ClientConfig::new(server, sock.local_addr().unwrap(), "bob", "secret");
+        Client {
+            core: TurnClient::new(config, StdRng::seed_from_u64(1)),
+            sock,
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            self.sock.send_to(&t.payload, t.destination).await.unwrap();
+        }
+    }
+
+    /// Drives the client until an event matches `want`; other events are skipped.
+    async fn until(&mut self, mut want: impl FnMut(&ClientEvent) -> bool) -> ClientEvent {
+        let deadline = Instant::now() + LIMIT;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            self.flush().await;
+            while let Some(e) = self.core.poll_event() {
+                if want(&e) {
+                    return e;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no matching client event in {LIMIT:?}"
+            );
+            let wake = self
+                .core
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
+            match timeout(wake, self.sock.recv_from(&mut buf)).await {
+                Ok(Ok((n, from))) => {
+                    self.core
+                        .handle_input(Instant::now(), from, Bytes::copy_from_slice(&buf[..n]))
+                }
+                _ => self.core.handle_timeout(Instant::now()),
+            }
+        }
+    }
+
+    async fn allocate(&mut self) -> SocketAddr {
+        self.core.allocate(Instant::now()).unwrap();
+        match self
+            .until(|e| matches!(e, ClientEvent::Allocated { .. } | ClientEvent::Error { .. }))
+            .await
+        {
+            ClientEvent::Allocated { relayed, .. } => relayed[0],
+            e => panic!("allocation failed: {e:?}"),
+        }
+    }
+
+    async fn bind(&mut self, peer: SocketAddr) {
+        self.core.channel_bind(Instant::now(), peer).unwrap();
+        let e = self
+            .until(|e| {
+                matches!(
+                    e,
+                    ClientEvent::ChannelBound { .. } | ClientEvent::Error { .. }
+                )
+            })
+            .await;
+        assert!(matches!(e, ClientEvent::ChannelBound { .. }), "{e:?}");
+    }
+
+    /// Sends `data` to `peer` and waits for it to come back from `peer`.
+    async fn echo(&mut self, peer: SocketAddr, data: &[u8]) {
+        self.core.send_to(Instant::now(), peer, data).unwrap();
+        let e = self
+            .until(|e| matches!(e, ClientEvent::Data { peer: p, data: d } if *p == peer && &d[..] == data))
+            .await;
+        assert!(matches!(e, ClientEvent::Data { .. }));
+    }
+
+    /// Sends `data` and checks that nothing comes back within `wait`.
+    async fn no_echo(&mut self, peer: SocketAddr, data: &[u8], wait: Duration) {
+        self.core.send_to(Instant::now(), peer, data).unwrap();
+        self.flush().await;
+        let mut buf = vec![0u8; 65536];
+        let end = Instant::now() + wait;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            if let Ok(Ok((n, from))) = timeout(left, self.sock.recv_from(&mut buf)).await {
+                self.core
+                    .handle_input(Instant::now(), from, Bytes::copy_from_slice(&buf[..n]));
+                while let Some(e) = self.core.poll_event() {
+                    assert!(
+                        !matches!(e, ClientEvent::Data { .. }),
+                        "data relayed after the allocation went: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn next_event(
+    events: &mut floe_actors::events::EventStream<TurnEvent>,
+    mut want: impl FnMut(&TurnEvent) -> bool,
+) -> TurnEvent {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let e = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("no matching server event in time")
+            .expect("server gone");
+        if want(&e) {
+            return e;
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn a_failed_relay_is_restarted_on_its_address_and_keeps_relaying() {
+    let server = start(|_| {}).await;
+    let mut events = server.events();
+    let (peer, mut seen) = echo_peer().await;
+    let mut client = Client::new(server.local_addrs()[0]).await;
+    let relayed = client.allocate().await;
+    client.bind(peer).await;
+    client.echo(peer, b"before").await;
+    assert_eq!(seen.recv().await, Some(relayed));
+
+    assert!(server.inject_fault(relayed, Fault::RelaySocketError).await);
+    let e = next_event(&mut events, |e| {
+        matches!(e, TurnEvent::RelayRestarted { .. })
+    })
+    .await;
+    assert!(matches!(e, TurnEvent::RelayRestarted { relayed: r, .. } if r == relayed));
+
+    client.echo(peer, b"after").await;
+    // The peer still sees the same relayed address.
+    while let Ok(from) = seen.try_recv() {
+        assert_eq!(from, relayed);
+    }
+    server.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn a_panicking_allocation_is_freed_and_the_others_keep_relaying() {
+    let server = start(|_| {}).await;
+    let mut events = server.events();
+    let (peer, _seen) = echo_peer().await;
+    let mut a = Client::new(server.local_addrs()[0]).await;
+    let mut b = Client::new(server.local_addrs()[0]).await;
+    let relay_a = a.allocate().await;
+    b.allocate().await;
+    a.bind(peer).await;
+    b.bind(peer).await;
+    a.echo(peer, b"a1").await;
+    b.echo(peer, b"b1").await;
+
+    assert!(server.inject_fault(relay_a, Fault::AllocationPanic).await);
+    let failed = next_event(&mut events, |e| {
+        matches!(e, TurnEvent::AllocationFailed { .. })
+    })
+    .await;
+    let TurnEvent::AllocationFailed { five_tuple, .. } = failed else {
+        unreachable!()
+    };
+    assert_eq!(five_tuple.client, a.sock.local_addr().unwrap());
+    next_event(
+        &mut events,
+        |e| matches!(e, TurnEvent::Deleted { five_tuple: f } if f.client == five_tuple.client),
+    )
+    .await;
+
+    for i in 0..20u8 {
+        b.echo(peer, &[b'b', i]).await;
+    }
+    a.no_echo(peer, b"a2", Duration::from_millis(500)).await;
+    assert_eq!(server.shutdown().await, 1, "only b's allocation was left");
+}
+
+#[actix_rt::test]
+async fn lifetimes_expire_allocations() {
+    let server = start(|c| {
+        c.default_lifetime = Duration::from_secs(1);
+        c.max_lifetime = Duration::from_secs(1);
+    })
+    .await;
+    let mut events = server.events();
+    let (peer, _seen) = echo_peer().await;
+    let mut client = Client::new(server.local_addrs()[0]).await;
+    client.allocate().await;
+    client.bind(peer).await;
+    client.echo(peer, b"x").await;
+    // Stop driving the client: no refresh reaches the server.
+    let e = next_event(&mut events, |e| matches!(e, TurnEvent::Expired { .. })).await;
+    assert!(
+        matches!(e, TurnEvent::Expired { five_tuple } if five_tuple.client == client.sock.local_addr().unwrap())
+    );
+    assert_eq!(server.metrics().snapshot().allocations_active, 0);
+    client.no_echo(peer, b"y", Duration::from_millis(500)).await;
+    server.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn unreachable_peers_cost_only_their_datagrams() {
+    let mut config = server_config();
+    // A broadcast peer: the kernel refuses the send (EACCES) without it leaving the host.
+    config.allow_peers = vec!["255.255.255.255/32".parse().unwrap()];
+    let server = TurnServer::start(&config, Metrics::new()).await.unwrap();
+    let (peer, _seen) = echo_peer().await;
+    // A loopback port nobody listens on: ICMP port unreachable, ECONNREFUSED later.
+    let closed = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap()
+    };
+    let broadcast: SocketAddr = "255.255.255.255:9".parse().unwrap();
+    let mut client = Client::new(server.local_addrs()[0]).await;
+    client.allocate().await;
+    client.bind(peer).await;
+    client
+        .core
+        .create_permission(Instant::now(), &[IpAddr::from([255, 255, 255, 255])])
+        .unwrap();
+    client
+        .until(|e| matches!(e, ClientEvent::PermissionCreated { .. }))
+        .await;
+    client.bind(closed).await;
+    for i in 0..20u8 {
+        client
+            .core
+            .send_to(Instant::now(), broadcast, &[i])
+            .unwrap();
+        client.core.send_to(Instant::now(), closed, &[i]).unwrap();
+        client.echo(peer, &[b'e', i]).await;
+    }
+    assert_eq!(server.shutdown().await, 1);
+}
