@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod ice;
 pub mod stun;
 pub mod transmit;
 

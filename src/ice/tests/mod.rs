@@ -1,0 +1,3 @@
+//! ICE core tests, all on a fake clock with seeded randomness.
+
+mod candidates;
