@@ -244,6 +244,48 @@ impl Candidate {
         c
     }
 
+    /// RFC 8445 §7.2.5.3.1: a local peer-reflexive candidate.
+    pub(crate) fn local_peer_reflexive(
+        addr: SocketAddr,
+        base: SocketAddr,
+        priority: u32,
+        component: u16,
+        transport: CandidateTransport,
+    ) -> Self {
+        let mut c = Candidate::local(CandidateKind::PeerReflexive, addr, base);
+        c.priority = priority;
+        c.component = component;
+        c.transport = transport;
+        c.foundation = candidate_foundation(c.kind, base.ip(), None, transport);
+        c.related_ip = Some(base.ip());
+        c.related_port = Some(base.port());
+        c
+    }
+
+    /// RFC 8445 §7.3.1.3: a remote peer-reflexive candidate learnt from a check.
+    pub(crate) fn remote_peer_reflexive(
+        addr: SocketAddr,
+        priority: u32,
+        component: u16,
+        transport: CandidateTransport,
+        foundation: String,
+    ) -> Self {
+        Candidate {
+            foundation,
+            component,
+            transport,
+            priority,
+            addr,
+            kind: CandidateKind::PeerReflexive,
+            related_ip: None,
+            related_port: None,
+            extensions: Vec::new(),
+            base: None,
+            server: None,
+            local_preference: None,
+        }
+    }
+
     /// The same candidate for another component (RFC 8445 §5.1.1; 1 = RTP or muxed).
     pub fn with_component(mut self, component: u16) -> Self {
         self.component = component;
@@ -365,6 +407,12 @@ impl Candidate {
     /// The local preference asked for with [`Candidate::with_local_preference`].
     pub fn local_preference(&self) -> Option<u16> {
         self.local_preference
+    }
+
+    /// The address checks and data on this candidate leave from: the base for local
+    /// candidates, the address itself for remote ones.
+    pub(crate) fn base_or_addr(&self) -> SocketAddr {
+        self.base.unwrap_or(self.addr)
     }
 
     /// RFC 8445 §6.1.2.2 (and RFC 6544 §6.2): whether local `self` pairs with remote

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 
 use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 use crate::ice::*;
 
@@ -67,31 +69,6 @@ fn extensions_are_kept_in_order() {
     assert_eq!(c.extension("network-id"), Some("1"));
     assert_eq!(c.extensions().len(), 4);
     assert_eq!(c.to_sdp(), line);
-}
-
-#[test]
-fn priorities_follow_rfc8445_5_1_2_1() {
-    assert_eq!(
-        candidate_priority(CandidateKind::Host, 65535, 1),
-        2130706431
-    );
-    assert_eq!(
-        candidate_priority(CandidateKind::PeerReflexive, 65535, 1),
-        1862270975
-    );
-    assert_eq!(
-        candidate_priority(CandidateKind::ServerReflexive, 65535, 1),
-        1694498815
-    );
-    assert_eq!(
-        candidate_priority(CandidateKind::Relayed, 65535, 1),
-        16777215
-    );
-    assert_eq!(
-        candidate_priority(CandidateKind::Host, 65535, 2),
-        2130706430
-    );
-    assert_eq!(candidate_priority(CandidateKind::Host, 0, 256), 126 << 24);
 }
 
 #[test]
@@ -161,6 +138,192 @@ fn malformed_lines_are_errors() {
         Candidate::from_sdp(&ok).is_ok(),
         "32 ice-chars is the limit"
     );
+}
+
+#[test]
+fn priorities_follow_rfc8445_5_1_2_1() {
+    assert_eq!(
+        candidate_priority(CandidateKind::Host, 65535, 1),
+        2130706431
+    );
+    assert_eq!(
+        candidate_priority(CandidateKind::PeerReflexive, 65535, 1),
+        1862270975
+    );
+    assert_eq!(
+        candidate_priority(CandidateKind::ServerReflexive, 65535, 1),
+        1694498815
+    );
+    assert_eq!(
+        candidate_priority(CandidateKind::Relayed, 65535, 1),
+        16777215
+    );
+    assert_eq!(
+        candidate_priority(CandidateKind::Host, 65535, 2),
+        2130706430
+    );
+    assert_eq!(candidate_priority(CandidateKind::Host, 0, 256), 126 << 24);
+
+    let mut agent = IceAgent::new(IceConfig::default(), StdRng::seed_from_u64(1));
+    let h1 = agent
+        .add_local_candidate(Candidate::host(addr("10.0.0.1:5000")))
+        .unwrap();
+    let h2 = agent
+        .add_local_candidate(Candidate::host(addr("10.0.0.2:5000")))
+        .unwrap();
+    let h1b = agent
+        .add_local_candidate(Candidate::host(addr("10.0.0.1:5001")))
+        .unwrap();
+    let h3 = agent
+        .add_local_candidate(Candidate::host(addr("10.0.0.3:5000")).with_local_preference(7))
+        .unwrap();
+    let rtcp = agent
+        .add_local_candidate(Candidate::host(addr("10.0.0.1:5002")).with_component(2))
+        .unwrap();
+    // Local preference: 65535 minus the order the interface (base IP) was first seen.
+    assert_eq!(
+        h1.priority(),
+        candidate_priority(CandidateKind::Host, 65535, 1)
+    );
+    assert_eq!(
+        h2.priority(),
+        candidate_priority(CandidateKind::Host, 65534, 1)
+    );
+    assert_eq!(h1b.priority(), h1.priority());
+    assert_eq!(h3.priority(), candidate_priority(CandidateKind::Host, 7, 1));
+    assert_eq!(rtcp.priority(), h1.priority() - 1);
+    let srflx = agent
+        .add_local_candidate(Candidate::server_reflexive(
+            addr("198.51.100.1:6000"),
+            addr("10.0.0.1:5000"),
+            addr("192.0.2.100:3478"),
+        ))
+        .unwrap();
+    assert_eq!(
+        srflx.priority(),
+        candidate_priority(CandidateKind::ServerReflexive, 65535, 1)
+    );
+    assert_eq!(srflx.base(), Some(addr("10.0.0.1:5000")));
+    assert_eq!(srflx.related_address(), Some(addr("10.0.0.1:5000")));
+    let relay = agent
+        .add_local_candidate(Candidate::relayed(
+            addr("192.0.2.100:49152"),
+            addr("198.51.100.1:6000"),
+            addr("192.0.2.100:3478"),
+        ))
+        .unwrap();
+    assert_eq!(relay.kind(), CandidateKind::Relayed);
+    assert_eq!(relay.base(), Some(addr("192.0.2.100:49152")));
+    assert_eq!(relay.priority() >> 24, 0);
+    assert!(relay
+        .to_sdp()
+        .ends_with("typ relay raddr 198.51.100.1 rport 6000"));
+}
+
+#[test]
+fn foundations_follow_rfc8445_5_1_1_3() {
+    let mut agent = IceAgent::new(IceConfig::default(), StdRng::seed_from_u64(2));
+    let stun1 = addr("192.0.2.100:3478");
+    let stun2 = addr("192.0.2.200:3478");
+    let h1 = agent
+        .add_local_candidate(Candidate::host(addr("10.0.0.1:5000")))
+        .unwrap();
+    let h1b = agent
+        .add_local_candidate(Candidate::host(addr("10.0.0.1:5001")))
+        .unwrap();
+    let h2 = agent
+        .add_local_candidate(Candidate::host(addr("10.0.0.2:5000")))
+        .unwrap();
+    let s1 = agent
+        .add_local_candidate(Candidate::server_reflexive(
+            addr("198.51.100.1:1"),
+            addr("10.0.0.1:5000"),
+            stun1,
+        ))
+        .unwrap();
+    let s1b = agent
+        .add_local_candidate(Candidate::server_reflexive(
+            addr("198.51.100.1:2"),
+            addr("10.0.0.1:5001"),
+            stun1,
+        ))
+        .unwrap();
+    let s2 = agent
+        .add_local_candidate(Candidate::server_reflexive(
+            addr("198.51.100.1:3"),
+            addr("10.0.0.1:5000"),
+            stun2,
+        ))
+        .unwrap();
+    let tcp = agent
+        .add_local_candidate(
+            Candidate::host(addr("10.0.0.1:5003"))
+                .with_transport(CandidateTransport::Tcp)
+                .with_tcp_type(TcpType::Passive),
+        )
+        .unwrap();
+    // Same type, base IP, server and transport: same foundation.
+    assert_eq!(h1.foundation(), h1b.foundation());
+    assert_eq!(s1.foundation(), s1b.foundation());
+    // Any of them different: different foundations.
+    assert_ne!(h1.foundation(), h2.foundation());
+    assert_ne!(h1.foundation(), s1.foundation());
+    assert_ne!(s1.foundation(), s2.foundation());
+    assert_ne!(h1.foundation(), tcp.foundation());
+    for c in agent.local_candidates() {
+        assert!(is_valid_foundation(c.foundation()), "{c}");
+        assert_eq!(
+            Candidate::from_sdp(&c.to_sdp()).unwrap().to_sdp(),
+            c.to_sdp()
+        );
+    }
+    assert!(tcp.to_sdp().ends_with("typ host tcptype passive"));
+}
+
+#[test]
+fn redundant_candidates_are_not_signalled() {
+    let mut agent = IceAgent::new(IceConfig::default(), StdRng::seed_from_u64(3));
+    let host = addr("192.0.2.1:5000");
+    assert!(agent.add_local_candidate(Candidate::host(host)).is_some());
+    assert!(agent.add_local_candidate(Candidate::host(host)).is_none());
+    // RFC 8445 §5.1.3: no NAT, so the server-reflexive address is the host address.
+    let srflx = Candidate::server_reflexive(host, host, addr("192.0.2.100:3478"));
+    assert!(agent.add_local_candidate(srflx).is_none());
+    assert_eq!(agent.local_candidates().len(), 1);
+}
+
+#[test]
+fn lite_agents_only_signal_host_candidates() {
+    let mut agent = IceAgent::new(IceConfig::lite(), StdRng::seed_from_u64(4));
+    assert_eq!(agent.role(), IceRole::Controlled);
+    assert!(agent
+        .add_local_candidate(Candidate::host(addr("192.0.2.1:5000")))
+        .is_some());
+    let relay = Candidate::relayed(
+        addr("192.0.2.9:1"),
+        addr("192.0.2.1:5000"),
+        addr("192.0.2.9:3478"),
+    );
+    assert!(agent.add_local_candidate(relay).is_none());
+}
+
+#[test]
+fn credentials_are_random_ice_chars_of_enough_entropy() {
+    let mut seen = std::collections::HashSet::new();
+    for seed in 0..50 {
+        let agent = IceAgent::new(IceConfig::default(), StdRng::seed_from_u64(seed));
+        let (ufrag, pwd) = agent.local_credentials();
+        // 8 and 24 chars of a 64-symbol alphabet: 48 and 144 bits (>= 24 and 128).
+        assert_eq!(ufrag.len(), UFRAG_LEN);
+        assert_eq!(pwd.len(), PWD_LEN);
+        const { assert!(UFRAG_LEN * 6 >= 24 && PWD_LEN * 6 >= 128) };
+        IceCredentials::new(ufrag, pwd).unwrap();
+        assert!(seen.insert(ufrag.to_owned()));
+        assert!(seen.insert(pwd.to_owned()));
+    }
+    assert!(IceCredentials::new("abc", "0123456789012345678901").is_err());
+    assert!(IceCredentials::new("abcd", "012345678901234567890").is_err());
+    assert!(IceCredentials::new("ab:d", "0123456789012345678901").is_err());
 }
 
 fn arb_candidate() -> impl Strategy<Value = Candidate> {
