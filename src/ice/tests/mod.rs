@@ -1,4 +1,6 @@
 //! ICE core tests, all on a fake clock with seeded randomness.
 
+mod agent;
 mod candidates;
+mod harness;
 mod wire;
