@@ -2,5 +2,6 @@
 
 mod agent;
 mod candidates;
+mod fuzz;
 mod harness;
 mod wire;
