@@ -86,7 +86,9 @@ struct Selected {
 /// data stream, one or more components) this way. A driver of several checklists
 /// (one actor per stream) also relays [`IceEvent::RoleChanged`] from one checklist to
 /// the others with [`Checklist::set_role`], and gives them all the same tie-breaker
-/// and credentials.
+/// and credentials. Each checklist runs the frozen algorithm (RFC 8445 §6.1.2.6) over
+/// its own pairs: a foundation is unfrozen once per checklist, not once per checklist
+/// set, and a success does not unfreeze other checklists' pairs.
 ///
 /// Candidates given to a checklist already have their priority and foundation
 /// ([`IceAgent::add_local_candidate`](super::IceAgent::add_local_candidate) computes
