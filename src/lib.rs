@@ -9,6 +9,7 @@
 pub mod cidr;
 pub mod demux;
 pub mod framing;
+pub mod ice;
 pub mod stun;
 pub mod transmit;
 pub mod turn;

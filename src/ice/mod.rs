@@ -1,0 +1,50 @@
+//! ICE (RFC 8445) as a sans-IO core: candidates and their SDP lines (RFC 8839),
+//! checklists with pacing, triggered checks, nomination and role conflicts, consent
+//! freshness (RFC 7675), trickle ICE (RFC 8838), ICE restart and ice-lite.
+//!
+//! [`IceAgent`] is the agent of one data stream: it owns the credentials, role and
+//! tie-breaker, computes candidate priorities and foundations, paces checks with a
+//! [`Pacer`], and drives one [`Checklist`]. Like every floe core it reads no clock and
+//! opens no socket:
+//!
+//! ```text
+//! agent.handle_input(now, from, to, datagram)  // -> Some(app data) for non-STUN
+//! agent.handle_timeout(now);
+//! while let Some(t) = agent.poll_transmit() { /* send t.payload from t.source */ }
+//! while let Some(e) = agent.poll_event()    { /* PairNominated, Connected ... */ }
+//! let next = agent.poll_timeout();
+//! ```
+//!
+//! Interoperability notes (aioice 0.13): aioice's controlling agent nominates
+//! aggressively (USE-CANDIDATE on every check, RFC 5245 style); floe's controlled side
+//! handles that (RFC 8445 §7.3.1.5), selecting the highest-priority nominated pair.
+//! floe's controlling side uses regular nomination, which aioice's controlled side
+//! accepts. aioice's 4-character ufrags and 22-character passwords are accepted.
+
+mod agent;
+mod candidate;
+mod check;
+mod checklist;
+mod config;
+mod consent;
+mod credentials;
+mod error;
+mod event;
+mod pacer;
+mod pair;
+
+pub use agent::IceAgent;
+pub use candidate::{
+    candidate_foundation, candidate_priority, is_valid_foundation, Candidate, CandidateKind,
+    CandidateTransport, TcpType,
+};
+pub use checklist::Checklist;
+pub use config::{IceConfig, IceRole, DEFAULT_TA, MIN_TA};
+pub use credentials::{is_ice_char, IceCredentials, PWD_LEN, UFRAG_LEN};
+pub use error::IceError;
+pub use event::{ChecklistState, IceConnectionState, IceEvent};
+pub use pacer::Pacer;
+pub use pair::{pair_priority, CandidatePair, PairId, PairState};
+
+#[cfg(test)]
+mod tests;

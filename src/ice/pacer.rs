@@ -1,0 +1,96 @@
+//! Ta pacing (RFC 8445 §6.1.4.2, §14.2): one new check per Ta across all checklists.
+
+use std::time::{Duration, Instant};
+
+use super::config::MIN_TA;
+
+/// RFC 8445 §14.2: hands out one check slot per Ta, shared by every checklist of an
+/// agent, and picks the checklists round-robin (RFC 8445 §6.1.4.2: "a single timer ...
+/// the checklists are traversed in order").
+///
+/// Ordinary checks, triggered checks and nomination checks take a slot;
+/// retransmissions (which follow their RTO) and consent checks (RFC 7675) do not.
+///
+/// An [`IceAgent`](super::IceAgent) owns one. A driver that runs one
+/// [`Checklist`](super::Checklist) per data stream on its own (the actors) keeps one
+/// `Pacer` in the agent and, at each [`Pacer::next_slot`], gives the slot to the next
+/// checklist that [wants one](super::Checklist::wants_check):
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use floe::ice::Pacer;
+/// let mut pacer = Pacer::new(Duration::from_millis(1)); // raised to the 5 ms floor
+/// let t0 = Instant::now();
+/// let wants = [false, true, true];
+/// assert_eq!(pacer.take_slot(t0, wants.len(), |i| wants[i]), Some(1));
+/// assert_eq!(pacer.take_slot(t0, wants.len(), |i| wants[i]), None); // too early
+/// let t1 = pacer.next_slot().unwrap();
+/// assert_eq!(t1 - t0, Duration::from_millis(5));
+/// assert_eq!(pacer.take_slot(t1, wants.len(), |i| wants[i]), Some(2));
+/// ```
+#[derive(Clone, Debug)]
+pub struct Pacer {
+    ta: Duration,
+    last: Option<Instant>,
+    next_index: usize,
+}
+
+impl Pacer {
+    /// A pacer with period `ta`, raised to the 5 ms floor of RFC 8445 §14.2.
+    pub fn new(ta: Duration) -> Self {
+        Pacer {
+            ta: ta.max(MIN_TA),
+            last: None,
+            next_index: 0,
+        }
+    }
+
+    /// Ta.
+    pub fn ta(&self) -> Duration {
+        self.ta
+    }
+
+    /// Changes Ta (still at least 5 ms); the next slot moves with it.
+    pub fn set_ta(&mut self, ta: Duration) {
+        self.ta = ta.max(MIN_TA);
+    }
+
+    /// The earliest instant of the next slot; `None` when no check was sent yet (a slot
+    /// is free at once).
+    pub fn next_slot(&self) -> Option<Instant> {
+        self.last.map(|t| t + self.ta)
+    }
+
+    /// Whether a slot is free at `now`.
+    pub fn is_ready(&self, now: Instant) -> bool {
+        self.next_slot().is_none_or(|t| now >= t)
+    }
+
+    /// Records that a check was sent at `now`, using the slot.
+    pub fn record(&mut self, now: Instant) {
+        self.last = Some(now);
+    }
+
+    /// If a slot is free at `now`, offers it to checklists `0..n` round-robin, starting
+    /// after the one served last; `start` tries to start a check on checklist `i` and
+    /// says whether it did. Returns the checklist that used the slot.
+    pub fn take_slot(
+        &mut self,
+        now: Instant,
+        n: usize,
+        mut start: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        if n == 0 || !self.is_ready(now) {
+            return None;
+        }
+        for k in 0..n {
+            let i = (self.next_index + k) % n;
+            if start(i) {
+                self.record(now);
+                self.next_index = (i + 1) % n;
+                return Some(i);
+            }
+        }
+        None
+    }
+}

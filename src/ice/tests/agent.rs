@@ -1,0 +1,922 @@
+//! Two agents over the in-memory network: pacing, the frozen algorithm, nomination,
+//! role conflicts, failure, consent, restart, trickle, peer-reflexive candidates and
+//! ice-lite.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::harness::{Harness, Side};
+use crate::ice::*;
+use crate::stun::attribute::{ErrorCode, IceControlling, UseCandidate, Username};
+use crate::stun::{AttributeCodec, Class, Message};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn controlling() -> IceConfig {
+    IceConfig::new(IceRole::Controlling)
+}
+
+fn controlled() -> IceConfig {
+    IceConfig::new(IceRole::Controlled)
+}
+
+/// Two agents with one host candidate each, fully signalled.
+fn simple(seed: u64) -> Harness {
+    let mut h = Harness::new(controlling(), controlled(), seed);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000"]);
+    h.signal();
+    h
+}
+
+fn is_nominated(e: &IceEvent) -> bool {
+    matches!(e, IceEvent::PairNominated { .. })
+}
+
+/// Both sides nominated the same pair: A's local is B's remote and vice versa.
+fn assert_same_pair(h: &Harness) {
+    let (al, ar) = h.a.agent.selected_pair().expect("A selected a pair");
+    let (bl, br) = h.b.agent.selected_pair().expect("B selected a pair");
+    assert_eq!(al.addr(), br.addr());
+    assert_eq!(ar.addr(), bl.addr());
+}
+
+#[test]
+fn controlling_nominates_and_both_report_the_same_pair() {
+    let mut h = simple(1);
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    assert_same_pair(&h);
+    let a = h.a.nominated();
+    let b = h.b.nominated();
+    assert_eq!(a.len(), 1);
+    assert_eq!(b.len(), 1);
+    assert_eq!(a[0].0.addr(), b[0].1.addr());
+    assert_eq!(a[0].1.addr(), b[0].0.addr());
+    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
+    assert_eq!(h.b.agent.state(), IceConnectionState::Connected);
+    assert_eq!(h.a.agent.checklist().state(), ChecklistState::Completed);
+
+    // Regular nomination: only the controlling agent sends USE-CANDIDATE, on one check
+    // sent after that pair had already succeeded.
+    let a_nominations: Vec<_> =
+        h.a.new_checks()
+            .into_iter()
+            .filter(|(_, m, _)| m.contains(UseCandidate::TYPE))
+            .collect();
+    assert_eq!(a_nominations.len(), 1);
+    assert!(h
+        .b
+        .requests()
+        .iter()
+        .all(|(_, _, m, _)| !m.contains(UseCandidate::TYPE)));
+    let first_success = h.a.sent.first().map(|(t, _)| *t).unwrap();
+    assert!(a_nominations[0].0 > first_success);
+
+    // Data both ways over the selected pair.
+    h.a.agent.send(Bytes::from_static(b"ping")).unwrap();
+    h.b.agent.send(Bytes::from_static(b"pong")).unwrap();
+    h.run_for(10 * MS);
+    assert_eq!(h.b.received.last().unwrap().1, Bytes::from_static(b"ping"));
+    assert_eq!(h.a.received.last().unwrap().1, Bytes::from_static(b"pong"));
+    let sent =
+        h.a.sent
+            .iter()
+            .rev()
+            .find(|(_, t)| t.payload[..] == b"ping"[..])
+            .unwrap();
+    assert_eq!(sent.1.source, addr("10.0.0.1:5000"));
+    assert_eq!(sent.1.destination, addr("10.0.0.2:6000"));
+}
+
+#[test]
+fn time_to_nominated_with_default_ta() {
+    let mut times = Vec::new();
+    for seed in 0..20 {
+        let mut h = simple(100 + seed);
+        h.latency = Duration::from_micros(100); // loopback-like
+        h.start();
+        assert!(h.run_until(Duration::from_secs(5), |h| {
+            h.a.first(is_nominated).is_some() && h.b.first(is_nominated).is_some()
+        }));
+        let t =
+            h.a.first(is_nominated)
+                .unwrap()
+                .max(h.b.first(is_nominated).unwrap());
+        times.push(t);
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    println!(
+        "time from start to PairNominated on both sides (host candidates, Ta = 50 ms, 0.1 ms one-way): median {median:?}, min {:?}, max {:?}",
+        times[0],
+        times[times.len() - 1]
+    );
+    assert!(median < Duration::from_millis(100), "{median:?}");
+}
+
+#[test]
+fn checks_are_paced_by_ta_and_never_faster_than_5_ms() {
+    for (ta, expect) in [
+        (50 * MS, 50 * MS),
+        (20 * MS, 20 * MS),
+        (MS, 5 * MS),
+        (Duration::ZERO, 5 * MS),
+    ] {
+        let mut ca = controlling();
+        ca.ta = ta;
+        let mut h = Harness::new(ca, controlled(), 7);
+        h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000", "10.0.2.1:5000"]);
+        h.b.hosts(&[
+            "10.0.0.2:6000",
+            "10.0.1.2:6000",
+            "10.0.2.2:6000",
+            "10.0.3.2:6000",
+        ]);
+        h.signal();
+        // B never answers: every check is a new transaction on another pair.
+        h.drop = Some(Box::new(|_, side, _| side == Side::B));
+        h.a.agent.start(h.now);
+        h.run_for(Duration::from_secs(3));
+        let checks = h.a.new_checks();
+        assert_eq!(checks.len(), 12, "one check per pair");
+        for w in checks.windows(2) {
+            let gap = w[1].0 - w[0].0;
+            assert!(gap >= expect, "Ta {ta:?}: checks {gap:?} apart");
+        }
+        assert_eq!(checks[1].0 - checks[0].0, expect);
+        assert_eq!(checks[0].0, Duration::ZERO, "the first check goes at once");
+    }
+}
+
+#[test]
+fn triggered_and_nomination_checks_are_paced_too() {
+    let mut h = Harness::new(controlling(), controlled(), 8);
+    h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000", "10.0.1.2:6000"]);
+    h.signal();
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    h.run_for(Duration::from_secs(1));
+    for p in [&h.a, &h.b] {
+        let checks: Vec<_> = p
+            .new_checks()
+            .into_iter()
+            .filter(|(t, _, _)| *t < Duration::from_secs(1))
+            .collect();
+        for w in checks.windows(2) {
+            assert!(w[1].0 - w[0].0 >= 50 * MS, "{:?}", w[1].0 - w[0].0);
+        }
+    }
+}
+
+#[test]
+fn frozen_algorithm_unfreezes_by_foundation() {
+    let mut h = Harness::new(controlling(), controlled(), 9);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    // Three candidates on one IP share a foundation; the fourth has its own.
+    h.b.hosts(&[
+        "10.0.0.2:6000",
+        "10.0.0.2:6001",
+        "10.0.0.2:6002",
+        "10.0.9.2:6000",
+    ]);
+    h.signal();
+    let foundations = |h: &Harness| -> Vec<((String, String), PairState)> {
+        h.a.agent
+            .checklist()
+            .pairs()
+            .iter()
+            .map(|p| {
+                let (l, r) = p.foundation();
+                ((l.to_owned(), r.to_owned()), p.state())
+            })
+            .collect()
+    };
+    assert!(foundations(&h).iter().all(|(_, s)| *s == PairState::Frozen));
+    h.a.agent.start(h.now);
+    // The first check went out at once on the highest-priority pair.
+    let pairs = foundations(&h);
+    assert_eq!(pairs.len(), 4);
+    let shared = pairs
+        .iter()
+        .filter(|(f, _)| pairs.iter().filter(|(g, _)| g == f).count() == 3)
+        .map(|(_, s)| *s)
+        .collect::<Vec<_>>();
+    let single = pairs
+        .iter()
+        .find(|(f, _)| pairs.iter().filter(|(g, _)| g == f).count() == 1)
+        .unwrap()
+        .1;
+    // Per foundation exactly one pair left Frozen (one In-Progress or Waiting).
+    assert_eq!(
+        shared.iter().filter(|s| **s == PairState::Frozen).count(),
+        2
+    );
+    assert_ne!(single, PairState::Frozen);
+
+    // Once a pair of the shared foundation succeeds, its Frozen siblings are unfrozen.
+    h.b.agent.start(h.now);
+    h.run_until(Duration::from_secs(2), |h| {
+        h.a.agent
+            .checklist()
+            .pairs()
+            .iter()
+            .any(|p| p.state() == PairState::Succeeded)
+    });
+    let succeeded: Vec<_> =
+        h.a.agent
+            .checklist()
+            .pairs()
+            .iter()
+            .filter(|p| p.state() == PairState::Succeeded)
+            .map(|p| p.foundation().1.to_owned())
+            .collect();
+    assert!(!succeeded.is_empty());
+    for p in h.a.agent.checklist().pairs() {
+        if succeeded.contains(&p.foundation().1.to_owned()) {
+            assert_ne!(
+                p.state(),
+                PairState::Frozen,
+                "{:?} still frozen",
+                p.remote_addr()
+            );
+        }
+    }
+}
+
+#[test]
+fn frozen_pairs_are_checked_when_nothing_is_waiting() {
+    // Every pair shares one foundation and nobody answers: the pairs are checked one
+    // after another as each earlier one fails (RFC 8445 §6.1.4.2).
+    let mut ca = controlling();
+    ca.check_transaction.rc = 1;
+    ca.check_transaction.rm = 1;
+    let mut h = Harness::new(ca, controlled(), 10);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000", "10.0.0.2:6001", "10.0.0.2:6002"]);
+    h.signal();
+    h.drop = Some(Box::new(|_, _, _| true));
+    h.a.agent.start(h.now);
+    h.run_for(Duration::from_secs(5));
+    let checks = h.a.new_checks();
+    assert_eq!(checks.len(), 3);
+    // Each next check waits for the previous pair to fail (500 ms), not just Ta.
+    assert!(checks[1].0 - checks[0].0 >= 500 * MS);
+    assert!(h.a.first(|e| *e == IceEvent::Failed).is_some());
+}
+
+fn role_conflict(role: IceRole, seeds: std::ops::Range<u64>) -> (usize, usize) {
+    let (mut saw_487, mut switched_on_request) = (0, 0);
+    for seed in seeds {
+        let config = IceConfig::new(role);
+        let mut h = Harness::new(config.clone(), config, seed);
+        h.a.hosts(&["10.0.0.1:5000"]);
+        h.b.hosts(&["10.0.0.2:6000"]);
+        h.signal();
+        // A checks first, so that B's answer to A's first check resolves the conflict.
+        h.a.agent.start(h.now);
+        h.run_for(Duration::from_millis(100));
+        let now = h.now;
+        h.b.agent.start(now);
+        assert!(h.connect(Duration::from_secs(5)), "seed {seed}");
+        assert_same_pair(&h);
+        let (ta, tb) = (h.a.agent.tie_breaker(), h.b.agent.tie_breaker());
+        // RFC 8445 §7.3.1.1: the larger tie-breaker ends up controlling.
+        let (winner, loser) = if ta > tb { (&h.a, &h.b) } else { (&h.b, &h.a) };
+        assert_eq!(winner.agent.role(), IceRole::Controlling, "seed {seed}");
+        assert_eq!(loser.agent.role(), IceRole::Controlled, "seed {seed}");
+        let role_changes = h.a.count(|e| matches!(e, IceEvent::RoleChanged(_)))
+            + h.b.count(|e| matches!(e, IceEvent::RoleChanged(_)));
+        assert_eq!(role_changes, 1, "seed {seed}: exactly one agent switches");
+        let errors_487 = [&h.a, &h.b]
+            .iter()
+            .flat_map(|p| p.sent.iter())
+            .filter_map(|(_, t)| Message::decode(t.payload.clone()).ok())
+            .filter(|m| m.class() == Class::Error)
+            .filter(|m| m.get::<ErrorCode>().unwrap().unwrap().code == 487)
+            .count();
+        if errors_487 > 0 {
+            saw_487 += 1;
+        } else {
+            switched_on_request += 1;
+        }
+        assert_eq!(h.a.nominated().len(), 1);
+        assert_eq!(h.b.nominated().len(), 1);
+    }
+    (saw_487, switched_on_request)
+}
+
+#[test]
+fn role_conflict_both_controlling_is_resolved() {
+    let (by_487, by_switch) = role_conflict(IceRole::Controlling, 0..16);
+    // Both ways of RFC 8445 §7.3.1.1 happen: the receiver answers 487 (and the sender
+    // switches, §7.2.5.1), or the receiver switches itself.
+    assert!(by_487 > 0 && by_switch > 0, "{by_487} {by_switch}");
+}
+
+#[test]
+fn role_conflict_both_controlled_is_resolved() {
+    let (by_487, by_switch) = role_conflict(IceRole::Controlled, 0..16);
+    assert!(by_487 > 0 && by_switch > 0, "{by_487} {by_switch}");
+}
+
+#[test]
+fn unreachable_remote_fails_after_retransmissions() {
+    let mut h = simple(11);
+    h.drop = Some(Box::new(|_, _, _| true));
+    h.a.agent.start(h.now);
+    h.run_for(Duration::from_secs(20));
+    let sends: Vec<Duration> = h.a.requests().iter().map(|(t, _, _, _)| *t).collect();
+    // Rc = 5 sends at 0, 0.5, 1.5, 3.5, 7.5 s; the pair fails 8 RTOs later, at 11.5 s.
+    let ms: Vec<u128> = sends.iter().map(|d| d.as_millis()).collect();
+    assert_eq!(ms, [0, 500, 1500, 3500, 7500]);
+    let failed_pair =
+        h.a.first(|e| matches!(e, IceEvent::PairFailed { .. }))
+            .unwrap();
+    assert_eq!(failed_pair, Duration::from_millis(11_500));
+    assert_eq!(
+        h.a.first(|e| *e == IceEvent::Failed),
+        Some(Duration::from_millis(11_500))
+    );
+    assert_eq!(h.a.agent.state(), IceConnectionState::Failed);
+    assert_eq!(
+        h.a.agent.send(Bytes::from_static(b"x")),
+        Err(IceError::NotConnected)
+    );
+    // Nothing more is sent after failure.
+    assert_eq!(h.a.requests().len(), 5);
+}
+
+#[test]
+fn without_end_of_candidates_the_connect_timeout_fails_it() {
+    let mut h = Harness::new(controlling(), controlled(), 12);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000"]);
+    h.give_credentials(Side::B, Side::A);
+    h.give_candidates(Side::B, Side::A); // trickle: more may come, no end-of-candidates
+    h.drop = Some(Box::new(|_, _, _| true));
+    h.a.agent.start(h.now);
+    h.run_for(Duration::from_secs(40));
+    assert!(
+        h.a.first(|e| matches!(e, IceEvent::PairFailed { .. }))
+            .unwrap()
+            < Duration::from_secs(12)
+    );
+    assert_eq!(
+        h.a.first(|e| *e == IceEvent::Failed),
+        Some(Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn consent_is_lost_30_s_after_the_last_response() {
+    let mut h = simple(13);
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    h.run_for(Duration::from_secs(12));
+    let cut = h.elapsed();
+    // Consent checks were answered until now.
+    let last_answer =
+        h.a.sent
+            .iter()
+            .chain(h.b.sent.iter())
+            .filter_map(|(t, tx)| Message::decode(tx.payload.clone()).ok().map(|m| (*t, m)))
+            .filter(|(_, m)| m.class() == Class::Success)
+            .map(|(t, _)| t)
+            .max()
+            .unwrap();
+    h.drop = Some(Box::new(|_, _, _| true));
+    h.run_for(Duration::from_secs(40));
+    for p in [&h.a, &h.b] {
+        let disconnected = p.first(|e| *e == IceEvent::Disconnected).unwrap();
+        let lost = p
+            .first(|e| matches!(e, IceEvent::ConsentLost { .. }))
+            .unwrap();
+        let failed = p.first(|e| *e == IceEvent::Failed).unwrap();
+        assert!(
+            disconnected > cut && disconnected < lost,
+            "{disconnected:?} {lost:?}"
+        );
+        // RFC 7675 §5.1: 30 s after the last authenticated response.
+        assert!(lost >= cut + Duration::from_secs(24), "{lost:?}");
+        assert!(
+            lost <= last_answer + Duration::from_secs(30) + 2 * MS,
+            "{lost:?} {last_answer:?}"
+        );
+        assert_eq!(failed, lost);
+    }
+    assert_eq!(
+        h.a.agent.send(Bytes::from_static(b"x")),
+        Err(IceError::ConsentLost)
+    );
+    assert_eq!(h.a.agent.state(), IceConnectionState::Failed);
+}
+
+#[test]
+fn consent_checks_keep_the_pair_alive_every_5_s_with_jitter() {
+    let mut h = simple(14);
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    let connected = h.elapsed();
+    h.run_for(Duration::from_secs(120));
+    assert_eq!(h.a.count(|e| *e == IceEvent::Disconnected), 0);
+    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
+    let consent: Vec<Duration> =
+        h.a.new_checks()
+            .into_iter()
+            .map(|(t, _, _)| t)
+            .filter(|t| *t > connected)
+            .collect();
+    assert!(consent.len() >= 20, "{}", consent.len());
+    let gaps: Vec<Duration> = consent.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps
+        .iter()
+        .all(|g| *g >= 4 * Duration::from_secs(1) && *g <= 6 * Duration::from_secs(1)));
+    assert!(gaps.iter().any(|g| *g != gaps[0]), "jittered");
+    // Consent checks count as keepalives: no Binding indications.
+    let indications =
+        h.a.sent
+            .iter()
+            .filter_map(|(_, t)| Message::decode(t.payload.clone()).ok())
+            .filter(|m| m.class() == Class::Indication)
+            .count();
+    assert_eq!(indications, 0);
+}
+
+#[test]
+fn keepalives_without_consent_checks() {
+    let mut ca = controlling();
+    ca.consent_interval = None;
+    let mut h = Harness::new(ca, controlled(), 15);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000"]);
+    h.signal();
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    h.run_for(Duration::from_secs(61));
+    let indications: Vec<Duration> =
+        h.a.sent
+            .iter()
+            .filter(|(_, t)| {
+                Message::decode(t.payload.clone()).is_ok_and(|m| m.class() == Class::Indication)
+            })
+            .map(|(t, _)| *t)
+            .collect();
+    assert_eq!(indications.len(), 4, "{indications:?}");
+    assert!(h
+        .a
+        .sent
+        .iter()
+        .all(|(_, t)| t.destination == addr("10.0.0.2:6000")));
+}
+
+#[test]
+fn restart_keeps_data_on_the_old_pair_until_a_new_one_is_selected() {
+    let mut h = simple(16);
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    let old_a = h.a.agent.local_credentials().0.to_owned();
+    let old_b = h.b.agent.local_credentials().0.to_owned();
+    let connected_events = h.a.count(|e| *e == IceEvent::Connected);
+
+    let now = h.now;
+    h.a.agent.restart(now);
+    h.b.agent.restart(now);
+    assert_ne!(h.a.agent.local_credentials().0, old_a);
+    assert_ne!(h.b.agent.local_credentials().0, old_b);
+    // Only the credentials are signalled for now: the new checklists cannot select.
+    h.give_credentials(Side::A, Side::B);
+    h.give_credentials(Side::B, Side::A);
+    h.run_for(Duration::from_secs(1));
+    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
+    h.a.agent
+        .send(Bytes::from_static(b"during restart"))
+        .unwrap();
+    h.b.agent.send(Bytes::from_static(b"back")).unwrap();
+    h.run_for(10 * MS);
+    assert_eq!(
+        h.b.received.last().unwrap().1,
+        Bytes::from_static(b"during restart")
+    );
+    assert_eq!(h.a.received.last().unwrap().1, Bytes::from_static(b"back"));
+
+    // Consent on the old pair goes on meanwhile.
+    h.run_for(Duration::from_secs(20));
+    assert_eq!(h.a.count(|e| *e == IceEvent::Disconnected), 0);
+    h.a.agent.send(Bytes::from_static(b"still old")).unwrap();
+    h.run_for(10 * MS);
+    assert_eq!(
+        h.b.received.last().unwrap().1,
+        Bytes::from_static(b"still old")
+    );
+
+    // Now the candidates: the new checklist selects, and data follows it.
+    h.give_candidates(Side::A, Side::B);
+    h.give_candidates(Side::B, Side::A);
+    assert!(h.run_until(Duration::from_secs(30), |h| {
+        h.a.count(|e| *e == IceEvent::Connected) > connected_events
+            && h.b.count(|e| *e == IceEvent::Connected) > connected_events
+    }));
+    assert_same_pair(&h);
+    assert_eq!(
+        h.a.count(|e| matches!(e, IceEvent::SelectedPairChanged { .. })),
+        2
+    );
+    // The new checks use the new credentials.
+    let last_check = h.a.requests().last().unwrap().2.clone();
+    let username = last_check.get::<Username>().unwrap().unwrap();
+    assert!(username.as_str().ends_with(h.a.agent.local_credentials().0));
+    h.a.agent.send(Bytes::from_static(b"new pair")).unwrap();
+    h.run_for(10 * MS);
+    assert_eq!(
+        h.b.received.last().unwrap().1,
+        Bytes::from_static(b"new pair")
+    );
+    h.run_for(Duration::from_secs(40));
+    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
+}
+
+#[test]
+fn trickled_candidates_after_start_still_connect() {
+    let mut h = Harness::new(controlling(), controlled(), 17);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000"]);
+    h.give_credentials(Side::A, Side::B);
+    h.give_credentials(Side::B, Side::A);
+    h.start();
+    h.run_for(Duration::from_millis(300));
+    assert!(h.a.sent.is_empty() && h.b.sent.is_empty(), "no pairs yet");
+    // A gathers one more candidate late; both trickle.
+    h.a.hosts(&["10.0.1.1:5000"]);
+    h.give_candidates(Side::B, Side::A);
+    h.run_for(Duration::from_millis(20));
+    h.give_candidates(Side::A, Side::B);
+    h.a.agent.end_of_local_candidates();
+    h.b.agent.end_of_remote_candidates();
+    assert!(h.connect(Duration::from_secs(5)));
+    assert_same_pair(&h);
+    assert!(h.a.first(is_nominated).unwrap() < Duration::from_millis(500));
+}
+
+#[test]
+fn remote_peer_reflexive_candidate_from_a_check() {
+    let mut h = Harness::new(controlling(), controlled(), 18);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000"]);
+    // B learns everything; A only B's credentials: B's address comes with its check.
+    h.give_credentials(Side::A, Side::B);
+    h.give_candidates(Side::A, Side::B);
+    h.give_credentials(Side::B, Side::A);
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    let prflx =
+        h.a.events
+            .iter()
+            .find_map(|(_, e)| match e {
+                IceEvent::PeerReflexive {
+                    candidate,
+                    local: false,
+                } => Some(candidate.clone()),
+                _ => None,
+            })
+            .expect("A learnt B as peer-reflexive");
+    assert_eq!(prflx.addr(), addr("10.0.0.2:6000"));
+    assert_eq!(prflx.kind(), CandidateKind::PeerReflexive);
+    // RFC 8445 §7.1.1: its priority is the PRIORITY B's check carried.
+    assert_eq!(
+        prflx.priority(),
+        candidate_priority(CandidateKind::PeerReflexive, 65535, 1)
+    );
+    let (_, remote) = h.a.agent.selected_pair().unwrap();
+    assert_eq!(remote.kind(), CandidateKind::PeerReflexive);
+    assert_same_pair(&h);
+
+    // Signalled later, the candidate is updated in place (RFC 8838 §11).
+    h.give_candidates(Side::B, Side::A);
+    let known = h.a.agent.checklist().remote_candidates();
+    assert_eq!(known.len(), 1);
+    assert_eq!(known[0].kind(), CandidateKind::Host);
+}
+
+#[test]
+fn local_peer_reflexive_candidate_behind_a_nat() {
+    let mut h = Harness::new(controlling(), controlled(), 19);
+    h.a.hosts(&["192.0.2.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000"]);
+    h.nat_b = vec![(addr("10.0.0.2:6000"), addr("203.0.113.7:40000"))];
+    h.signal();
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    // A saw B's checks from the NAT's address; B learnt that address from A's response.
+    let b_local =
+        h.b.events
+            .iter()
+            .find_map(|(_, e)| match e {
+                IceEvent::PeerReflexive {
+                    candidate,
+                    local: true,
+                } => Some(candidate.clone()),
+                _ => None,
+            })
+            .expect("B learnt a local peer-reflexive candidate");
+    assert_eq!(b_local.addr(), addr("203.0.113.7:40000"));
+    assert_eq!(b_local.base(), Some(addr("10.0.0.2:6000")));
+    let (al, ar) = h.a.agent.selected_pair().unwrap();
+    let (bl, br) = h.b.agent.selected_pair().unwrap();
+    assert_eq!(ar.addr(), addr("203.0.113.7:40000"));
+    assert_eq!(bl.addr(), addr("203.0.113.7:40000"));
+    assert_eq!(bl.kind(), CandidateKind::PeerReflexive);
+    assert_eq!(al.addr(), br.addr());
+    // The nominated pairs agree too.
+    assert_eq!(h.b.nominated()[0].0.addr(), h.a.nominated()[0].1.addr());
+    // Data from B leaves from its base, and arrives at A through the NAT.
+    h.b.agent
+        .send(Bytes::from_static(b"through the nat"))
+        .unwrap();
+    h.run_for(10 * MS);
+    assert_eq!(
+        h.a.received.last().unwrap().1,
+        Bytes::from_static(b"through the nat")
+    );
+}
+
+#[test]
+fn full_agent_against_a_lite_peer() {
+    // A is configured controlled, but a lite peer makes it controlling.
+    let mut h = Harness::new(controlled(), IceConfig::lite(), 20);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000"]);
+    h.signal();
+    h.a.agent.set_remote_lite(true);
+    assert_eq!(h.a.agent.role(), IceRole::Controlling);
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    assert_same_pair(&h);
+    assert!(h.b.requests().is_empty(), "a lite agent sends no checks");
+    assert_eq!(h.b.nominated().len(), 1);
+    h.run_for(Duration::from_secs(60));
+    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
+    assert_eq!(h.b.agent.state(), IceConnectionState::Connected);
+    h.b.agent.send(Bytes::from_static(b"lite")).unwrap();
+    h.run_for(10 * MS);
+    assert_eq!(h.a.received.last().unwrap().1, Bytes::from_static(b"lite"));
+}
+
+#[test]
+fn lite_agent_refuses_to_control() {
+    // A full agent that believes itself controlled meets a lite agent without knowing
+    // it: the lite agent answers 487 and the full agent takes control (§7.2.5.1).
+    let mut h = Harness::new(controlled(), IceConfig::lite(), 21);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000"]);
+    h.signal();
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    assert_eq!(h.a.agent.role(), IceRole::Controlling);
+    assert_eq!(h.b.agent.role(), IceRole::Controlled);
+}
+
+#[test]
+fn asymmetric_response_fails_the_pair() {
+    let mut h = simple(22);
+    // B's responses come back from another port (RFC 8445 §7.2.5.2.1).
+    h.rewrite = Some(Box::new(|side, t| {
+        if side == Side::B
+            && Message::decode(t.payload.clone()).is_ok_and(|m| m.class() == Class::Success)
+        {
+            t.source = addr("10.0.0.2:6001");
+        }
+    }));
+    h.a.agent.start(h.now);
+    h.run_for(Duration::from_secs(1));
+    assert!(h
+        .a
+        .first(|e| matches!(e, IceEvent::PairFailed { .. }))
+        .is_some());
+    // Failure is immediate, with both end-of-candidates.
+    assert_eq!(
+        h.a.first(|e| *e == IceEvent::Failed),
+        h.a.first(|e| matches!(e, IceEvent::PairFailed { .. }))
+    );
+}
+
+#[test]
+fn lost_checks_are_retransmitted_and_still_connect() {
+    let mut h = simple(23);
+    // Drop everything in the first 1.2 s.
+    h.drop = Some(Box::new(|t, _, _| t < Duration::from_millis(1200)));
+    h.start();
+    assert!(h.connect(Duration::from_secs(10)));
+    assert_same_pair(&h);
+    let t = h.a.first(is_nominated).unwrap();
+    assert!(
+        t >= Duration::from_millis(1200) && t < Duration::from_secs(3),
+        "{t:?}"
+    );
+}
+
+#[test]
+fn latency_and_loss_with_several_interfaces() {
+    use rand::{Rng, SeedableRng};
+    for seed in 0..10 {
+        let mut h = Harness::new(controlling(), controlled(), 200 + seed);
+        h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000", "[fd00::1]:5000"]);
+        h.b.hosts(&["10.0.0.2:6000", "[fd00::2]:6000"]);
+        h.signal();
+        h.latency = 30 * MS;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        h.drop = Some(Box::new(move |_, _, _| rng.gen_bool(0.2)));
+        h.start();
+        assert!(h.connect(Duration::from_secs(20)), "seed {seed}");
+        assert_same_pair(&h);
+        // IPv4 and IPv6 candidates never pair with each other.
+        for p in h.a.agent.checklist().pairs() {
+            assert_eq!(p.local_addr().is_ipv4(), p.remote_addr().is_ipv4());
+        }
+    }
+}
+
+#[test]
+fn two_components_pair_separately_and_both_must_be_nominated() {
+    let mut h = Harness::new(controlling(), controlled(), 26);
+    for (p, ip) in [(&mut h.a, "10.0.0.1"), (&mut h.b, "10.0.0.2")] {
+        for component in [1u16, 2] {
+            let a: SocketAddr = format!("{ip}:{}", 5000 + component).parse().unwrap();
+            p.addrs.push(a);
+            p.agent
+                .add_local_candidate(Candidate::host(a).with_component(component))
+                .unwrap();
+        }
+    }
+    h.signal();
+    assert_eq!(h.a.agent.checklist().pairs().len(), 2);
+    for p in h.a.agent.checklist().pairs() {
+        assert_eq!(p.local_addr().port() - 5000, p.component());
+        assert_eq!(p.remote_addr().port() - 5000, p.component());
+    }
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    for p in [&h.a, &h.b] {
+        let nominated = p.nominated();
+        assert_eq!(nominated.len(), 2);
+        let connected = p.first(|e| *e == IceEvent::Connected).unwrap();
+        let last_nomination = p
+            .events
+            .iter()
+            .filter(|(_, e)| is_nominated(e))
+            .map(|(t, _)| *t)
+            .max()
+            .unwrap();
+        assert!(connected >= last_nomination);
+    }
+    h.a.agent
+        .send_component(2, Bytes::from_static(b"rtcp"))
+        .unwrap();
+    h.run_for(10 * MS);
+    let (_, t) =
+        h.a.sent
+            .iter()
+            .find(|(_, t)| t.payload[..] == b"rtcp"[..])
+            .unwrap();
+    assert_eq!((t.source.port(), t.destination.port()), (5002, 5002));
+    assert_eq!(h.b.received.last().unwrap().1, Bytes::from_static(b"rtcp"));
+}
+
+#[test]
+fn relayed_candidates_check_and_send_from_the_relayed_address() {
+    let mut h = Harness::new(controlling(), controlled(), 27);
+    let relayed = addr("192.0.2.100:49152");
+    h.a.addrs.push(relayed);
+    let relay =
+        h.a.agent
+            .add_local_candidate(Candidate::relayed(
+                relayed,
+                addr("198.51.100.1:6000"),
+                addr("192.0.2.100:3478"),
+            ))
+            .unwrap();
+    h.b.hosts(&["10.0.0.2:6000"]);
+    h.signal();
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    assert_same_pair(&h);
+    let (local, _) = h.a.agent.selected_pair().unwrap();
+    assert_eq!(local.kind(), CandidateKind::Relayed);
+    assert_eq!(local.addr(), relay.addr());
+    assert!(h.a.sent.iter().all(|(_, t)| t.source == relayed));
+    h.a.agent.send(Bytes::from_static(b"relayed")).unwrap();
+    h.run_for(10 * MS);
+    assert_eq!(
+        h.b.received.last().unwrap().1,
+        Bytes::from_static(b"relayed")
+    );
+    let (_, t) = h.a.sent.last().unwrap();
+    assert_eq!(t.source, relayed);
+}
+
+#[test]
+fn server_reflexive_candidates_are_pruned_to_their_base() {
+    let mut h = Harness::new(controlling(), controlled(), 28);
+    h.a.hosts(&["10.0.0.1:5000"]);
+    let srflx =
+        h.a.agent
+            .add_local_candidate(Candidate::server_reflexive(
+                addr("198.51.100.1:6000"),
+                addr("10.0.0.1:5000"),
+                addr("192.0.2.100:3478"),
+            ))
+            .unwrap();
+    assert_eq!(srflx.kind(), CandidateKind::ServerReflexive);
+    h.b.hosts(&["10.0.0.2:6000", "10.0.1.2:6000"]);
+    h.signal();
+    // RFC 8445 §6.1.2.4: the srflx candidate is replaced by its base, whose pairs exist.
+    let pairs = h.a.agent.checklist().pairs();
+    assert_eq!(pairs.len(), 2);
+    assert!(pairs
+        .iter()
+        .all(|p| p.local_addr() == addr("10.0.0.1:5000")));
+    // B pairs A's srflx candidate like any remote candidate.
+    assert_eq!(h.b.agent.checklist().pairs().len(), 4);
+}
+
+#[test]
+fn pair_count_is_limited() {
+    let mut config = controlling();
+    config.max_pairs = 100;
+    let mut h = Harness::new(config, controlled(), 24);
+    let a: Vec<String> = (0..11).map(|i| format!("10.0.{i}.1:5000")).collect();
+    let b: Vec<String> = (0..11).map(|i| format!("10.1.{i}.2:6000")).collect();
+    h.a.hosts(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    h.b.hosts(&b.iter().map(String::as_str).collect::<Vec<_>>());
+    h.signal();
+    let pairs = h.a.agent.checklist().pairs();
+    assert_eq!(pairs.len(), 100);
+    assert!(pairs.windows(2).all(|w| w[0].priority() >= w[1].priority()));
+}
+
+#[test]
+fn pair_priority_follows_rfc8445_6_1_2_3() {
+    let g = candidate_priority(CandidateKind::Host, 65535, 1);
+    let d = candidate_priority(CandidateKind::Relayed, 65535, 1);
+    assert_eq!(
+        pair_priority(g, d),
+        (1 << 32) * u64::from(d) + 2 * u64::from(g) + 1
+    );
+    assert_eq!(
+        pair_priority(d, g),
+        (1 << 32) * u64::from(d) + 2 * u64::from(g)
+    );
+    assert_eq!(pair_priority(5, 5), (1 << 32) * 5 + 10);
+}
+
+#[test]
+fn pacer_round_robin_across_checklists() {
+    let t0 = std::time::Instant::now();
+    let mut pacer = Pacer::new(Duration::from_millis(2));
+    assert_eq!(pacer.ta(), MIN_TA);
+    let mut served = Vec::new();
+    let mut now = t0;
+    for _ in 0..6 {
+        served.push(pacer.take_slot(now, 3, |_| true).unwrap());
+        assert_eq!(pacer.take_slot(now, 3, |_| true), None);
+        now = pacer.next_slot().unwrap();
+    }
+    assert_eq!(served, [0, 1, 2, 0, 1, 2]);
+    assert_eq!(now - t0, 6 * MIN_TA);
+    assert_eq!(pacer.take_slot(now, 3, |i| i == 2), Some(2));
+}
+
+#[test]
+fn checks_carry_what_aioice_expects() {
+    let mut h = simple(25);
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    let (a_ufrag, _) = h.a.agent.local_credentials();
+    let (b_ufrag, _) = h.b.agent.local_credentials();
+    for (_, _, m, _) in h.a.requests() {
+        // aioice checks USERNAME as "its ufrag:our ufrag" and needs MESSAGE-INTEGRITY.
+        assert_eq!(
+            m.get::<Username>().unwrap().unwrap().as_str(),
+            format!("{b_ufrag}:{a_ufrag}")
+        );
+        assert!(m.has_integrity() && m.has_fingerprint());
+        assert!(m.get::<crate::stun::attribute::Priority>().is_some());
+        assert!(m.get::<IceControlling>().is_some());
+    }
+    for (_, t) in &h.b.sent {
+        let m = Message::decode(t.payload.clone()).unwrap();
+        if m.class() == Class::Success {
+            assert!(m.has_integrity() && m.has_fingerprint());
+            assert!(m
+                .get::<crate::stun::attribute::XorMappedAddress>()
+                .is_some());
+        }
+    }
+}

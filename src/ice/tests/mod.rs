@@ -1,0 +1,7 @@
+//! ICE core tests, all on a fake clock with seeded randomness.
+
+mod agent;
+mod candidates;
+mod fuzz;
+mod harness;
+mod wire;
