@@ -396,8 +396,9 @@ impl PairOutcome {
 
 /// Crosses two ICE peers speaking INTEROP.md's JSON-lines protocol: every line one prints
 /// that is a JSON object without an `"event"` key (its description, candidates and
-/// end-of-candidates) goes to the other's stdin, as it comes (trickle). Runs until both
-/// have exited or `timeout` has passed; one still running then is killed. Everything each
+/// end-of-candidates) goes to the other's stdin, as it comes (trickle). Once one has
+/// exited, the other's stdin is closed. Runs until both have exited or `timeout` has
+/// passed; one still running then is killed. Everything each
 /// printed stays in its [`LineProcess::lines`].
 pub fn pair_json_lines(a: &mut LineProcess, b: &mut LineProcess, timeout: Duration) -> PairOutcome {
     fn forward(from: &mut LineProcess, to: &mut LineProcess) -> bool {
@@ -420,11 +421,21 @@ pub fn pair_json_lines(a: &mut LineProcess, b: &mut LineProcess, timeout: Durati
     let (mut status_a, mut status_b) = (None, None);
     loop {
         let moved = forward(a, b) | forward(b, a);
+        // When one has exited, the other gets no more lines: close its stdin (an agent
+        // without --send exits on that once connected).
         if status_a.is_none() {
             status_a = a.child.try_wait();
+            if status_a.is_some() {
+                forward(a, b);
+                b.close_stdin();
+            }
         }
         if status_b.is_none() {
             status_b = b.child.try_wait();
+            if status_b.is_some() {
+                forward(b, a);
+                a.close_stdin();
+            }
         }
         if status_a.is_some() && status_b.is_some() {
             break;
