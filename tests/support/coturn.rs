@@ -514,11 +514,20 @@ impl Uclient {
     }
 }
 
+/// `127.0.0.1:5000`, `[::1]:5000`, or `::1:5000` as turnutils_stunclient prints IPv6.
+fn parse_host_port(text: &str) -> Option<SocketAddr> {
+    text.parse().ok().or_else(|| {
+        let (ip, port) = text.rsplit_once(':')?;
+        Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+    })
+}
+
 /// A run of `turnutils_stunclient`.
 #[derive(Debug)]
 pub struct StunclientReport {
     pub finished: Finished,
-    /// From its `IPv4. UDP reflexive addr: 127.0.0.1:55857` line.
+    /// From its `IPv4. UDP reflexive addr: 127.0.0.1:55857` line (IPv6:
+    /// `IPv6. UDP reflexive addr: ::1:48244`, no brackets).
     pub reflexive: Option<SocketAddr>,
 }
 
@@ -533,7 +542,7 @@ pub fn turnutils_stunclient(server: SocketAddr) -> StunclientReport {
         .lines()
         .find_map(|line| after(line, "reflexive addr: "))
         .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.parse().ok());
+        .and_then(parse_host_port);
     StunclientReport {
         finished,
         reflexive,
