@@ -1,5 +1,6 @@
 //! `TurnServer`: starts one Arbiter per thread, each with an [`AllocationSupervisor`]
-//! and its own SO_REUSEPORT listeners, and gathers their events.
+//! and its own SO_REUSEPORT listeners (UDP and TCP, and TLS when a certificate is
+//! configured), and gathers their events.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use actix::{Actor, Addr, Arbiter, Context, Handler, Message, ResponseFuture};
 use floe::turn::server::{self as core, Quotas, RestApiSecrets, StaticUsers};
 use rand::RngCore;
 
-use super::supervisor::{AllocationSupervisor, InjectFault, ShutdownShard, StartShard};
+use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
 use super::{Fault, TurnEvent};
 use crate::config::ServerConfig;
 use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
@@ -104,6 +105,7 @@ pub struct TurnServer {
 pub struct ServerHandle {
     addr: Addr<TurnServer>,
     local_addrs: Vec<SocketAddr>,
+    tls_local_addrs: Vec<SocketAddr>,
     metrics: Metrics,
 }
 
@@ -126,7 +128,16 @@ struct Inject(SocketAddr, Fault);
 
 impl TurnServer {
     /// Starts the server on the running actix System with `config.threads` Arbiters.
+    /// With `tls-cert` and `tls-key`, each Arbiter also serves TLS on
+    /// [`ServerConfig::tls_listen()`].
     pub async fn start(config: &ServerConfig, metrics: Metrics) -> Result<ServerHandle, String> {
+        let mut tls = config.tls_listen();
+        let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) if !tls.is_empty() => {
+                Some(crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
         let core = core_config(config);
         let server = TurnServer {
             supervisors: Vec::new(),
@@ -144,12 +155,15 @@ impl TurnServer {
                 AllocationSupervisor::new(c, m, r)
             });
             // The first Arbiter picks the ports (port 0 in tests); the others share them.
-            listen = sup
+            let bound: BoundShard = sup
                 .send(StartShard {
                     listen: listen.clone(),
+                    tls: tls.clone(),
+                    tls_acceptor: tls_acceptor.clone(),
                 })
                 .await
                 .map_err(|e| e.to_string())??;
+            (listen, tls) = (bound.listen, bound.tls);
             supervisors.push(sup);
             arbiters.push(arbiter);
         }
@@ -163,6 +177,7 @@ impl TurnServer {
         Ok(ServerHandle {
             addr: server,
             local_addrs: listen,
+            tls_local_addrs: tls,
             metrics,
         })
     }
@@ -172,6 +187,11 @@ impl ServerHandle {
     /// The listening addresses (UDP and TCP on each).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The TLS listening addresses; empty when TLS is not configured.
+    pub fn tls_local_addrs(&self) -> &[SocketAddr] {
+        &self.tls_local_addrs
     }
 
     /// The server actor.
