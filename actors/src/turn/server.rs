@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, Message, ResponseFuture};
-use floe::turn::server::{self as core, Quotas, RestApiSecrets, StaticUsers};
+use floe::turn::server::{self as core, Authenticator, Quotas, RestApiSecrets, StaticUsers};
 use rand::RngCore;
 
 use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
@@ -37,6 +37,15 @@ pub fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
 
 /// Maps the operator's configuration onto the core's.
 pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
+    core_config_with(config, None)
+}
+
+/// As [`core_config`], with the application's own credential lookup asked after the
+/// static users and REST API secrets (`credentials.custom`).
+pub fn core_config_with(
+    config: &ServerConfig,
+    authenticator: Option<Arc<dyn Authenticator>>,
+) -> core::ServerConfig {
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -68,6 +77,7 @@ pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
     c.credentials.users = users;
     c.credentials.rest_secrets =
         RestApiSecrets::new(config.auth_secrets.iter().map(|s| s.expose().to_owned()));
+    c.credentials.custom = authenticator;
     c.min_port = config.min_port;
     c.max_port = config.max_port;
     c.user_quota = config.user_quota;
@@ -131,6 +141,25 @@ impl TurnServer {
     /// With `tls-cert` and `tls-key`, each Arbiter also serves TLS on
     /// [`ServerConfig::tls_listen()`].
     pub async fn start(config: &ServerConfig, metrics: Metrics) -> Result<ServerHandle, String> {
+        Self::start_inner(config, metrics, None).await
+    }
+
+    /// As [`start`](Self::start), with the application's own credential lookup (the
+    /// seed's `OnSTUNRequestAuthorization`): asked for the key of every authenticated
+    /// request, after the static users and REST API secrets of `config`.
+    pub async fn start_with(
+        config: &ServerConfig,
+        metrics: Metrics,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Result<ServerHandle, String> {
+        Self::start_inner(config, metrics, Some(authenticator)).await
+    }
+
+    async fn start_inner(
+        config: &ServerConfig,
+        metrics: Metrics,
+        authenticator: Option<Arc<dyn Authenticator>>,
+    ) -> Result<ServerHandle, String> {
         let mut tls = config.tls_listen();
         let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) if !tls.is_empty() => {
@@ -138,7 +167,7 @@ impl TurnServer {
             }
             _ => None,
         };
-        let core = core_config(config);
+        let core = core_config_with(config, authenticator);
         let server = TurnServer {
             supervisors: Vec::new(),
             arbiters: Vec::new(),
