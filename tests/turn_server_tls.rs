@@ -447,3 +447,88 @@ async fn a_bad_certificate_stops_the_start_with_a_clear_error() {
     };
     assert!(err.contains("cert.pem"), "{err}");
 }
+
+/// Kills a child process when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Whether coturn's tools are here; without them the test fails with how to install
+/// them, unless `FLOE_INTEROP=skip` (../shared/INTEROP.md).
+fn coturn_installed() -> bool {
+    let found = ["turnutils_uclient", "turnutils_peer"].iter().all(|tool| {
+        std::process::Command::new(tool)
+            .arg("-h")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok()
+    });
+    if !found {
+        if std::env::var("FLOE_INTEROP").as_deref() == Ok("skip") {
+            println!("skipped: coturn not installed");
+        } else {
+            panic!("coturn's turnutils_uclient and turnutils_peer are needed: apt-get install -y coturn (or FLOE_INTEROP=skip)");
+        }
+    }
+    found
+}
+
+#[actix_rt::test]
+async fn coturn_uclient_over_tls_loses_nothing() {
+    if !coturn_installed() {
+        return;
+    }
+    let f = start("uclient").await;
+    let peer_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _peer = Child(
+        std::process::Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // -S -t: TLS over TCP; -c: no RTCP allocations (EVEN-PORT reservations).
+    let tls_port = f.tls_addr.port().to_string();
+    let peer_port = peer_port.to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("timeout")
+            .args(["120", "turnutils_uclient", "-S", "-t", "-c"])
+            .args(["-u", USER, "-w", PASSWORD])
+            .args(["-e", "127.0.0.1", "-r", &peer_port])
+            .args(["-m", "10", "-n", "200", "-l", "120"])
+            .args(["-p", &tls_port, "127.0.0.1"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("Total lost packets 0 (0.000000%)"),
+        "turnutils_uclient -S:\n{text}"
+    );
+    assert!(
+        text.contains("tls_connect: client session connected"),
+        "{text}"
+    );
+    let m = f.server.metrics().snapshot();
+    assert!(m.allocations_created >= 10, "{m:?}");
+    assert!(m.packets_to_peer >= 2000, "{m:?}");
+    f.server.shutdown().await;
+}
