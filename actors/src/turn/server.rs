@@ -93,7 +93,7 @@ pub fn core_config_with(
     for cidr in &config.deny_peers {
         c.policy.deny(*cidr);
     }
-    for l in &config.listen {
+    for l in config.listen.iter().chain(&config.tls_listen()) {
         c.policy.add_own(*l);
     }
     let mut secret = [0u8; 32];
@@ -328,5 +328,25 @@ impl Handler<Shutdown> for TurnServer {
             }
             n
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_addresses_are_the_servers_own_and_denied_as_peers() {
+        let config = ServerConfig {
+            listen: vec!["192.0.2.1:3478".parse().unwrap()],
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            tls_listen: vec!["192.0.2.9:5349".parse().unwrap()],
+            ..ServerConfig::default()
+        };
+        let c = core_config(&config);
+        assert!(!c.policy.permits("192.0.2.1".parse().unwrap()));
+        assert!(!c.policy.permits("192.0.2.9".parse().unwrap()));
+        assert!(c.policy.permits("192.0.2.200".parse().unwrap()));
     }
 }
