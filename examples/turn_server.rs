@@ -7,8 +7,10 @@
 //! ```text
 //! cargo run --example turn_server -- --listen 127.0.0.1:3478 --allow-loopback-peers --user alice:wonderland
 //! turnutils_peer -L 127.0.0.1 -p 3480 &
-//! turnutils_uclient -u alice -w wonderland -e 127.0.0.1 -r 3480 -n 10 127.0.0.1
+//! turnutils_uclient -u alice -w wonderland -e 127.0.0.1 -r 3480 -n 10 -c 127.0.0.1
 //! ```
+//!
+//! (`-c`: no RTCP allocations; their EVEN-PORT reservations are per thread for now.)
 //!
 //! Without `--user`, one user with a random password is made up and printed.
 //! `--config FILE` reads the settings of `floe serve` (TOML, see the README) first;
