@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// PEM private key for TLS on port 5349
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Address to serve TLS on (repeatable) [default: each listen IP on port 5349]
+    #[arg(long = "tls-listen", value_name = "ADDR:PORT", requires = "tls_cert")]
+    pub tls_listen: Vec<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -142,6 +145,7 @@ impl ServeArgs {
         set(&mut config.log, &self.log);
         set_opt(&mut config.tls_cert, &self.tls_cert);
         set_opt(&mut config.tls_key, &self.tls_key);
+        replace(&mut config.tls_listen, &self.tls_listen);
     }
 }
 
@@ -193,6 +197,7 @@ mod tests {
             "config",
             "tls-cert",
             "tls-key",
+            "tls-listen",
         ];
         want.sort_unstable();
         assert_eq!(flags, want);
@@ -228,6 +233,7 @@ mod tests {
             "--log=debug",
             "--tls-cert=cert.pem",
             "--tls-key=key.pem",
+            "--tls-listen=127.0.0.1:15349",
         ])
         .unwrap()
         .load()
@@ -251,6 +257,10 @@ mod tests {
         assert_eq!(config.log, "debug");
         assert_eq!(config.tls_cert, Some("cert.pem".into()));
         assert_eq!(config.tls_key, Some("key.pem".into()));
+        assert_eq!(
+            config.tls_listen(),
+            vec!["127.0.0.1:15349".parse::<SocketAddr>().unwrap()]
+        );
     }
 
     #[test]
@@ -290,6 +300,10 @@ mod tests {
         assert!(err.contains("--listen"), "{err}");
         let err = serve(&["--tls-cert=c.pem"]).unwrap_err().to_string();
         assert!(err.contains("--tls-key"), "{err}");
+        let err = serve(&["--tls-listen=127.0.0.1:5349"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--tls-cert"), "{err}");
         let err = serve(&["--min-port=60000", "--max-port=50000"])
             .unwrap()
             .load()

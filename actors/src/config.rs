@@ -3,7 +3,7 @@
 //! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `relay-ip`,
 //! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
 //! `user-quota`, `total-quota`, `max-lifetime`, `threads`, `metrics`, `log`, `tls-cert`,
-//! `tls-key`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
+//! `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
 //! their defaults.
 //!
 //! ```toml
@@ -89,6 +89,11 @@ pub struct ServerConfig {
     /// PEM private key for TLS; needs `tls-cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// Addresses to serve TLS on; empty (the default) means each listen IP on port
+    /// 5349. Only used with `tls-cert` and `tls-key`; see
+    /// [`tls_listen()`](Self::tls_listen()).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_listen: Vec<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -116,6 +121,7 @@ impl Default for ServerConfig {
             log: "info".to_owned(),
             tls_cert: None,
             tls_key: None,
+            tls_listen: Vec::new(),
         }
     }
 }
@@ -166,6 +172,9 @@ pub enum ConfigError {
     /// Only one of the TLS certificate and key was given.
     #[error("TLS needs both --tls-cert and --tls-key")]
     TlsIncomplete,
+    /// TLS listen addresses without a certificate and key.
+    #[error("--tls-listen needs --tls-cert and --tls-key")]
+    TlsListenWithoutCertificate,
     /// The same user name twice.
     #[error("user `{0}` is configured twice")]
     DuplicateUser(String),
@@ -241,6 +250,9 @@ impl ServerConfig {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsIncomplete);
         }
+        if !self.tls_listen.is_empty() && self.tls_cert.is_none() {
+            return Err(ConfigError::TlsListenWithoutCertificate);
+        }
         for (i, user) in self.users.iter().enumerate() {
             if self.users[..i].iter().any(|u| u.name == user.name) {
                 return Err(ConfigError::DuplicateUser(user.name.clone()));
@@ -303,10 +315,21 @@ impl ServerConfig {
         Duration::from_secs(self.max_lifetime.into())
     }
 
-    /// Where TLS is served when a certificate is configured: each listen IP on port 5349.
+    /// Where TLS is served when a certificate and key are configured: the `tls-listen`
+    /// addresses if any are given, else each listen IP on port 5349. Empty without
+    /// a certificate and key.
     pub fn tls_listen(&self) -> Vec<SocketAddr> {
         if self.tls_cert.is_none() || self.tls_key.is_none() {
             return Vec::new();
+        }
+        if !self.tls_listen.is_empty() {
+            let mut addrs: Vec<SocketAddr> = Vec::with_capacity(self.tls_listen.len());
+            for a in &self.tls_listen {
+                if !addrs.contains(a) {
+                    addrs.push(*a);
+                }
+            }
+            return addrs;
         }
         let mut addrs: Vec<SocketAddr> = Vec::with_capacity(self.listen.len());
         for a in &self.listen {
@@ -513,6 +536,19 @@ mod tests {
                 "[::1]:5349".parse().unwrap()
             ]
         );
+        let with_port = ServerConfig::from_toml_str(
+            "tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-listen = [\"127.0.0.1:15349\"]\n",
+        )
+        .unwrap();
+        with_port.validate().unwrap();
+        assert_eq!(
+            with_port.tls_listen(),
+            vec!["127.0.0.1:15349".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            ServerConfig::from_toml_str(&with_port.to_toml().unwrap()).unwrap(),
+            with_port
+        );
 
         // And back again.
         let text = c.to_toml().unwrap();
@@ -559,6 +595,10 @@ mod tests {
         assert!(matches!(
             bad(|c| c.tls_cert = Some("c.pem".into())),
             ConfigError::TlsIncomplete
+        ));
+        assert!(matches!(
+            bad(|c| c.tls_listen = vec!["127.0.0.1:5349".parse().unwrap()]),
+            ConfigError::TlsListenWithoutCertificate
         ));
         assert!(matches!(
             bad(|c| c.users = vec!["a:1".parse().unwrap(), "a:2".parse().unwrap()]),

@@ -3,6 +3,7 @@
 //! The I/O and operator plumbing the server actors build on:
 //! - [`udp`]: batched UDP sockets (recvmmsg, GRO, GSO) on the actix-rt reactor;
 //! - [`tcp`]: TCP listeners sharing their port across Arbiters;
+//! - [`tls`]: the rustls configuration and handshake of TLS on 5349;
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
@@ -17,5 +18,6 @@ pub mod metrics;
 pub mod serve;
 pub mod shutdown;
 pub mod tcp;
+pub mod tls;
 pub mod turn;
 pub mod udp;

@@ -1,6 +1,6 @@
-//! What `floe serve` runs once its configuration is loaded: [`run`] is the seam where the
-//! TURN server actors plug in. Until they do, it binds the listeners, serves metrics,
-//! and waits for SIGINT/SIGTERM.
+//! What `floe serve` runs once its configuration is loaded: [`run`] starts the TURN
+//! server actors (UDP and TCP, and TLS when configured), serves metrics, and waits for
+//! SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 
@@ -96,8 +96,8 @@ pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
     for addr in server.local_addrs() {
         tracing::info!(%addr, realm = %config.realm, threads = config.threads, "serving STUN and TURN on UDP and TCP");
     }
-    if !config.tls_listen().is_empty() {
-        tracing::warn!("TLS is configured but not wired yet; not listening on 5349");
+    for addr in server.tls_local_addrs() {
+        tracing::info!(%addr, "serving STUN and TURN over TLS");
     }
     let signal = signals.recv().await;
     tracing::info!(%signal, "shutting down: no new allocations, deleting the current ones");

@@ -18,7 +18,7 @@ pub use floe::turn::server::FiveTuple;
 
 pub use allocation::Allocation;
 pub use relay::Relay;
-pub use server::{core_config, ServerHandle, TurnServer};
+pub use server::{core_config, core_config_with, ServerHandle, TurnServer};
 pub use supervisor::AllocationSupervisor;
 pub use tcp_connection::TcpConnection;
 

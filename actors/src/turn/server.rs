@@ -1,15 +1,16 @@
 //! `TurnServer`: starts one Arbiter per thread, each with an [`AllocationSupervisor`]
-//! and its own SO_REUSEPORT listeners, and gathers their events.
+//! and its own SO_REUSEPORT listeners (UDP and TCP, and TLS when a certificate is
+//! configured), and gathers their events.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, Message, ResponseFuture};
-use floe::turn::server::{self as core, Quotas, RestApiSecrets, StaticUsers};
+use floe::turn::server::{self as core, Authenticator, Quotas, RestApiSecrets, StaticUsers};
 use rand::RngCore;
 
-use super::supervisor::{AllocationSupervisor, InjectFault, ShutdownShard, StartShard};
+use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
 use super::{Fault, TurnEvent};
 use crate::config::ServerConfig;
 use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
@@ -36,6 +37,15 @@ pub fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
 
 /// Maps the operator's configuration onto the core's.
 pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
+    core_config_with(config, None)
+}
+
+/// As [`core_config`], with the application's own credential lookup asked after the
+/// static users and REST API secrets (`credentials.custom`).
+pub fn core_config_with(
+    config: &ServerConfig,
+    authenticator: Option<Arc<dyn Authenticator>>,
+) -> core::ServerConfig {
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -67,6 +77,7 @@ pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
     c.credentials.users = users;
     c.credentials.rest_secrets =
         RestApiSecrets::new(config.auth_secrets.iter().map(|s| s.expose().to_owned()));
+    c.credentials.custom = authenticator;
     c.min_port = config.min_port;
     c.max_port = config.max_port;
     c.user_quota = config.user_quota;
@@ -82,7 +93,7 @@ pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
     for cidr in &config.deny_peers {
         c.policy.deny(*cidr);
     }
-    for l in &config.listen {
+    for l in config.listen.iter().chain(&config.tls_listen()) {
         c.policy.add_own(*l);
     }
     let mut secret = [0u8; 32];
@@ -104,6 +115,7 @@ pub struct TurnServer {
 pub struct ServerHandle {
     addr: Addr<TurnServer>,
     local_addrs: Vec<SocketAddr>,
+    tls_local_addrs: Vec<SocketAddr>,
     metrics: Metrics,
 }
 
@@ -126,18 +138,37 @@ struct Inject(SocketAddr, Fault);
 
 impl TurnServer {
     /// Starts the server on the running actix System with `config.threads` Arbiters.
+    /// With `tls-cert` and `tls-key`, each Arbiter also serves TLS on
+    /// [`ServerConfig::tls_listen()`].
     pub async fn start(config: &ServerConfig, metrics: Metrics) -> Result<ServerHandle, String> {
         Self::start_with(config, metrics, |_| {}).await
     }
 
-    /// As [`start`](Self::start), letting `tune` adjust the core's settings first: an
-    /// application's own [`Authenticator`](floe::turn::server::Authenticator) in
-    /// `credentials.custom`, or lifetimes shorter than the flags allow.
+    /// As [`start`](Self::start), with the application's own credential lookup (the
+    /// seed's `OnSTUNRequestAuthorization`): asked for the key of every authenticated
+    /// request, after the static users and REST API secrets of `config`.
+    pub async fn start_with_authenticator(
+        config: &ServerConfig,
+        metrics: Metrics,
+        authenticator: Arc<dyn Authenticator>,
+    ) -> Result<ServerHandle, String> {
+        Self::start_with(config, metrics, move |c| c.credentials.custom = Some(authenticator)).await
+    }
+
+    /// As [`start`](Self::start), letting `tune` adjust the core's settings first
+    /// (lifetimes shorter than the flags allow, an authenticator, ...).
     pub async fn start_with(
         config: &ServerConfig,
         metrics: Metrics,
         tune: impl FnOnce(&mut core::ServerConfig),
     ) -> Result<ServerHandle, String> {
+        let mut tls = config.tls_listen();
+        let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) if !tls.is_empty() => {
+                Some(crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
         let mut core = core_config(config);
         tune(&mut core);
         let server = TurnServer {
@@ -156,12 +187,15 @@ impl TurnServer {
                 AllocationSupervisor::new(c, m, r)
             });
             // The first Arbiter picks the ports (port 0 in tests); the others share them.
-            listen = sup
+            let bound: BoundShard = sup
                 .send(StartShard {
                     listen: listen.clone(),
+                    tls: tls.clone(),
+                    tls_acceptor: tls_acceptor.clone(),
                 })
                 .await
                 .map_err(|e| e.to_string())??;
+            (listen, tls) = (bound.listen, bound.tls);
             supervisors.push(sup);
             arbiters.push(arbiter);
         }
@@ -175,6 +209,7 @@ impl TurnServer {
         Ok(ServerHandle {
             addr: server,
             local_addrs: listen,
+            tls_local_addrs: tls,
             metrics,
         })
     }
@@ -184,6 +219,11 @@ impl ServerHandle {
     /// The listening addresses (UDP and TCP on each).
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs
+    }
+
+    /// The TLS listening addresses; empty when TLS is not configured.
+    pub fn tls_local_addrs(&self) -> &[SocketAddr] {
+        &self.tls_local_addrs
     }
 
     /// The server actor.
@@ -291,5 +331,25 @@ impl Handler<Shutdown> for TurnServer {
             }
             n
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_addresses_are_the_servers_own_and_denied_as_peers() {
+        let config = ServerConfig {
+            listen: vec!["192.0.2.1:3478".parse().unwrap()],
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            tls_listen: vec!["192.0.2.9:5349".parse().unwrap()],
+            ..ServerConfig::default()
+        };
+        let c = core_config(&config);
+        assert!(!c.policy.permits("192.0.2.1".parse().unwrap()));
+        assert!(!c.policy.permits("192.0.2.9".parse().unwrap()));
+        assert!(c.policy.permits("192.0.2.200".parse().unwrap()));
     }
 }

@@ -1,5 +1,5 @@
 //! `AllocationSupervisor`: the allocation table of one Arbiter. It owns the listeners of
-//! its Arbiter, runs the core's timers, restarts failed relays and frees allocations
+//! its Arbiter (UDP and TCP on each listen address, TLS when configured), runs the core's timers, restarts failed relays and frees allocations
 //! whose actor died.
 
 use std::cell::RefCell;
@@ -11,9 +11,11 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
     ResponseFuture, WrapFuture,
 };
+use floe::transmit::Transport;
 use floe::turn::server::{AllocationId, Server, ServerConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+use tokio_rustls::TlsAcceptor;
 
 use super::allocation::PanicAllocation;
 use super::relay::FailRelay;
@@ -22,16 +24,26 @@ use super::tcp_connection::TcpConnection;
 use super::{Fault, TurnEvent};
 use crate::metrics::Metrics;
 use crate::tcp::{bind_tcp_listener, TcpListenerConfig};
+use crate::tls;
 use crate::udp::{BatchSocket, RecvBuffers, UdpSocketConfig};
 
 /// How often the core's timers (lifetimes, permissions, channels, reservations) are run.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Binds this Arbiter's listeners (UDP and TCP on each address) and starts serving.
+/// Binds this Arbiter's listeners (UDP and TCP on each `listen` address, TLS on each
+/// `tls` address) and starts serving.
 #[derive(Message)]
-#[rtype(result = "Result<Vec<SocketAddr>, String>")]
+#[rtype(result = "Result<BoundShard, String>")]
 pub(crate) struct StartShard {
     pub listen: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
+    pub tls_acceptor: Option<TlsAcceptor>,
+}
+
+/// The addresses one Arbiter bound: with port 0 asked, the ports the OS gave.
+pub(crate) struct BoundShard {
+    pub listen: Vec<SocketAddr>,
+    pub tls: Vec<SocketAddr>,
 }
 
 /// A relay's socket failed; the supervisor binds the address again.
@@ -113,7 +125,7 @@ impl Actor for AllocationSupervisor {
 }
 
 impl Handler<StartShard> for AllocationSupervisor {
-    type Result = Result<Vec<SocketAddr>, String>;
+    type Result = Result<BoundShard, String>;
 
     fn handle(&mut self, msg: StartShard, ctx: &mut Context<Self>) -> Self::Result {
         let shard = self.shard.clone().ok_or("not started")?;
@@ -168,7 +180,53 @@ impl Handler<StartShard> for AllocationSupervisor {
             );
             bound.push(local);
         }
-        Ok(bound)
+        let mut tls_bound = Vec::new();
+        if let Some(acceptor) = msg.tls_acceptor {
+            for addr in msg.tls {
+                let listener = bind_tcp_listener(addr, &tcp_config).map_err(|e| e.to_string())?;
+                let local = listener.local_addr().map_err(|e| e.to_string())?;
+                ctx.spawn(
+                    accept_tls(listener, local, acceptor.clone(), shard.clone()).into_actor(self),
+                );
+                tls_bound.push(local);
+            }
+        }
+        Ok(BoundShard {
+            listen: bound,
+            tls: tls_bound,
+        })
+    }
+}
+
+/// Accepts TLS clients on `listener`: each handshake runs in its own task, so a slow or
+/// bad one costs only its own connection; a finished one becomes a [`TcpConnection`].
+async fn accept_tls(
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    acceptor: TlsAcceptor,
+    shard: SharedShard,
+) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, client)) => {
+                let _ = stream.set_nodelay(true);
+                let (acceptor, shard) = (acceptor.clone(), shard.clone());
+                actix_rt::spawn(async move {
+                    match tls::accept(&acceptor, stream).await {
+                        Ok(stream) => {
+                            TcpConnection::spawn_with(stream, client, local, Transport::Tls, shard)
+                        }
+                        Err(e) => {
+                            tracing::debug!(%client, %local, error = %e, "TLS handshake failed")
+                        }
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(%local, error = %e, "TLS accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
