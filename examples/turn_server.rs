@@ -115,7 +115,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("TURN user for this run: demo / {password}");
     }
 
-    let server = TurnServer::start_with_authenticator(&config, Metrics::new(), authorizations.clone()).await?;
+    let server =
+        TurnServer::start_with_authenticator(&config, Metrics::new(), authorizations.clone())
+            .await?;
     for addr in server.local_addrs() {
         println!(
             "STUN and TURN on {addr} (UDP and TCP), realm {}",

@@ -263,6 +263,13 @@ impl BatchSocket {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(UdpError::NoRuntime);
         }
+        Self::register(Self::park(addr, config)?)
+    }
+
+    /// Creates, configures and binds a socket without registering it anywhere, so that it
+    /// can be handed to another Arbiter and [`register`](Self::register)ed there (a relay
+    /// port reserved by one Arbiter and allocated by another).
+    pub fn park(addr: SocketAddr, config: &UdpSocketConfig) -> Result<ParkedSocket, UdpError> {
         let option = |option: &'static str| {
             move |source| UdpError::SocketOption {
                 option,
@@ -298,7 +305,30 @@ impl BatchSocket {
             .bind(&addr.into())
             .map_err(|source| UdpError::Bind { addr, source })?;
 
-        let std_socket: std::net::UdpSocket = socket.into();
+        Ok(ParkedSocket {
+            socket: socket.into(),
+            addr,
+            config: config.clone(),
+        })
+    }
+
+    /// Registers a parked socket with the calling thread's tokio reactor.
+    pub fn register(parked: ParkedSocket) -> Result<Self, UdpError> {
+        let ParkedSocket {
+            socket: std_socket,
+            addr,
+            config,
+        } = parked;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(UdpError::NoRuntime);
+        }
+        let option = |option: &'static str| {
+            move |source| UdpError::SocketOption {
+                option,
+                addr,
+                source,
+            }
+        };
         let state = UdpSocketState::new(UdpSockRef::from(&std_socket))
             .map_err(|source| UdpError::Register { addr, source })?;
         let mut gro = state.gro_segments() > 1;
@@ -701,6 +731,21 @@ impl SendReport {
                 self.first_error.get_or_insert(e);
             }
         }
+    }
+}
+
+/// A bound socket not yet registered with a reactor; see [`BatchSocket::park`].
+#[derive(Debug)]
+pub struct ParkedSocket {
+    socket: std::net::UdpSocket,
+    addr: SocketAddr,
+    config: UdpSocketConfig,
+}
+
+impl ParkedSocket {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap_or(self.addr)
     }
 }
 

@@ -10,6 +10,7 @@ use actix::{Actor, Addr, Arbiter, Context, Handler, Message, ResponseFuture};
 use floe::turn::server::{self as core, Authenticator, Quotas, RestApiSecrets, StaticUsers};
 use rand::RngCore;
 
+use super::shard::ParkedRelays;
 use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
 use super::{Fault, TurnEvent};
 use crate::config::ServerConfig;
@@ -152,7 +153,10 @@ impl TurnServer {
         metrics: Metrics,
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<ServerHandle, String> {
-        Self::start_with(config, metrics, move |c| c.credentials.custom = Some(authenticator)).await
+        Self::start_with(config, metrics, move |c| {
+            c.credentials.custom = Some(authenticator)
+        })
+        .await
     }
 
     /// As [`start`](Self::start), letting `tune` adjust the core's settings first
@@ -180,11 +184,17 @@ impl TurnServer {
         let mut listen = config.listen.clone();
         let mut supervisors = Vec::new();
         let mut arbiters = Vec::new();
+        let parked = ParkedRelays::default();
         for _ in 0..config.threads.max(1) {
             let arbiter = Arbiter::new();
-            let (c, m, r) = (core.clone(), metrics.clone(), server.clone().recipient());
+            let (c, m, r, p) = (
+                core.clone(),
+                metrics.clone(),
+                server.clone().recipient(),
+                parked.clone(),
+            );
             let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                AllocationSupervisor::new(c, m, r)
+                AllocationSupervisor::new(c, m, r, p)
             });
             // The first Arbiter picks the ports (port 0 in tests); the others share them.
             let bound: BoundShard = sup

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -25,24 +26,51 @@ use super::relay::{Relay, StopRelay};
 use super::supervisor::AllocationSupervisor;
 use super::TurnEvent;
 use crate::metrics::Metrics;
-use crate::udp::{BatchSocket, Outgoing, RecvBuffers, UdpError, UdpSocketConfig};
+use crate::udp::{BatchSocket, Outgoing, ParkedSocket, RecvBuffers, UdpError, UdpSocketConfig};
 
 /// Largest datagram a relay or listener accepts (one byte more marks truncation).
 pub(crate) const MAX_DATAGRAM: usize = 65_536;
 /// Batches one loop handles before it yields to the other tasks of the Arbiter.
 const BATCHES_PER_POLL: usize = 8;
 
+/// Relay sockets held for a RESERVATION-TOKEN, shared by every Arbiter of a server:
+/// bound but not registered, so whichever Arbiter redeems the token can take them.
+pub(crate) type ParkedRelays = Arc<Mutex<HashMap<SocketAddr, ParkedSocket>>>;
+
 /// Binds relay sockets for the core and keeps them until an actor takes them.
 pub(crate) struct SocketBinder {
     config: UdpSocketConfig,
     pending: HashMap<SocketAddr, BatchSocket>,
+    parked: ParkedRelays,
 }
 
 impl RelayBinder for SocketBinder {
     fn bind(&mut self, addr: SocketAddr) -> bool {
-        match BatchSocket::bind(addr, &self.config) {
+        let parked = self
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr);
+        let socket = match parked {
+            Some(p) => BatchSocket::register(p),
+            None => BatchSocket::bind(addr, &self.config),
+        };
+        match socket {
             Ok(s) => {
                 self.pending.insert(addr, s);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn reserve(&mut self, addr: SocketAddr) -> bool {
+        match BatchSocket::park(addr, &self.config) {
+            Ok(p) => {
+                self.parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(addr, p);
                 true
             }
             Err(_) => false,
@@ -103,12 +131,14 @@ impl Shard {
         metrics: Metrics,
         events: Recipient<TurnEvent>,
         supervisor: Addr<AllocationSupervisor>,
+        parked: ParkedRelays,
     ) -> Self {
         Shard {
             core,
             binder: SocketBinder {
                 config: SocketBinder::relay_config(),
                 pending: HashMap::new(),
+                parked,
             },
             listeners: Vec::new(),
             relays: HashMap::new(),
@@ -322,6 +352,11 @@ impl Shard {
             ServerEvent::ErrorResponse { code, .. } => self.metrics.error_response(code),
             ServerEvent::RelayReleased(addr) => {
                 self.binder.pending.remove(&addr);
+                self.binder
+                    .parked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&addr);
                 if let Some(r) = self.relays.remove(&addr) {
                     r.actor.do_send(StopRelay);
                 }

@@ -19,7 +19,9 @@ use tokio_rustls::TlsAcceptor;
 
 use super::allocation::PanicAllocation;
 use super::relay::FailRelay;
-use super::shard::{LoopRole, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM};
+use super::shard::{
+    LoopRole, ParkedRelays, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM,
+};
 use super::tcp_connection::TcpConnection;
 use super::{Fault, TurnEvent};
 use crate::metrics::Metrics;
@@ -79,6 +81,7 @@ pub struct AllocationSupervisor {
     config: Option<ServerConfig>,
     metrics: Metrics,
     events: Recipient<TurnEvent>,
+    parked: ParkedRelays,
     shard: Option<SharedShard>,
 }
 
@@ -87,11 +90,13 @@ impl AllocationSupervisor {
         config: ServerConfig,
         metrics: Metrics,
         events: Recipient<TurnEvent>,
+        parked: ParkedRelays,
     ) -> Self {
         AllocationSupervisor {
             config: Some(config),
             metrics,
             events,
+            parked,
             shard: None,
         }
     }
@@ -118,6 +123,7 @@ impl Actor for AllocationSupervisor {
             self.metrics.clone(),
             self.events.clone(),
             ctx.address(),
+            self.parked.clone(),
         );
         self.shard = Some(Rc::new(RefCell::new(shard)));
         ctx.run_interval(TICK, |act, _| act.tick());

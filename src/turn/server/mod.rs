@@ -89,6 +89,8 @@ pub struct ServerConfig {
     pub unix_time_at_epoch: u64,
     /// Allocation counters shared by every thread of one server.
     pub quotas: Arc<Quotas>,
+    /// Reserved relay ports, shared by every thread of one server.
+    pub reservations: Arc<Reservations>,
 }
 
 impl ServerConfig {
@@ -122,6 +124,7 @@ impl ServerConfig {
             epoch,
             unix_time_at_epoch,
             quotas: Arc::new(Quotas::default()),
+            reservations: Arc::new(Reservations::default()),
         }
     }
 }
@@ -165,8 +168,16 @@ impl Quotas {
 /// Opens relay sockets for the core: the driver binds `addr` and keeps the socket
 /// until the core says [`ServerEvent::RelayReleased`].
 pub trait RelayBinder {
-    /// Binds a UDP socket to `addr`; false when the port is taken.
+    /// Binds a UDP socket to `addr`; false when the port is taken. For an address
+    /// [`reserve`](Self::reserve)d before, possibly by another thread's binder, it takes
+    /// over that socket.
     fn bind(&mut self, addr: SocketAddr) -> bool;
+
+    /// Binds `addr` and holds the socket for a RESERVATION-TOKEN, where any thread's
+    /// binder can take it over; released with [`ServerEvent::RelayReleased`].
+    fn reserve(&mut self, addr: SocketAddr) -> bool {
+        self.bind(addr)
+    }
 }
 
 /// Identifies an allocation for the life of the server core.
@@ -305,6 +316,24 @@ struct Reservation {
     expires: Instant,
 }
 
+/// RFC 8656 §7.2: relay ports held for a RESERVATION-TOKEN, shared by the threads of a
+/// server: the Allocate that redeems a token may reach another thread than the one that
+/// handed it out (SO_REUSEPORT spreads clients by 5-tuple).
+#[derive(Default)]
+pub struct Reservations(Mutex<HashMap<[u8; 8], Reservation>>);
+
+impl std::fmt::Debug for Reservations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Reservations({})", self.lock().len())
+    }
+}
+
+impl Reservations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 8], Reservation>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// A successful authentication.
 struct Authenticated {
     username: String,
@@ -321,7 +350,6 @@ pub struct Server {
     by_five_tuple: HashMap<FiveTuple, AllocationId>,
     by_relay: HashMap<SocketAddr, AllocationId>,
     used_relays: HashSet<SocketAddr>,
-    reservations: HashMap<[u8; 8], Reservation>,
     timers: BinaryHeap<Reverse<(Instant, AllocationId)>>,
     next_id: u64,
     rng: Box<dyn RngCore + Send>,
@@ -353,7 +381,6 @@ impl Server {
             by_five_tuple: HashMap::new(),
             by_relay: HashMap::new(),
             used_relays: HashSet::new(),
-            reservations: HashMap::new(),
             timers: BinaryHeap::new(),
             next_id: 1,
             rng: Box::new(rng),
@@ -421,7 +448,13 @@ impl Server {
     /// When [`Server::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timers.peek().map(|Reverse((t, _))| *t);
-        let r = self.reservations.values().map(|r| r.expires).min();
+        let r = self
+            .config
+            .reservations
+            .lock()
+            .values()
+            .map(|r| r.expires)
+            .min();
         match (t, r) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -450,17 +483,16 @@ impl Server {
                 }
             }
         }
-        let expired: Vec<[u8; 8]> = self
-            .reservations
-            .iter()
-            .filter(|(_, r)| r.expires <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for token in expired {
-            if let Some(r) = self.reservations.remove(&token) {
-                self.used_relays.remove(&r.addr);
-                self.events.push_back(ServerEvent::RelayReleased(r.addr));
+        let mut expired = Vec::new();
+        self.config.reservations.lock().retain(|_, r| {
+            let keep = r.expires > now;
+            if !keep {
+                expired.push(r.addr);
             }
+            keep
+        });
+        for addr in expired {
+            self.events.push_back(ServerEvent::RelayReleased(addr));
         }
     }
 
@@ -1116,9 +1148,16 @@ impl Server {
     ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>, bool), TurnError> {
         if let Some(token) = token {
             let r = self
+                .config
                 .reservations
+                .lock()
                 .remove(&token)
                 .ok_or(TurnError::InsufficientCapacity)?;
+            // The binder takes over the socket the reserving thread parked.
+            if !binder.bind(r.addr) {
+                return Err(TurnError::InsufficientCapacity);
+            }
+            self.used_relays.insert(r.addr);
             return Ok((vec![r.addr], None, false));
         }
         let even = even_port.is_some();
@@ -1128,7 +1167,7 @@ impl Server {
         if let Some(next) = reserved {
             let mut t = [0u8; 8];
             self.rng.fill_bytes(&mut t);
-            self.reservations.insert(
+            self.config.reservations.lock().insert(
                 t,
                 Reservation {
                     addr: next,
@@ -1185,12 +1224,11 @@ impl Server {
                 if self.used_relays.contains(&next) || !binder.bind(addr) {
                     continue;
                 }
-                if !binder.bind(next) {
+                if !binder.reserve(next) {
                     self.events.push_back(ServerEvent::RelayReleased(addr));
                     continue;
                 }
                 self.used_relays.insert(addr);
-                self.used_relays.insert(next);
                 return Ok((addr, Some(next)));
             }
             if binder.bind(addr) {

@@ -16,11 +16,19 @@ const PASS: &str = "secret";
 struct FakeBinder {
     bound: HashSet<SocketAddr>,
     taken: HashSet<SocketAddr>,
+    reserved: HashSet<SocketAddr>,
 }
 
 impl RelayBinder for FakeBinder {
     fn bind(&mut self, addr: SocketAddr) -> bool {
-        !self.taken.contains(&addr) && self.bound.insert(addr)
+        if self.reserved.remove(&addr) {
+            return self.bound.insert(addr);
+        }
+        !self.taken.contains(&addr) && !self.bound.contains(&addr) && self.bound.insert(addr)
+    }
+
+    fn reserve(&mut self, addr: SocketAddr) -> bool {
+        !self.taken.contains(&addr) && !self.bound.contains(&addr) && self.reserved.insert(addr)
     }
 }
 
@@ -769,4 +777,36 @@ proptest! {
         let n = data.len();
         let _ = h.server.handle_peer(h.now, "198.51.100.1:50000".parse().unwrap(), "192.0.2.1:1".parse().unwrap(), &mut buf, n);
     }
+}
+
+#[test]
+fn a_reservation_is_redeemed_on_another_thread() {
+    let mut h = Harness::new();
+    h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    let r = h.request(
+        Method::ALLOCATE,
+        true,
+        &[
+            RequestedTransport(17).into(),
+            EvenPort { reserve: true }.into(),
+        ],
+    );
+    let relay = r.get::<XorRelayedAddress>().unwrap().unwrap().0;
+    let token = r.get::<ReservationToken>().unwrap().unwrap();
+    // A second core with the same shared state, as another Arbiter has.
+    let mut other = Harness::new();
+    other.server = Server::new(h.server.config().clone(), StdRng::seed_from_u64(8));
+    other.binder.reserved = std::mem::take(&mut h.binder.reserved);
+    other.nonce = h.nonce.clone();
+    other.ft = five_tuple("203.0.113.9:40001");
+    let r = other.request(
+        Method::ALLOCATE,
+        true,
+        &[RequestedTransport(17).into(), token.into()],
+    );
+    assert_eq!(r.class(), Class::Success, "{:?}", Harness::code(&r));
+    assert_eq!(
+        r.get::<XorRelayedAddress>().unwrap().unwrap().0.port(),
+        relay.port() + 1
+    );
 }
