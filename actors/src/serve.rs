@@ -7,20 +7,12 @@ use std::net::SocketAddr;
 use crate::config::ServerConfig;
 use crate::metrics::{Metrics, MetricsError, MetricsServer};
 use crate::shutdown::{ShutdownError, ShutdownSignals};
-use crate::tcp::{bind_tcp_listener, TcpError, TcpListenerConfig};
 use crate::turn::TurnServer;
-use crate::udp::{BatchSocket, UdpError, UdpSocketConfig};
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
-    /// A UDP listener could not be bound.
-    #[error(transparent)]
-    Udp(#[from] UdpError),
-    /// A TCP listener could not be bound.
-    #[error(transparent)]
-    Tcp(#[from] TcpError),
     /// The metrics endpoint could not start.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -30,49 +22,6 @@ pub enum ServeError {
     /// The TURN server could not start (a listener could not be bound).
     #[error("cannot start the TURN server: {0}")]
     Start(String),
-}
-
-/// The client-facing sockets of one Arbiter: UDP and TCP on each listen address.
-#[derive(Debug)]
-pub struct Listeners {
-    /// One UDP socket per listen address, in the order of `ServerConfig::listen`.
-    pub udp: Vec<BatchSocket>,
-    /// One TCP listener per listen address, on the same port as its UDP socket.
-    pub tcp: Vec<tokio::net::TcpListener>,
-}
-
-impl Listeners {
-    /// Binds UDP and TCP on every listen address, with SO_REUSEPORT so each Arbiter can
-    /// bind its own set. IPv6 addresses are IPv6-only: list `0.0.0.0` as well for IPv4.
-    /// With port 0, TCP takes the port the OS gave the UDP socket.
-    /// Call it on the Arbiter that will serve the sockets.
-    pub fn bind(config: &ServerConfig) -> Result<Self, ServeError> {
-        let udp_config = UdpSocketConfig {
-            ipv6_only: Some(true),
-            ..UdpSocketConfig::listener()
-        };
-        let tcp_config = TcpListenerConfig {
-            ipv6_only: Some(true),
-            ..TcpListenerConfig::default()
-        };
-        let mut listeners = Listeners {
-            udp: Vec::with_capacity(config.listen.len()),
-            tcp: Vec::with_capacity(config.listen.len()),
-        };
-        for addr in &config.listen {
-            let udp = BatchSocket::bind(*addr, &udp_config)?;
-            let tcp_addr = SocketAddr::new(addr.ip(), udp.local_addr().port());
-            let tcp = bind_tcp_listener(tcp_addr, &tcp_config)?;
-            listeners.udp.push(udp);
-            listeners.tcp.push(tcp);
-        }
-        Ok(listeners)
-    }
-
-    /// The bound addresses (UDP and TCP share each one).
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.udp.iter().map(BatchSocket::local_addr).collect()
-    }
 }
 
 /// Runs the server with `config` (already validated, credentials ensured) on the current
