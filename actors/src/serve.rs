@@ -2,8 +2,6 @@
 //! server actors (UDP and TCP, and TLS when configured), serves metrics, and waits for
 //! SIGINT/SIGTERM.
 
-use std::net::SocketAddr;
-
 use crate::config::ServerConfig;
 use crate::metrics::{Metrics, MetricsError, MetricsServer};
 use crate::shutdown::{ShutdownError, ShutdownSignals};
