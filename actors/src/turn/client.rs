@@ -324,7 +324,8 @@ pub enum TurnClientEvent {
         /// ALTERNATE-DOMAIN, if any.
         domain: Option<String>,
     },
-    /// A request failed, or the connection to the server was lost (`request` is `None`).
+    /// A request failed, or the connection to the server was lost while an allocation or
+    /// a request was using it (`request` is `None`).
     Error {
         /// The request that failed.
         request: Option<Method>,
@@ -828,17 +829,23 @@ impl TurnClient {
         }
     }
 
-    /// The socket is unusable: says why, then closes.
+    /// The socket is unusable: says why (unless nothing was left to lose), then closes.
     fn lost(&mut self, reason: String, ctx: &mut Context<Self>) {
         if self.closed {
             return;
         }
         tracing::debug!(server = %self.core.server(), %reason, "TURN client lost its server");
-        self.subscribers.publish(TurnClientEvent::Error {
-            request: None,
-            code: None,
-            reason,
-        });
+        // A server may close a TCP/TLS connection that carries nothing any more (coturn
+        // does right after a delete): with no allocation and no request pending, that is
+        // just the end of the session.
+        let idle = self.core.state() == ClientState::Idle && self.core.poll_timeout().is_none();
+        if !idle {
+            self.subscribers.publish(TurnClientEvent::Error {
+                request: None,
+                code: None,
+                reason,
+            });
+        }
         self.finish(ctx);
     }
 
