@@ -645,6 +645,9 @@ pub struct TurnClient {
 }
 
 /// A running [`TurnClient`]: its address, local socket, and event stream.
+///
+/// The client owns its socket and timer: dropping every handle does not stop it (it keeps
+/// the allocation refreshed). End it with [`close`](Self::close).
 #[derive(Clone)]
 pub struct TurnClientHandle {
     addr: Addr<TurnClient>,
