@@ -20,9 +20,49 @@ pub struct Cli {
 
 /// The subcommands of `floe`. Add one as a variant holding its own `Args` struct.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per run: the size does not matter
 pub enum Command {
     /// Serve STUN and TURN (RFC 8489, RFC 8656) over UDP and TCP, and TLS when configured.
     Serve(ServeArgs),
+    /// Ask a STUN server for this host's reflexive address (RFC 8489 Binding) and print it.
+    Stun(StunArgs),
+}
+
+/// `floe stun HOST:PORT`: one Binding transaction, retransmitted over UDP as RFC 8489
+/// §6.2.1 says (7 sends, 39.5 s in all with the default RTO) before giving up.
+#[derive(Debug, Clone, Args)]
+pub struct StunArgs {
+    /// The STUN server (a name or an IP, and a port)
+    #[arg(value_name = "HOST:PORT")]
+    pub server: String,
+    /// Use TCP instead of UDP
+    #[arg(long)]
+    pub tcp: bool,
+    /// Initial retransmission timeout in milliseconds (RFC 8489 §6.2.1) [default: 500]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rto: Option<u64>,
+}
+
+impl StunArgs {
+    /// The client configuration: the first address `server` resolves to, the transport
+    /// and the timers.
+    pub fn client_config(&self) -> Result<crate::turn::TurnClientConfig, String> {
+        use std::net::ToSocketAddrs;
+        let server = self
+            .server
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}: {e}", self.server))?
+            .next()
+            .ok_or_else(|| format!("{} has no address", self.server))?;
+        let mut config = crate::turn::TurnClientConfig::stun(server);
+        if self.tcp {
+            config.transport = floe::Transport::Tcp;
+        }
+        if let Some(ms) = self.rto {
+            config.transaction.rto = std::time::Duration::from_millis(ms);
+        }
+        Ok(config)
+    }
 }
 
 /// `floe serve`. Flags override the `--config` file; a repeatable flag given at least
@@ -158,6 +198,7 @@ mod tests {
         let argv = ["floe", "serve"].iter().chain(args).copied();
         match Cli::try_parse_from(argv)?.command {
             Command::Serve(a) => Ok(a),
+            other => panic!("not `floe serve`: {other:?}"),
         }
     }
 
@@ -316,5 +357,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/floe.toml"), "{err}");
+    }
+
+    #[test]
+    fn stun_takes_a_server_and_optional_tcp_and_rto() {
+        let parse = |args: &[&str]| -> Result<StunArgs, clap::Error> {
+            let argv = ["floe", "stun"].iter().chain(args).copied();
+            match Cli::try_parse_from(argv)?.command {
+                Command::Stun(a) => Ok(a),
+                other => panic!("not `floe stun`: {other:?}"),
+            }
+        };
+        let a = parse(&["127.0.0.1:3478"]).unwrap();
+        let c = a.client_config().unwrap();
+        assert_eq!(c.server, "127.0.0.1:3478".parse().unwrap());
+        assert_eq!(c.transport, floe::Transport::Udp);
+        assert_eq!(c.transaction.rto, std::time::Duration::from_millis(500));
+        let c = parse(&["--tcp", "--rto=20", "[::1]:3478"])
+            .unwrap()
+            .client_config()
+            .unwrap();
+        assert_eq!(c.server, "[::1]:3478".parse().unwrap());
+        assert_eq!(c.transport, floe::Transport::Tcp);
+        assert_eq!(c.transaction.rto, std::time::Duration::from_millis(20));
+        assert!(parse(&[]).is_err(), "the server is required");
+        assert!(parse(&["127.0.0.1:3478", "--rto=0"]).is_err());
+        let err = parse(&["no-port"]).unwrap().client_config().unwrap_err();
+        assert!(err.contains("no-port"), "{err}");
     }
 }

@@ -3,13 +3,36 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use floe_actors::cli::{Cli, Command, ServeArgs};
+use floe_actors::cli::{Cli, Command, ServeArgs, StunArgs};
 use floe_actors::logging::init_logging;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Stun(args) => stun(&args),
+    }
+}
+
+/// `floe stun HOST:PORT`: print the reflexive address, or why there is none.
+fn stun(args: &StunArgs) -> ExitCode {
+    let config = match args.client_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("floe stun: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = config.server;
+    match actix_rt::System::new().block_on(floe_actors::turn::client::stun_binding(config)) {
+        Ok((mapped, _rtt)) => {
+            println!("{mapped}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("floe stun: {server}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

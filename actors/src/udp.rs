@@ -557,20 +557,15 @@ impl BatchSocket {
             segment_size: out.segment_size,
             src_ip: out.source.map(|ip| ip.to_canonical()),
         };
-        // The syscall is tried whatever tokio believes about writability: a socket that
-        // has not seen its first reactor turn yet is writable, and UDP rarely blocks.
-        match self.state.try_send(UdpSockRef::from(&self.io), &transmit) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                if e.kind() == io::ErrorKind::WouldBlock {
-                    // Clear the readiness so `writable().await` waits for the kernel.
-                    let _ = self.io.try_io(Interest::WRITABLE, || {
-                        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-                    });
-                }
-                Err(SendError::from_io(out.destination, out.payload.len(), e))
-            }
+        let send = || self.state.try_send(UdpSockRef::from(&self.io), &transmit);
+        match self.io.try_io(Interest::WRITABLE, send) {
+            // tokio refuses without a syscall until its reactor has seen the socket writable,
+            // which a socket bound within the current batch (a new relay) has not yet: ask
+            // the kernel. A real EAGAIN leaves tokio's readiness clear, so `send` still waits.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => send(),
+            result => result,
         }
+        .map_err(|e| SendError::from_io(out.destination, out.payload.len(), e))
     }
 
     /// The destination as the socket's family needs it; rejects what the kernel would
@@ -977,6 +972,25 @@ mod tests {
 
     fn loopback() -> SocketAddr {
         "127.0.0.1:0".parse().unwrap()
+    }
+
+    /// tokio learns a new socket is writable only when its reactor next runs; a send right
+    /// after bind (a relay created and used within one batch) must not be refused for that.
+    #[actix_rt::test]
+    async fn a_new_socket_sends_before_the_reactor_has_run() {
+        let config = UdpSocketConfig::default();
+        let a = BatchSocket::bind(loopback(), &config).unwrap();
+        let b = BatchSocket::bind(loopback(), &config).unwrap();
+        a.try_send(&Outgoing::new(b.local_addr(), b"first"))
+            .expect("the first datagram is sent");
+        let mut bufs = b.recv_buffers(1500);
+        let got = tokio::time::timeout(Duration::from_secs(10), b.recv_batch(&mut bufs))
+            .await
+            .expect("it arrives")
+            .unwrap()
+            .next()
+            .map(|d| d.payload.to_vec());
+        assert_eq!(got.as_deref(), Some(&b"first"[..]));
     }
 
     #[test]

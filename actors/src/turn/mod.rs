@@ -4,6 +4,7 @@
 //! TCP client.
 
 mod allocation;
+pub mod client;
 mod relay;
 mod server;
 mod shard;
@@ -17,6 +18,9 @@ use actix::Message;
 pub use floe::turn::server::FiveTuple;
 
 pub use allocation::Allocation;
+pub use client::{
+    TurnClient, TurnClientConfig, TurnClientError, TurnClientEvent, TurnClientHandle,
+};
 pub use relay::Relay;
 pub use server::{core_config, core_config_with, ServerHandle, TurnServer};
 pub use supervisor::AllocationSupervisor;

@@ -27,7 +27,6 @@
 //! ```
 
 mod auth;
-mod channel_data;
 #[cfg(test)]
 mod tests;
 
@@ -42,8 +41,8 @@ use tracing::debug;
 
 use crate::stun::attribute::{
     AdditionalAddressFamily, AddressErrorCode, AddressFamily, AlternateDomain, AlternateServer,
-    ChannelNumber, Data, Lifetime, MappedAddress, RequestedAddressFamily, RequestedTransport,
-    Software, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    ChannelNumber as ChannelNumberAttr, Data, Lifetime, MappedAddress, RequestedAddressFamily,
+    RequestedTransport, Software, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 use crate::stun::transaction::{
     ClientTransaction, RtoEstimator, TransactionConfig, TransactionState,
@@ -52,9 +51,9 @@ use crate::stun::{
     AttributeCodec, Class, Message, MessageEncoder, Method, StunError, TransactionId,
 };
 use crate::transmit::{Transmit, Transport};
+use crate::turn::{ChannelData, ChannelNumber};
 
 use auth::Auth;
-use channel_data::{decode_channel_data, encode_channel_data, CHANNEL_MAX, CHANNEL_MIN};
 
 /// RFC 8656 §9: a permission lasts 300 s.
 const PERMISSION_LIFETIME: Duration = Duration::from_secs(300);
@@ -278,7 +277,7 @@ enum Request {
     },
     ChannelBind {
         peer: SocketAddr,
-        channel: u16,
+        channel: ChannelNumber,
         auto: bool,
     },
 }
@@ -334,7 +333,7 @@ struct Permission {
 
 #[derive(Debug)]
 struct Channel {
-    number: u16,
+    number: ChannelNumber,
     bound_until: Option<Instant>,
     refresh_at: Option<Instant>,
     wanted: bool,
@@ -379,7 +378,8 @@ pub struct TurnClient {
     mapped: Option<SocketAddr>,
     permissions: HashMap<IpAddr, Permission>,
     channels: HashMap<SocketAddr, Channel>,
-    channel_peers: HashMap<u16, SocketAddr>,
+    channel_peers: HashMap<ChannelNumber, SocketAddr>,
+    /// RFC 8656 §12: the next channel number to hand out, from 0x4000 upward.
     next_channel: u16,
     pending: Vec<Pending>,
     rto: RtoEstimator,
@@ -415,7 +415,7 @@ impl TurnClient {
             permissions: HashMap::new(),
             channels: HashMap::new(),
             channel_peers: HashMap::new(),
-            next_channel: CHANNEL_MIN,
+            next_channel: ChannelNumber::MIN.get(),
             pending: Vec::new(),
             rto: RtoEstimator::default(),
             rto_sampled: None,
@@ -534,10 +534,9 @@ impl TurnClient {
                 ch.number
             }
             None => {
-                if self.next_channel > CHANNEL_MAX {
-                    return Err(ClientError::NoChannelNumber);
-                }
-                let number = self.next_channel;
+                // Clients pick from RFC 8656's range; only receivers accept RFC 5766's wider one.
+                let number =
+                    ChannelNumber::new(self.next_channel).ok_or(ClientError::NoChannelNumber)?;
                 self.next_channel += 1;
                 self.channels.insert(
                     peer,
@@ -559,7 +558,7 @@ impl TurnClient {
             auto: false,
         };
         self.send_request(now, request, Retries::default());
-        Ok(channel)
+        Ok(channel.get())
     }
 
     /// RFC 8656 §11.1, §12.5: sends `data` to `peer` through the relay: as ChannelData when
@@ -590,10 +589,14 @@ impl TurnClient {
             .map(|c| c.number);
         let payload = match channel {
             Some(number) => {
-                if data.len() > channel_data::MAX_DATA_LEN {
+                if data.len() > ChannelData::MAX_DATA_LEN {
                     return Err(ClientError::TooLarge(data.len()));
                 }
-                encode_channel_data(number, data, self.config.transport.is_reliable())
+                let pad = self.config.transport.is_reliable();
+                let mut buf = BytesMut::with_capacity(ChannelData::encoded_len(data.len(), pad));
+                ChannelData::encode_into(number, data, &mut buf, pad)
+                    .map_err(|_| ClientError::TooLarge(data.len()))?;
+                buf.freeze()
             }
             None => {
                 let tid = TransactionId::random(&mut *self.rng);
@@ -620,7 +623,8 @@ impl TurnClient {
             return;
         }
         match data.first() {
-            // RFC 7983 §7: 0-3 is STUN, 64-79 is TURN ChannelData.
+            // RFC 7983 §7: 0-3 is STUN, 64-79 is TURN ChannelData (64-127 with RFC 5766's
+            // wider channel range, which the shared decoder accepts).
             Some(0..=3) => {
                 let Ok(msg) = Message::decode(data) else {
                     return;
@@ -631,16 +635,19 @@ impl TurnClient {
                     _ => {}
                 }
             }
-            Some(64..=79) => {
+            Some(64..=127) => {
                 if self.allocation.is_none() {
                     return;
                 }
-                let Some((number, data)) = decode_channel_data(&data) else {
+                let Ok(msg) = ChannelData::decode(data) else {
                     return;
                 };
-                if let Some(peer) = self.channel_peers.get(&number) {
-                    self.events
-                        .push_back(ClientEvent::Data { peer: *peer, data });
+                if let Some(peer) = self.channel_peers.get(&msg.channel()) {
+                    let peer = *peer;
+                    self.events.push_back(ClientEvent::Data {
+                        peer,
+                        data: msg.into_data(),
+                    });
                 }
             }
             _ => {}
@@ -813,7 +820,7 @@ impl TurnClient {
         self.channels
             .get(&peer)
             .filter(|c| c.bound_until.is_some_and(|t| t > now))
-            .map(|c| c.number)
+            .map(|c| c.number.get())
     }
 
     // ---- internals ------------------------------------------------------------------
@@ -914,7 +921,7 @@ impl TurnClient {
                 }
             }
             Request::ChannelBind { peer, channel, .. } => {
-                enc.add(&ChannelNumber(*channel))
+                enc.add(&ChannelNumberAttr(channel.get()))
                     .add(&XorPeerAddress(*peer));
             }
         }
@@ -1100,8 +1107,10 @@ impl TurnClient {
                     perm.refresh_at = Some(later(p.started, PERMISSION_REFRESH));
                 }
                 if !auto {
-                    self.events
-                        .push_back(ClientEvent::ChannelBound { peer, channel });
+                    self.events.push_back(ClientEvent::ChannelBound {
+                        peer,
+                        channel: channel.get(),
+                    });
                 }
             }
         }
@@ -1279,7 +1288,7 @@ impl TurnClient {
         self.permissions.clear();
         self.channels.clear();
         self.channel_peers.clear();
-        self.next_channel = CHANNEL_MIN;
+        self.next_channel = ChannelNumber::MIN.get();
         self.pending
             .retain(|p| matches!(p.request, Request::Binding));
     }

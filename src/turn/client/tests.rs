@@ -1099,8 +1099,8 @@ fn channels_are_rebound_every_9_minutes_and_refresh_the_permission() {
     h.pump();
     let req = h.last_request().clone();
     assert_eq!(
-        req.get::<ChannelNumber>().unwrap().unwrap(),
-        ChannelNumber(0x4000)
+        req.get::<ChannelNumberAttr>().unwrap().unwrap(),
+        ChannelNumberAttr(0x4000)
     );
     assert_eq!(
         req.get::<XorPeerAddress>().unwrap().unwrap(),
@@ -1529,4 +1529,31 @@ proptest! {
         h.input(msg);
         h.advance(secs(700));
     }
+}
+
+#[test]
+fn channel_numbers_come_from_rfc_8656s_range_and_run_out_after_0x4fff() {
+    let mut h = Harness::allocated();
+    for i in 0..ChannelNumber::COUNT as u32 {
+        let ip = std::net::Ipv4Addr::from(0xC633_6400u32 + i / 64);
+        let peer = SocketAddr::new(IpAddr::V4(ip), 7000 + (i % 64) as u16);
+        let n = h.client.channel_bind(h.now, peer).unwrap();
+        assert_eq!(n, 0x4000 + i as u16);
+        while h.client.poll_transmit().is_some() {}
+    }
+    assert_eq!(
+        h.client.channel_bind(h.now, addr("198.51.100.250:9")),
+        Err(ClientError::NoChannelNumber)
+    );
+}
+
+#[test]
+fn channel_data_in_rfc_5766s_wider_range_is_decoded_and_dropped_as_unknown() {
+    let mut h = Harness::allocated();
+    h.take_events();
+    // 0x5000..=0x7FFE decode (the shared codec is liberal) but this client never binds them.
+    h.input(Bytes::from_static(b"\x50\x00\x00\x02hi"));
+    h.input(Bytes::from_static(b"\x7f\xfe\x00\x00"));
+    h.input(Bytes::from_static(b"\x7f\xff\x00\x00"));
+    assert!(h.take_events().is_empty());
 }
