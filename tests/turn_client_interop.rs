@@ -172,6 +172,10 @@ impl Target {
     }
 
     async fn floe(rest: bool) -> Target {
+        Self::floe_with_nonce_lifetime(rest, None).await
+    }
+
+    async fn floe_with_nonce_lifetime(rest: bool, nonce_lifetime: Option<Duration>) -> Target {
         let mut config = ServerConfig::default();
         config.listen = vec![SocketAddr::new(LOCALHOST, 0)];
         config.realm = "floe.test".into();
@@ -186,9 +190,13 @@ impl Target {
             config.users = vec![format!("{USER}:{PASSWORD}").parse().expect("user")];
             (USER.to_owned(), PASSWORD.to_owned())
         };
-        let server = TurnServer::start(&config, Metrics::new())
-            .await
-            .expect("floe's TURN server starts");
+        let server = TurnServer::start_with(&config, Metrics::new(), |core| {
+            if let Some(lifetime) = nonce_lifetime {
+                core.nonce_lifetime = lifetime;
+            }
+        })
+        .await
+        .expect("floe's TURN server starts");
         Target {
             name: "floe",
             udp_tcp: server.local_addrs()[0],
@@ -600,13 +608,22 @@ async fn floe_tcp_rest_api_credentials() {
     target.stop().await;
 }
 
-#[test]
-fn floe_stale_nonce() {
-    // floe_actors::config::ServerConfig has no nonce lifetime yet (the core's is 600 s and
-    // only settable on floe::turn::server::ServerConfig), so a 5 s stale nonce cannot be
-    // provoked in-process without waiting 10 minutes. The client's 438 handling is covered
-    // by the coturn tests above and the core's fake-clock tests.
-    println!("skipped: floe's ServerConfig has no nonce lifetime setting");
+async fn floe_stale_nonce(transport: Transport) {
+    let target = Target::floe_with_nonce_lifetime(false, Some(Duration::from_secs(3))).await;
+    stale_nonce_session(&target, transport, Duration::from_secs(3)).await;
+    let server = target.floe.as_ref().expect("floe target");
+    let stale = server.metrics().snapshot().error_responses(438);
+    assert!(stale >= 2, "floe answered {stale} 438s");
+}
+
+#[actix_rt::test]
+async fn floe_udp_stale_nonce() {
+    floe_stale_nonce(Transport::Udp).await;
+}
+
+#[actix_rt::test]
+async fn floe_tcp_stale_nonce() {
+    floe_stale_nonce(Transport::Tcp).await;
 }
 
 // ---- the STUN command line --------------------------------------------------------------------
