@@ -280,24 +280,25 @@ impl NonceIssuer {
         s
     }
 
-    /// Checks a nonce a client sent back.
+    /// Checks a nonce a client sent back. Works on bytes: a nonce is any UTF-8 the
+    /// client chose, and must never be sliced as a `str`.
     pub fn check(&self, now: Instant, client: IpAddr, nonce: &str) -> NonceStatus {
-        let body = match self.features {
-            Some(_) => nonce.get(13..),
-            None => Some(nonce),
-        };
-        let Some(body) = body.filter(|b| b.len() == 40) else {
+        let prefix = self.features.map(SecurityFeatures::nonce_prefix).unwrap_or_default();
+        // The feature cookie is compared too, so the bits cannot be altered (RFC 8489 §9.2).
+        let Some(body) = nonce.as_bytes().strip_prefix(prefix.as_bytes()) else {
             return NonceStatus::Stale;
         };
-        let Ok(expiry) = u64::from_str_radix(&body[..16], 16) else {
+        if body.len() != 40 || !body.is_ascii() {
+            return NonceStatus::Stale;
+        }
+        let hex = std::str::from_utf8(&body[..16]).unwrap_or("");
+        let Ok(expiry) = u64::from_str_radix(hex, 16) else {
             return NonceStatus::Stale;
         };
         let mut expected = String::with_capacity(24);
         push_hex(&mut expected, &self.mac(expiry, client)[..12]);
         let fresh = now.saturating_duration_since(self.epoch).as_secs() < expiry;
-        if fresh
-            && crate::stun::integrity::ct_eq(expected.as_bytes(), &body.as_bytes()[16..]).is_ok()
-        {
+        if fresh && crate::stun::integrity::ct_eq(expected.as_bytes(), &body[16..]).is_ok() {
             NonceStatus::Valid
         } else {
             NonceStatus::Stale
@@ -363,6 +364,10 @@ mod tests {
             NonceStatus::Stale
         );
         assert_eq!(n.check(t0, ip, "garbage"), NonceStatus::Stale);
+        // A multi-byte character across the expiry/MAC boundary must not panic.
+        let tricky = format!("{}\u{e9}{}", "a".repeat(15), "a".repeat(23));
+        assert_eq!(tricky.len(), 40);
+        assert_eq!(n.check(t0, ip, &tricky), NonceStatus::Stale);
         let other = NonceIssuer::new([4; 32], t0, Duration::from_secs(600), None);
         assert_eq!(other.check(t0, ip, &nonce), NonceStatus::Stale);
 
@@ -374,5 +379,9 @@ mod tests {
         let nonce = n.issue(t0, ip);
         assert_eq!(SecurityFeatures::from_nonce(&nonce), Some(f));
         assert_eq!(n.check(t0, ip, &nonce), NonceStatus::Valid);
+        // Altered feature bits invalidate the nonce.
+        let altered = nonce.replacen("obMatJos2AAAB", "obMatJos2AAAA", 1);
+        assert_ne!(altered, nonce);
+        assert_eq!(n.check(t0, ip, &altered), NonceStatus::Stale);
     }
 }
