@@ -263,6 +263,18 @@ impl BatchSocket {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(UdpError::NoRuntime);
         }
+        let socket = Self::bind_unregistered(addr, config)?;
+        Self::from_bound(socket, config)
+    }
+
+    /// Creates, configures and binds a non-blocking socket on `addr` as
+    /// [`bind`](Self::bind) does, without registering it with any reactor: it can be held,
+    /// or moved to another thread, and made a `BatchSocket` there with
+    /// [`from_bound`](Self::from_bound).
+    pub fn bind_unregistered(
+        addr: SocketAddr,
+        config: &UdpSocketConfig,
+    ) -> Result<std::net::UdpSocket, UdpError> {
         let option = |option: &'static str| {
             move |source| UdpError::SocketOption {
                 option,
@@ -297,8 +309,31 @@ impl BatchSocket {
         socket
             .bind(&addr.into())
             .map_err(|source| UdpError::Bind { addr, source })?;
+        Ok(socket.into())
+    }
 
-        let std_socket: std::net::UdpSocket = socket.into();
+    /// Registers a socket from [`bind_unregistered`](Self::bind_unregistered) (made with
+    /// the same `config`) with the tokio reactor of the calling thread.
+    pub fn from_bound(
+        std_socket: std::net::UdpSocket,
+        config: &UdpSocketConfig,
+    ) -> Result<Self, UdpError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(UdpError::NoRuntime);
+        }
+        let addr = std_socket
+            .local_addr()
+            .map_err(|source| UdpError::Register {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        let option = |option: &'static str| {
+            move |source| UdpError::SocketOption {
+                option,
+                addr,
+                source,
+            }
+        };
         let state = UdpSocketState::new(UdpSockRef::from(&std_socket))
             .map_err(|source| UdpError::Register { addr, source })?;
         let mut gro = state.gro_segments() > 1;
@@ -938,6 +973,41 @@ mod tests {
     fn bind_outside_a_runtime_is_an_error() {
         let err = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap_err();
         assert!(matches!(err, UdpError::NoRuntime), "{err}");
+    }
+
+    #[test]
+    fn a_socket_bound_on_one_thread_is_served_on_another() {
+        // What a port reservation does: bind with no runtime, register elsewhere later.
+        let config = UdpSocketConfig::default();
+        let held = BatchSocket::bind_unregistered(loopback(), &config).unwrap();
+        let addr = held.local_addr().unwrap();
+        // The port stays taken while it is held.
+        assert!(BatchSocket::bind_unregistered(addr, &config).is_err());
+        let err = BatchSocket::from_bound(held.try_clone().unwrap(), &config).unwrap_err();
+        assert!(matches!(err, UdpError::NoRuntime), "{err}");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let socket = BatchSocket::from_bound(held, &config).unwrap();
+                assert_eq!(socket.local_addr(), addr);
+                let peer = std::net::UdpSocket::bind(loopback()).unwrap();
+                peer.send_to(b"reserved", addr).unwrap();
+                let mut bufs = socket.recv_buffers(1500);
+                let batch =
+                    tokio::time::timeout(Duration::from_secs(5), socket.recv_batch(&mut bufs))
+                        .await
+                        .expect("a datagram within 5 s")
+                        .unwrap();
+                let got: Vec<&[u8]> = batch.map(|d| d.payload).collect();
+                assert_eq!(got, vec![&b"reserved"[..]]);
+            });
+        })
+        .join()
+        .unwrap();
     }
 
     /// Sends 1000 numbered datagrams from one socket to another on loopback, at most 100 in

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, Message, ResponseFuture};
-use floe::turn::server::{self as core, Quotas, RestApiSecrets, StaticUsers};
+use floe::turn::server::{self as core, Quotas, Reservations, RestApiSecrets, StaticUsers};
 use rand::RngCore;
 
+use super::shard::ReservedSockets;
 use super::supervisor::{AllocationSupervisor, InjectFault, ShutdownShard, StartShard};
 use super::{Fault, TurnEvent};
 use crate::config::ServerConfig;
@@ -89,6 +90,7 @@ pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
     rand::rngs::OsRng.fill_bytes(&mut secret);
     c.nonce_secret = secret;
     c.quotas = Arc::new(Quotas::default());
+    c.reservations = Arc::new(Reservations::default());
     c
 }
 
@@ -147,13 +149,16 @@ impl TurnServer {
         }
         .start();
         let mut listen = config.listen.clone();
+        // Port reservations are redeemed by whichever Arbiter the client reaches.
+        let reserved = ReservedSockets::default();
         let mut supervisors = Vec::new();
         let mut arbiters = Vec::new();
         for _ in 0..config.threads.max(1) {
             let arbiter = Arbiter::new();
             let (c, m, r) = (core.clone(), metrics.clone(), server.clone().recipient());
+            let held = reserved.clone();
             let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                AllocationSupervisor::new(c, m, r)
+                AllocationSupervisor::new(c, m, r, held)
             });
             // The first Arbiter picks the ports (port 0 in tests); the others share them.
             listen = sup

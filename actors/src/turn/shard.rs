@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -32,10 +33,16 @@ pub(crate) const MAX_DATAGRAM: usize = 65_536;
 /// Batches one loop handles before it yields to the other tasks of the Arbiter.
 const BATCHES_PER_POLL: usize = 8;
 
+/// Sockets bound for port reservations (RFC 8656 §7.2, EVEN-PORT with R), shared by the
+/// Arbiters of one server: the Allocate that redeems the token may reach any of them.
+/// Not registered with any reactor until claimed.
+pub(crate) type ReservedSockets = Arc<Mutex<HashMap<SocketAddr, std::net::UdpSocket>>>;
+
 /// Binds relay sockets for the core and keeps them until an actor takes them.
 pub(crate) struct SocketBinder {
     config: UdpSocketConfig,
     pending: HashMap<SocketAddr, BatchSocket>,
+    reserved: ReservedSockets,
 }
 
 impl RelayBinder for SocketBinder {
@@ -48,9 +55,44 @@ impl RelayBinder for SocketBinder {
             Err(_) => false,
         }
     }
+
+    fn reserve(&mut self, addr: SocketAddr) -> bool {
+        match BatchSocket::bind_unregistered(addr, &self.config) {
+            Ok(s) => {
+                self.reserved_sockets().insert(addr, s);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn claim(&mut self, addr: SocketAddr) -> bool {
+        let Some(socket) = self.reserved_sockets().remove(&addr) else {
+            return false;
+        };
+        match BatchSocket::from_bound(socket, &self.config) {
+            Ok(s) => {
+                self.pending.insert(addr, s);
+                true
+            }
+            Err(_) => false,
+        }
+    }
 }
 
 impl SocketBinder {
+    fn reserved_sockets(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, std::net::UdpSocket>> {
+        self.reserved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes a socket: pending for an allocation, or held for a reservation.
+    fn release(&mut self, addr: &SocketAddr) {
+        self.pending.remove(addr);
+        self.reserved_sockets().remove(addr);
+    }
+
     pub(crate) fn relay_config() -> UdpSocketConfig {
         UdpSocketConfig {
             gro: false,
@@ -103,12 +145,14 @@ impl Shard {
         metrics: Metrics,
         events: Recipient<TurnEvent>,
         supervisor: Addr<AllocationSupervisor>,
+        reserved: ReservedSockets,
     ) -> Self {
         Shard {
             core,
             binder: SocketBinder {
                 config: SocketBinder::relay_config(),
                 pending: HashMap::new(),
+                reserved,
             },
             listeners: Vec::new(),
             relays: HashMap::new(),
@@ -321,7 +365,7 @@ impl Shard {
             }
             ServerEvent::ErrorResponse { code, .. } => self.metrics.error_response(code),
             ServerEvent::RelayReleased(addr) => {
-                self.binder.pending.remove(&addr);
+                self.binder.release(&addr);
                 if let Some(r) = self.relays.remove(&addr) {
                     r.actor.do_send(StopRelay);
                 }

@@ -17,7 +17,9 @@ use rand::SeedableRng;
 
 use super::allocation::PanicAllocation;
 use super::relay::FailRelay;
-use super::shard::{LoopRole, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM};
+use super::shard::{
+    LoopRole, RecvLoop, ReservedSockets, Shard, SharedShard, SocketBinder, MAX_DATAGRAM,
+};
 use super::tcp_connection::TcpConnection;
 use super::{Fault, TurnEvent};
 use crate::metrics::Metrics;
@@ -67,6 +69,7 @@ pub struct AllocationSupervisor {
     config: Option<ServerConfig>,
     metrics: Metrics,
     events: Recipient<TurnEvent>,
+    reserved: ReservedSockets,
     shard: Option<SharedShard>,
 }
 
@@ -75,11 +78,13 @@ impl AllocationSupervisor {
         config: ServerConfig,
         metrics: Metrics,
         events: Recipient<TurnEvent>,
+        reserved: ReservedSockets,
     ) -> Self {
         AllocationSupervisor {
             config: Some(config),
             metrics,
             events,
+            reserved,
             shard: None,
         }
     }
@@ -106,6 +111,7 @@ impl Actor for AllocationSupervisor {
             self.metrics.clone(),
             self.events.clone(),
             ctx.address(),
+            self.reserved.clone(),
         );
         self.shard = Some(Rc::new(RefCell::new(shard)));
         ctx.run_interval(TICK, |act, _| act.tick());

@@ -89,6 +89,10 @@ pub struct ServerConfig {
     pub unix_time_at_epoch: u64,
     /// Allocation counters shared by every thread of one server.
     pub quotas: Arc<Quotas>,
+    /// Relay ports reserved by EVEN-PORT (R), shared by every thread of one server: the
+    /// Allocate that redeems a RESERVATION-TOKEN comes from another 5-tuple, which the
+    /// kernel may hand to another thread.
+    pub reservations: Arc<Reservations>,
 }
 
 impl ServerConfig {
@@ -122,6 +126,7 @@ impl ServerConfig {
             epoch,
             unix_time_at_epoch,
             quotas: Arc::new(Quotas::default()),
+            reservations: Arc::new(Reservations::default()),
         }
     }
 }
@@ -162,11 +167,82 @@ impl Quotas {
     }
 }
 
+/// RFC 8656 §7.2: relay ports reserved for a RESERVATION-TOKEN, shared by the threads of
+/// a server (each thread's core redeems tokens from the same table).
+#[derive(Debug, Default)]
+pub struct Reservations {
+    by_token: Mutex<HashMap<[u8; 8], Reservation>>,
+}
+
+impl Reservations {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 8], Reservation>> {
+        self.by_token.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reservations that exist now (expired ones included until a core sweeps them).
+    pub fn len(&self) -> usize {
+        self.table().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.table().is_empty()
+    }
+
+    fn insert(&self, token: [u8; 8], addr: SocketAddr, expires: Instant) {
+        self.table().insert(token, Reservation { addr, expires });
+    }
+
+    /// Removes the reservation of `token`, if there is one (expired or not).
+    fn take(&self, token: &[u8; 8]) -> Option<Reservation> {
+        self.table().remove(token)
+    }
+
+    /// The reserved addresses.
+    fn addrs(&self) -> HashSet<SocketAddr> {
+        self.table().values().map(|r| r.addr).collect()
+    }
+
+    fn next_expiry(&self) -> Option<Instant> {
+        self.table().values().map(|r| r.expires).min()
+    }
+
+    /// Removes the reservations expired at `now`; returns their addresses.
+    fn expire(&self, now: Instant) -> Vec<SocketAddr> {
+        let mut table = self.table();
+        let mut expired = Vec::new();
+        table.retain(|_, r| {
+            let keep = r.expires > now;
+            if !keep {
+                expired.push(r.addr);
+            }
+            keep
+        });
+        expired
+    }
+}
+
 /// Opens relay sockets for the core: the driver binds `addr` and keeps the socket
 /// until the core says [`ServerEvent::RelayReleased`].
 pub trait RelayBinder {
     /// Binds a UDP socket to `addr`; false when the port is taken.
     fn bind(&mut self, addr: SocketAddr) -> bool;
+
+    /// RFC 8656 §7.2 (EVEN-PORT with R): binds a UDP socket to `addr` and holds it for a
+    /// reservation. A later [`claim`](Self::claim), possibly by the core of another
+    /// thread of the same server, takes it; [`ServerEvent::RelayReleased`] (from any
+    /// thread's core) frees it. By default the same as [`bind`](Self::bind).
+    fn reserve(&mut self, addr: SocketAddr) -> bool {
+        self.bind(addr)
+    }
+
+    /// Takes the socket a [`reserve`](Self::reserve) bound on `addr`, to relay on it
+    /// here; false when it is gone. By default true: [`reserve`](Self::reserve) bound it
+    /// for this binder.
+    fn claim(&mut self, addr: SocketAddr) -> bool {
+        let _ = addr;
+        true
+    }
 }
 
 /// Identifies an allocation for the life of the server core.
@@ -300,6 +376,7 @@ pub enum PeerOutput {
 /// Bytes the caller leaves in front of peer data in [`Server::handle_peer`].
 pub const PEER_HEADROOM: usize = ChannelData::HEADER_LEN;
 
+#[derive(Debug)]
 struct Reservation {
     addr: SocketAddr,
     expires: Instant,
@@ -321,7 +398,6 @@ pub struct Server {
     by_five_tuple: HashMap<FiveTuple, AllocationId>,
     by_relay: HashMap<SocketAddr, AllocationId>,
     used_relays: HashSet<SocketAddr>,
-    reservations: HashMap<[u8; 8], Reservation>,
     timers: BinaryHeap<Reverse<(Instant, AllocationId)>>,
     next_id: u64,
     rng: Box<dyn RngCore + Send>,
@@ -353,7 +429,6 @@ impl Server {
             by_five_tuple: HashMap::new(),
             by_relay: HashMap::new(),
             used_relays: HashSet::new(),
-            reservations: HashMap::new(),
             timers: BinaryHeap::new(),
             next_id: 1,
             rng: Box::new(rng),
@@ -421,7 +496,7 @@ impl Server {
     /// When [`Server::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let t = self.timers.peek().map(|Reverse((t, _))| *t);
-        let r = self.reservations.values().map(|r| r.expires).min();
+        let r = self.config.reservations.next_expiry();
         match (t, r) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -450,17 +525,9 @@ impl Server {
                 }
             }
         }
-        let expired: Vec<[u8; 8]> = self
-            .reservations
-            .iter()
-            .filter(|(_, r)| r.expires <= now)
-            .map(|(k, _)| *k)
-            .collect();
-        for token in expired {
-            if let Some(r) = self.reservations.remove(&token) {
-                self.used_relays.remove(&r.addr);
-                self.events.push_back(ServerEvent::RelayReleased(r.addr));
-            }
+        // Whichever thread's core sweeps first releases the socket (see RelayBinder).
+        for addr in self.config.reservations.expire(now) {
+            self.events.push_back(ServerEvent::RelayReleased(addr));
         }
     }
 
@@ -1116,9 +1183,16 @@ impl Server {
     ) -> Result<(Vec<SocketAddr>, Option<[u8; 8]>, bool), TurnError> {
         if let Some(token) = token {
             let r = self
+                .config
                 .reservations
-                .remove(&token)
+                .take(&token)
                 .ok_or(TurnError::InsufficientCapacity)?;
+            // Expired but not swept yet, or its socket is gone: the port is freed.
+            if r.expires <= now || !binder.claim(r.addr) {
+                self.events.push_back(ServerEvent::RelayReleased(r.addr));
+                return Err(TurnError::InsufficientCapacity);
+            }
+            self.used_relays.insert(r.addr);
             return Ok((vec![r.addr], None, false));
         }
         let even = even_port.is_some();
@@ -1128,13 +1202,9 @@ impl Server {
         if let Some(next) = reserved {
             let mut t = [0u8; 8];
             self.rng.fill_bytes(&mut t);
-            self.reservations.insert(
-                t,
-                Reservation {
-                    addr: next,
-                    expires: now + RESERVATION_LIFETIME,
-                },
-            );
+            self.config
+                .reservations
+                .insert(t, next, now + RESERVATION_LIFETIME);
             new_token = Some(t);
         }
         let mut relayed = vec![primary];
@@ -1164,6 +1234,7 @@ impl Server {
         );
         let span = u32::from(hi - lo) + 1;
         let start = self.rng.next_u32() % span;
+        let reserved = self.config.reservations.addrs();
         let attempts = span.min(256);
         for i in 0..span {
             if i >= attempts && i % 8 != 0 {
@@ -1174,7 +1245,7 @@ impl Server {
                 continue;
             }
             let addr = SocketAddr::new(ip, port);
-            if self.used_relays.contains(&addr) {
+            if self.used_relays.contains(&addr) || reserved.contains(&addr) {
                 continue;
             }
             if reserve_next {
@@ -1182,15 +1253,19 @@ impl Server {
                     continue;
                 }
                 let next = SocketAddr::new(ip, port + 1);
-                if self.used_relays.contains(&next) || !binder.bind(addr) {
+                if self.used_relays.contains(&next)
+                    || reserved.contains(&next)
+                    || !binder.bind(addr)
+                {
                     continue;
                 }
-                if !binder.bind(next) {
+                // The reserved port is in no core's `used_relays`: the shared table
+                // keeps it, until it is redeemed (by any core) or expires.
+                if !binder.reserve(next) {
                     self.events.push_back(ServerEvent::RelayReleased(addr));
                     continue;
                 }
                 self.used_relays.insert(addr);
-                self.used_relays.insert(next);
                 return Ok((addr, Some(next)));
             }
             if binder.bind(addr) {

@@ -16,11 +16,22 @@ const PASS: &str = "secret";
 struct FakeBinder {
     bound: HashSet<SocketAddr>,
     taken: HashSet<SocketAddr>,
+    reserved: HashSet<SocketAddr>,
+    claimed: Vec<SocketAddr>,
 }
 
 impl RelayBinder for FakeBinder {
     fn bind(&mut self, addr: SocketAddr) -> bool {
         !self.taken.contains(&addr) && self.bound.insert(addr)
+    }
+
+    fn reserve(&mut self, addr: SocketAddr) -> bool {
+        !self.taken.contains(&addr) && self.reserved.insert(addr)
+    }
+
+    fn claim(&mut self, addr: SocketAddr) -> bool {
+        self.claimed.push(addr);
+        true
     }
 }
 
@@ -66,6 +77,19 @@ impl Harness {
             ft: five_tuple("203.0.113.9:40000"),
             nonce: String::new(),
             tid: 0,
+        }
+    }
+
+    /// Another thread's core of the same server: the same settings and shared state
+    /// (quotas, reservations, nonce key), its own allocations and binder.
+    fn sibling(&self, client: &str) -> Self {
+        Harness {
+            server: Server::new(self.server.config().clone(), StdRng::seed_from_u64(8)),
+            binder: FakeBinder::default(),
+            now: self.now,
+            ft: five_tuple(client),
+            nonce: self.nonce.clone(),
+            tid: 1000,
         }
     }
 
@@ -572,6 +596,121 @@ fn even_port_reserves_the_next_one_for_a_token() {
         ],
     );
     assert_eq!(Harness::code(&r), Some(400));
+}
+
+#[test]
+fn a_reservation_token_works_on_every_thread_of_the_server() {
+    // The RTCP client's Allocate comes from another port than its RTP one; with one
+    // listener per thread (SO_REUSEPORT) the kernel may hand it to another core.
+    let mut a = Harness::new();
+    a.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    let r = a.request(
+        Method::ALLOCATE,
+        true,
+        &[
+            RequestedTransport(17).into(),
+            EvenPort { reserve: true }.into(),
+        ],
+    );
+    let relay = r.get::<XorRelayedAddress>().unwrap().unwrap().0;
+    let token = r.get::<ReservationToken>().unwrap().unwrap();
+    let next = SocketAddr::new(relay.ip(), relay.port() + 1);
+    assert!(a.binder.reserved.contains(&next), "the next port is held");
+    assert_eq!(a.server.config().reservations.len(), 1);
+
+    // Another core does not hand the reserved port out ...
+    let mut c = a.sibling("203.0.113.9:40002");
+    c.server.config.min_port = next.port();
+    c.server.config.max_port = next.port();
+    c.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    let r = c.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
+    assert_eq!(
+        Harness::code(&r),
+        Some(508),
+        "the reserved port was given out"
+    );
+
+    // ... and redeems the token with it.
+    let mut b = a.sibling("203.0.113.9:40001");
+    let r = b.request(
+        Method::ALLOCATE,
+        true,
+        &[RequestedTransport(17).into(), token.into()],
+    );
+    assert_eq!(r.class(), Class::Success, "{:?}", Harness::code(&r));
+    assert_eq!(r.get::<XorRelayedAddress>().unwrap().unwrap().0, next);
+    assert_eq!(b.binder.claimed, vec![next]);
+    assert!(b.server.config().reservations.is_empty());
+    assert!(b.events().iter().any(|e| matches!(
+        e,
+        ServerEvent::AllocationCreated { relayed, .. } if relayed == &vec![next]
+    )));
+
+    // Once that allocation is gone the port is free again, on every core.
+    let r = b.request(Method::REFRESH, true, &[Lifetime(0).into()]);
+    assert_eq!(r.class(), Class::Success);
+    assert!(b.events().contains(&ServerEvent::RelayReleased(next)));
+    let r = c.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
+    assert_eq!(r.get::<XorRelayedAddress>().unwrap().unwrap().0, next);
+}
+
+#[test]
+fn a_reservation_expires_on_whichever_core_sweeps_first() {
+    let mut a = Harness::new();
+    let mut b = a.sibling("203.0.113.9:40001");
+    a.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    let r = a.request(
+        Method::ALLOCATE,
+        true,
+        &[
+            RequestedTransport(17).into(),
+            EvenPort { reserve: true }.into(),
+        ],
+    );
+    let relay = r.get::<XorRelayedAddress>().unwrap().unwrap().0;
+    let token = r.get::<ReservationToken>().unwrap().unwrap();
+    let next = SocketAddr::new(relay.ip(), relay.port() + 1);
+    assert!(b.server.poll_timeout().is_some(), "every core wakes for it");
+    b.advance(Duration::from_secs(31));
+    assert!(b.events().contains(&ServerEvent::RelayReleased(next)));
+    a.advance(Duration::from_secs(31));
+    assert!(!a.events().contains(&ServerEvent::RelayReleased(next)));
+    b.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    let r = b.request(
+        Method::ALLOCATE,
+        true,
+        &[RequestedTransport(17).into(), token.into()],
+    );
+    assert_eq!(Harness::code(&r), Some(508), "an expired token");
+}
+
+#[test]
+fn a_token_redeemed_after_its_expiry_frees_the_port() {
+    let mut a = Harness::new();
+    a.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    let r = a.request(
+        Method::ALLOCATE,
+        true,
+        &[
+            RequestedTransport(17).into(),
+            EvenPort { reserve: true }.into(),
+        ],
+    );
+    let relay = r.get::<XorRelayedAddress>().unwrap().unwrap().0;
+    let token = r.get::<ReservationToken>().unwrap().unwrap();
+    a.events();
+    // Past its expiry, before any timer ran.
+    a.now += Duration::from_secs(31);
+    a.ft = five_tuple("203.0.113.9:40001");
+    let r = a.request(
+        Method::ALLOCATE,
+        true,
+        &[RequestedTransport(17).into(), token.into()],
+    );
+    assert_eq!(Harness::code(&r), Some(508));
+    let next = SocketAddr::new(relay.ip(), relay.port() + 1);
+    assert!(a.events().contains(&ServerEvent::RelayReleased(next)));
+    assert!(a.server.config().reservations.is_empty());
 }
 
 #[test]
