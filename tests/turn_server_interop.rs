@@ -30,8 +30,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use support::{
-    require_peers, rest_api_credentials, run_python, spawn, turnutils_stunclient, wait_stun_ready,
-    ChildGuard, PortBlock, TempDir, TurnutilsPeer, Uclient, RUN_TIMEOUT, STARTUP_TIMEOUT,
+    require_peers, rest_api_credentials, run_python, spawn, turnutils_stunclient,
+    turnutils_uclient, wait_stun_ready, ChildGuard, PortBlock, TempDir, TurnutilsPeer, Uclient,
+    RUN_TIMEOUT, STARTUP_TIMEOUT,
 };
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -279,10 +280,22 @@ impl FloeServe {
 /// Starts floe with `opts` and a `turnutils_peer` echo, runs `uclient` (built on floe's
 /// address and the peer's), and asserts that every message came back.
 fn uclient_without_loss(name: &str, opts: ServeOpts, uclient: impl FnOnce(Uclient) -> Uclient) {
+    uclient_args_without_loss(name, opts, uclient, |args| args);
+}
+
+/// As [`uclient_without_loss`], with the command line edited by `args` last.
+fn uclient_args_without_loss(
+    name: &str,
+    opts: ServeOpts,
+    uclient: impl FnOnce(Uclient) -> Uclient,
+    args: impl FnOnce(Vec<String>) -> Vec<String>,
+) {
     let mut floe = FloeServe::start(opts);
     let peer = TurnutilsPeer::spawn();
     let uclient = uclient(Uclient::new(floe.addr()).peer(peer.addr()));
-    let report = uclient.run();
+    let args = args(uclient.args());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let report = turnutils_uclient(&args);
     floe.assert_running();
     if report.lost_packets != Some(0) {
         println!("--- floe's log\n{}", floe.log());
@@ -333,6 +346,22 @@ fn uclient_client_to_client_through_floe() {
     uclient_without_loss("client to client (-y)", ServeOpts::default(), |u| {
         u.flag("-y")
     });
+}
+
+#[test]
+fn uclient_rtp_and_rtcp_allocations_through_floe_on_several_threads() {
+    if !require_peers(UCLIENT_PEERS) {
+        return;
+    }
+    // Without -c, each client makes an RTP allocation with EVEN-PORT (R) and an RTCP one
+    // that redeems the RESERVATION-TOKEN from another client port, which the kernel may
+    // hand to another of floe's threads (one SO_REUSEPORT listener each).
+    uclient_args_without_loss(
+        "RTP + RTCP (EVEN-PORT, RESERVATION-TOKEN), 4 threads",
+        ServeOpts::default().arg("--threads").arg("4"),
+        |u| u,
+        |args| args.into_iter().filter(|a| a != "-c").collect(),
+    );
 }
 
 #[test]
