@@ -110,9 +110,28 @@ struct FloeServe {
 
 impl FloeServe {
     /// Starts the binary this package builds and waits until it answers a STUN Binding
-    /// over UDP and accepts TCP connections.
+    /// over UDP and accepts TCP connections. When one of its ports turns out to be taken
+    /// (by a process that does not keep to [`PortBlock`]s), tries another block.
     fn start(opts: ServeOpts) -> FloeServe {
-        let ports = PortBlock::reserve();
+        const ATTEMPTS: usize = 5;
+        // Held until the end, so that each attempt gets a block of its own.
+        let mut taken = Vec::new();
+        for attempt in 1..=ATTEMPTS {
+            match FloeServe::try_start(&opts, PortBlock::reserve()) {
+                Ok(floe) => return floe,
+                Err((ports, why)) if attempt < ATTEMPTS => {
+                    println!("floe serve: a port was taken, trying another block\n{why}");
+                    taken.push(ports);
+                }
+                Err((_, why)) => panic!("{why}"),
+            }
+        }
+        unreachable!("the last attempt panics")
+    }
+
+    /// One attempt of [`start`](Self::start) on `ports`; gives them back, with floe's
+    /// log, when floe could not bind one of them. Panics on any other failure.
+    fn try_start(opts: &ServeOpts, ports: PortBlock) -> Result<FloeServe, (PortBlock, String)> {
         let port = ports.port(1);
         let metrics = opts
             .metrics
@@ -158,11 +177,15 @@ impl FloeServe {
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
         if let Err(e) = wait_stun_ready(addr, STARTUP_TIMEOUT, Some(&mut child.child)) {
-            panic!(
+            let why = format!(
                 "floe {} did not come up: {e}\n--- its log\n{}",
                 args.join(" "),
                 read_log()
             );
+            if child.try_wait().is_some() && why.contains("Address already in use") {
+                return Err((ports, why));
+            }
+            panic!("{why}");
         }
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
@@ -183,7 +206,7 @@ impl FloeServe {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        FloeServe {
+        Ok(FloeServe {
             child,
             port,
             relay_ports,
@@ -191,7 +214,7 @@ impl FloeServe {
             log,
             _dir: dir,
             _ports: ports,
-        }
+        })
     }
 
     fn addr(&self) -> SocketAddr {
