@@ -46,16 +46,7 @@ pub(crate) struct SocketBinder {
 
 impl RelayBinder for SocketBinder {
     fn bind(&mut self, addr: SocketAddr) -> bool {
-        let parked = self
-            .parked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&addr);
-        let socket = match parked {
-            Some(p) => BatchSocket::register(p),
-            None => BatchSocket::bind(addr, &self.config),
-        };
-        match socket {
+        match BatchSocket::bind(addr, &self.config) {
             Ok(s) => {
                 self.pending.insert(addr, s);
                 true
@@ -74,6 +65,21 @@ impl RelayBinder for SocketBinder {
                 true
             }
             Err(_) => false,
+        }
+    }
+
+    fn redeem(&mut self, addr: SocketAddr) -> bool {
+        let parked = self
+            .parked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&addr);
+        match parked.map(BatchSocket::register) {
+            Some(Ok(s)) => {
+                self.pending.insert(addr, s);
+                true
+            }
+            _ => false,
         }
     }
 }

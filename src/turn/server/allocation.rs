@@ -53,6 +53,8 @@ pub struct Allocation {
     pub dont_fragment: bool,
     pub(super) allocate_tid: TransactionId,
     pub(super) allocate_response: Bytes,
+    /// The one deadline this allocation has in the server's timer heap.
+    pub(super) timer: Instant,
     permissions: Vec<Permission>,
     channels: Vec<Channel>,
 }
@@ -73,6 +75,7 @@ impl Allocation {
             dont_fragment: false,
             allocate_tid,
             allocate_response: Bytes::new(),
+            timer: expires,
             permissions: Vec::new(),
             channels: Vec::new(),
         }
@@ -172,7 +175,7 @@ impl Allocation {
             return Err(TurnError::BadRequest("peer bound to another channel"));
         }
         if self.channels.len() >= max {
-            return Err(TurnError::QuotaReached);
+            return Err(TurnError::InsufficientCapacity);
         }
         self.channels.push(Channel {
             number,

@@ -283,7 +283,10 @@ impl NonceIssuer {
     /// Checks a nonce a client sent back. Works on bytes: a nonce is any UTF-8 the
     /// client chose, and must never be sliced as a `str`.
     pub fn check(&self, now: Instant, client: IpAddr, nonce: &str) -> NonceStatus {
-        let prefix = self.features.map(SecurityFeatures::nonce_prefix).unwrap_or_default();
+        let prefix = self
+            .features
+            .map(SecurityFeatures::nonce_prefix)
+            .unwrap_or_default();
         // The feature cookie is compared too, so the bits cannot be altered (RFC 8489 §9.2).
         let Some(body) = nonce.as_bytes().strip_prefix(prefix.as_bytes()) else {
             return NonceStatus::Stale;

@@ -168,14 +168,18 @@ impl Quotas {
 /// Opens relay sockets for the core: the driver binds `addr` and keeps the socket
 /// until the core says [`ServerEvent::RelayReleased`].
 pub trait RelayBinder {
-    /// Binds a UDP socket to `addr`; false when the port is taken. For an address
-    /// [`reserve`](Self::reserve)d before, possibly by another thread's binder, it takes
-    /// over that socket.
+    /// Binds a UDP socket to `addr`; false when the port is taken.
     fn bind(&mut self, addr: SocketAddr) -> bool;
 
     /// Binds `addr` and holds the socket for a RESERVATION-TOKEN, where any thread's
-    /// binder can take it over; released with [`ServerEvent::RelayReleased`].
+    /// binder can [`redeem`](Self::redeem) it; released with [`ServerEvent::RelayReleased`].
     fn reserve(&mut self, addr: SocketAddr) -> bool {
+        self.bind(addr)
+    }
+
+    /// Takes over the socket [`reserve`](Self::reserve)d on `addr`, possibly by another
+    /// thread's binder.
+    fn redeem(&mut self, addr: SocketAddr) -> bool {
         self.bind(addr)
     }
 }
@@ -329,6 +333,11 @@ impl std::fmt::Debug for Reservations {
 }
 
 impl Reservations {
+    /// Whether `addr` is held for a token: no allocation may take it.
+    fn holds(&self, addr: SocketAddr) -> bool {
+        self.lock().values().any(|r| r.addr == addr)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 8], Reservation>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -471,6 +480,9 @@ impl Server {
             let Some(alloc) = self.allocations.get_mut(&id) else {
                 continue;
             };
+            if alloc.timer != t {
+                continue; // superseded by an earlier deadline
+            }
             if alloc.expires <= now {
                 let five_tuple = alloc.five_tuple;
                 self.remove(id);
@@ -479,6 +491,7 @@ impl Server {
             } else {
                 let next = alloc.sweep(now);
                 if next > now {
+                    alloc.timer = next;
                     self.timers.push(Reverse((next, id)));
                 }
             }
@@ -683,6 +696,12 @@ impl Server {
         else {
             return ClientOutput::None;
         };
+        // RFC 8489 §6.3.1: an indication with unknown comprehension-required attributes
+        // is discarded.
+        if !msg.unknown_comprehension_required().is_empty() {
+            return ClientOutput::None;
+        }
+        let peer = policy::canonical_peer(peer);
         match alloc.relay_for(peer.ip()) {
             Some(relay)
                 if alloc.has_permission(now, peer.ip()) && self.config.policy.may_send_to(peer) =>
@@ -752,17 +771,12 @@ impl Server {
 
     /// RFC 8489 §6.3.1, RFC 5780: Binding gets XOR-MAPPED-ADDRESS, and MAPPED-ADDRESS for
     /// RFC 3489-era clients.
+    /// Nothing else is added: an unauthenticated answer should not be much larger than
+    /// the request it answers (reflection amplification).
     fn binding(&mut self, ft: &FiveTuple, msg: &Message) {
-        let software = self.config.software.clone();
         self.respond(ft, msg, Method::BINDING.success(), None, |e| {
             e.add(&XorMappedAddress(ft.client))
                 .add(&MappedAddress(ft.client));
-            if !ft.server.ip().is_unspecified() {
-                e.add(&ResponseOrigin(ft.server));
-            }
-            if let Some(s) = software {
-                e.add(&Software::new(s));
-            }
         });
     }
 
@@ -800,9 +814,11 @@ impl Server {
             );
             return None;
         };
-        if self.nonces.check(now, ft.client.ip(), nonce.as_str()) == NonceStatus::Stale
-            || realm.as_str() != self.config.realm
-        {
+        if realm.as_str() != self.config.realm {
+            self.challenge(now, ft, msg, 401, Some(&username));
+            return None;
+        }
+        if self.nonces.check(now, ft.client.ip(), nonce.as_str()) == NonceStatus::Stale {
             self.challenge(now, ft, msg, 438, Some(&username));
             return None;
         }
@@ -856,6 +872,14 @@ impl Server {
         let secrets = match self.config.credentials.authorize(&request) {
             Authorization::Allow(s) if !username.is_empty() => s,
             _ => {
+                // Spend what a known user costs, so timing does not tell who exists.
+                if let Some(key) = Secret::Password(String::from("-")).key(
+                    algorithm,
+                    &username,
+                    &self.config.realm,
+                ) {
+                    let _ = msg.verify_integrity(key.as_bytes());
+                }
                 self.challenge(now, ft, msg, 401, Some(&username));
                 return None;
             }
@@ -967,7 +991,8 @@ impl Server {
             method: req.method(),
             code,
         });
-        let software = self.config.software.clone();
+        // SOFTWARE only to authenticated clients: unauthenticated answers stay small.
+        let software = auth.and(self.config.software.clone());
         let error_code = match err {
             TurnError::BadRequest(why) => ErrorCode {
                 code,
@@ -984,12 +1009,16 @@ impl Server {
         });
     }
 
+    /// RFC 8656 §7.2, §8: the requested lifetime, raised to the default and capped at
+    /// the maximum; 0 (a Refresh that deletes) stays 0.
     fn lifetime(&self, msg: &Message) -> Duration {
+        let default = self.config.default_lifetime.min(self.config.max_lifetime);
         match msg.get::<Lifetime>() {
+            Some(Ok(Lifetime(0))) => Duration::ZERO,
             Some(Ok(Lifetime(s))) => {
-                Duration::from_secs(u64::from(s)).min(self.config.max_lifetime)
+                Duration::from_secs(u64::from(s)).clamp(default, self.config.max_lifetime)
             }
-            _ => self.config.default_lifetime,
+            _ => default,
         }
     }
 
@@ -1154,7 +1183,7 @@ impl Server {
                 .remove(&token)
                 .ok_or(TurnError::InsufficientCapacity)?;
             // The binder takes over the socket the reserving thread parked.
-            if !binder.bind(r.addr) {
+            if !binder.redeem(r.addr) {
                 return Err(TurnError::InsufficientCapacity);
             }
             self.used_relays.insert(r.addr);
@@ -1197,23 +1226,27 @@ impl Server {
         reserve_next: bool,
         binder: &mut dyn RelayBinder,
     ) -> Result<(SocketAddr, Option<SocketAddr>), TurnError> {
+        /// Binds tried before giving up: each is a syscall, and a full range answers 508.
+        const MAX_BINDS: u32 = 64;
         let (lo, hi) = (
             self.config.min_port,
             self.config.max_port.max(self.config.min_port),
         );
-        let span = u32::from(hi - lo) + 1;
-        let start = self.rng.next_u32() % span;
-        let attempts = span.min(256);
-        for i in 0..span {
-            if i >= attempts && i % 8 != 0 {
-                continue;
+        let step: u16 = if even { 2 } else { 1 };
+        let first = if even { lo + lo % 2 } else { lo };
+        if first > hi {
+            return Err(TurnError::InsufficientCapacity);
+        }
+        let count = u32::from((hi - first) / step) + 1;
+        let start = self.rng.next_u32() % count;
+        let mut binds = 0;
+        for i in 0..count {
+            if binds >= MAX_BINDS {
+                break;
             }
-            let port = lo + ((start + i) % span) as u16;
-            if even && port % 2 != 0 {
-                continue;
-            }
+            let port = first + (((start + i) % count) as u16) * step;
             let addr = SocketAddr::new(ip, port);
-            if self.used_relays.contains(&addr) {
+            if self.used_relays.contains(&addr) || self.config.reservations.holds(addr) {
                 continue;
             }
             if reserve_next {
@@ -1221,7 +1254,11 @@ impl Server {
                     continue;
                 }
                 let next = SocketAddr::new(ip, port + 1);
-                if self.used_relays.contains(&next) || !binder.bind(addr) {
+                if self.used_relays.contains(&next) || self.config.reservations.holds(next) {
+                    continue;
+                }
+                binds += 1;
+                if !binder.bind(addr) {
                     continue;
                 }
                 if !binder.reserve(next) {
@@ -1231,12 +1268,23 @@ impl Server {
                 self.used_relays.insert(addr);
                 return Ok((addr, Some(next)));
             }
+            binds += 1;
             if binder.bind(addr) {
                 self.used_relays.insert(addr);
                 return Ok((addr, None));
             }
         }
         Err(TurnError::InsufficientCapacity)
+    }
+
+    /// Makes sure the allocation's timer fires by `at`; one heap entry per allocation.
+    fn schedule(&mut self, id: AllocationId, at: Instant) {
+        if let Some(a) = self.allocations.get_mut(&id) {
+            if at < a.timer {
+                a.timer = at;
+                self.timers.push(Reverse((at, id)));
+            }
+        }
     }
 
     fn own_allocation(
@@ -1283,7 +1331,7 @@ impl Server {
         } else {
             let alloc = self.allocations.get_mut(&id).expect("looked up");
             alloc.expires = now + lifetime;
-            self.timers.push(Reverse((now + lifetime, id)));
+            self.schedule(id, now + lifetime);
             self.events
                 .push_back(ServerEvent::AllocationRefreshed { id, lifetime });
         }
@@ -1317,8 +1365,11 @@ impl Server {
             if t == XorPeerAddress::TYPE {
                 let XorPeerAddress(p) = XorPeerAddress::decode(&v, &msg.transaction_id())
                     .map_err(|_| TurnError::BadRequest("bad XOR-PEER-ADDRESS"))?;
+                let p = policy::canonical_peer(p);
                 self.check_peer(id, p)?;
-                peers.push(p.ip());
+                if !peers.contains(&p.ip()) {
+                    peers.push(p.ip());
+                }
             }
         }
         if peers.is_empty() {
@@ -1330,7 +1381,7 @@ impl Server {
             .filter(|p| alloc.is_new_permission(**p))
             .count();
         if alloc.permission_count(now) + new > self.config.max_permissions {
-            return Err(TurnError::QuotaReached);
+            return Err(TurnError::InsufficientCapacity);
         }
         let expires = now + self.config.permission_lifetime;
         let alloc = self.allocations.get_mut(&id).expect("looked up");
@@ -1340,7 +1391,7 @@ impl Server {
                     .push_back(ServerEvent::PermissionCreated { id, peer: p });
             }
         }
-        self.timers.push(Reverse((expires, id)));
+        self.schedule(id, expires);
         self.respond(
             ft,
             msg,
@@ -1367,7 +1418,7 @@ impl Server {
             _ => return Err(TurnError::BadRequest("CHANNEL-NUMBER missing")),
         };
         let peer = match msg.get::<XorPeerAddress>() {
-            Some(Ok(XorPeerAddress(p))) => p,
+            Some(Ok(XorPeerAddress(p))) => policy::canonical_peer(p),
             _ => return Err(TurnError::BadRequest("XOR-PEER-ADDRESS missing")),
         };
         self.check_peer(id, peer)?;
@@ -1377,7 +1428,7 @@ impl Server {
         let max_permissions = self.config.max_permissions;
         let alloc = self.allocations.get_mut(&id).expect("looked up");
         if alloc.is_new_permission(peer.ip()) && alloc.permission_count(now) >= max_permissions {
-            return Err(TurnError::QuotaReached);
+            return Err(TurnError::InsufficientCapacity);
         }
         let new_channel = alloc.bind_channel(now, number, peer, chan_expires, max_channels)?;
         if alloc.install_permission(now, peer.ip(), perm_expires) {
@@ -1393,7 +1444,7 @@ impl Server {
                 channel: number.get(),
             });
         }
-        self.timers.push(Reverse((perm_expires, id)));
+        self.schedule(id, perm_expires);
         self.respond(ft, msg, Method::CHANNEL_BIND.success(), Some(auth), |_| {});
         Ok(())
     }

@@ -5,7 +5,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use crate::cidr::Cidr;
 
 /// Blocks denied unless allowed: unspecified, loopback, private, shared (CGNAT),
-/// link-local, unique-local, multicast, reserved, NAT64, Teredo and 6to4.
+/// IETF protocol assignments, benchmarking, link-local, unique-local, multicast,
+/// reserved, discard-only, NAT64 (well-known and local-use), Teredo and 6to4.
 pub const DEFAULT_DENIED: &[&str] = &[
     "0.0.0.0/8",
     "127.0.0.0/8",
@@ -14,6 +15,8 @@ pub const DEFAULT_DENIED: &[&str] = &[
     "192.168.0.0/16",
     "100.64.0.0/10",
     "169.254.0.0/16",
+    "192.0.0.0/24",
+    "198.18.0.0/15",
     "224.0.0.0/4",
     "240.0.0.0/4",
     "::/128",
@@ -22,6 +25,8 @@ pub const DEFAULT_DENIED: &[&str] = &[
     "fe80::/10",
     "ff00::/8",
     "64:ff9b::/96",
+    "64:ff9b:1::/48",
+    "100::/64",
     "2001::/32",
     "2002::/16",
 ];
@@ -68,6 +73,12 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
         }
         IpAddr::V4(_) => ip,
     }
+}
+
+/// A peer transport address with its IP made canonical ([`canonical_ip`]), so that
+/// `::ffff:a.b.c.d` is relayed from the IPv4 relay and matches its IPv4 traffic.
+pub fn canonical_peer(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(peer.ip()), peer.port())
 }
 
 impl PeerPolicy {
@@ -118,9 +129,18 @@ impl PeerPolicy {
     /// listeners, whatever is allowed, so a relay cannot loop into the server.
     pub fn may_send_to(&self, peer: SocketAddr) -> bool {
         let ip = canonical_ip(peer.ip());
-        !self.own_sockets.iter().any(|o| {
-            o.port() == peer.port() && (o.ip().is_unspecified() || canonical_ip(o.ip()) == ip)
-        })
+        // A wildcard listener is reachable on loopback and on every address of ours.
+        let ours = |o: &SocketAddr| {
+            if o.ip().is_unspecified() {
+                ip.is_loopback() || self.own.contains(&ip)
+            } else {
+                canonical_ip(o.ip()) == ip
+            }
+        };
+        !self
+            .own_sockets
+            .iter()
+            .any(|o| o.port() == peer.port() && ours(o))
     }
 }
 
@@ -176,6 +196,15 @@ mod tests {
         assert!(p.permits(ip("::ffff:127.0.0.1")));
         assert!(p.may_send_to("127.0.0.1:3480".parse().unwrap()));
         assert!(!p.may_send_to("127.0.0.1:3478".parse().unwrap()));
+        let mut w = PeerPolicy::default();
+        w.add_own("0.0.0.0:3478".parse().unwrap());
+        w.add_own_ip("203.0.113.5".parse().unwrap());
+        assert!(!w.may_send_to("127.0.0.1:3478".parse().unwrap()));
+        assert!(!w.may_send_to("203.0.113.5:3478".parse().unwrap()));
+        assert!(
+            w.may_send_to("198.51.100.9:3478".parse().unwrap()),
+            "another host's 3478"
+        );
         p.deny("198.51.100.0/24".parse().unwrap());
         assert!(!p.permits(ip("198.51.100.1")));
         p.allow("198.51.100.1/32".parse().unwrap());

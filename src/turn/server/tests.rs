@@ -21,14 +21,15 @@ struct FakeBinder {
 
 impl RelayBinder for FakeBinder {
     fn bind(&mut self, addr: SocketAddr) -> bool {
-        if self.reserved.remove(&addr) {
-            return self.bound.insert(addr);
-        }
-        !self.taken.contains(&addr) && !self.bound.contains(&addr) && self.bound.insert(addr)
+        !self.taken.contains(&addr) && !self.reserved.contains(&addr) && self.bound.insert(addr)
     }
 
     fn reserve(&mut self, addr: SocketAddr) -> bool {
         !self.taken.contains(&addr) && !self.bound.contains(&addr) && self.reserved.insert(addr)
+    }
+
+    fn redeem(&mut self, addr: SocketAddr) -> bool {
+        self.reserved.remove(&addr) && self.bound.insert(addr)
     }
 }
 
@@ -809,4 +810,60 @@ fn a_reservation_is_redeemed_on_another_thread() {
         r.get::<XorRelayedAddress>().unwrap().unwrap().0.port(),
         relay.port() + 1
     );
+}
+
+#[test]
+fn a_reserved_port_is_not_handed_to_another_allocation() {
+    let mut h = Harness::with(|c| {
+        c.min_port = 50001;
+        c.max_port = 50004;
+    });
+    h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    let r = h.request(
+        Method::ALLOCATE,
+        true,
+        &[
+            RequestedTransport(17).into(),
+            EvenPort { reserve: true }.into(),
+        ],
+    );
+    let relay = r.get::<XorRelayedAddress>().unwrap().unwrap().0;
+    assert_eq!(
+        relay.port(),
+        50002,
+        "the only even port with a free neighbour"
+    );
+    let reserved = SocketAddr::new(relay.ip(), relay.port() + 1);
+    for (i, client) in ["203.0.113.9:40001", "203.0.113.9:40002"]
+        .iter()
+        .enumerate()
+    {
+        h.ft = five_tuple(client);
+        let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
+        let got = r.get::<XorRelayedAddress>().unwrap().unwrap().0;
+        assert_ne!(got, reserved, "allocation {i} took the reserved port");
+    }
+    h.ft = five_tuple("203.0.113.9:40003");
+    let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
+    assert_eq!(
+        Harness::code(&r),
+        Some(508),
+        "only the reserved port is left"
+    );
+}
+
+#[test]
+fn lifetimes_are_raised_to_the_default_and_capped() {
+    let mut h = Harness::new();
+    h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    let r = h.request(
+        Method::ALLOCATE,
+        true,
+        &[RequestedTransport(17).into(), Lifetime(30).into()],
+    );
+    assert_eq!(r.get::<Lifetime>().unwrap().unwrap(), Lifetime(600));
+    let r = h.request(Method::REFRESH, true, &[Lifetime(1200).into()]);
+    assert_eq!(r.get::<Lifetime>().unwrap().unwrap(), Lifetime(1200));
+    let r = h.request(Method::REFRESH, true, &[Lifetime(60).into()]);
+    assert_eq!(r.get::<Lifetime>().unwrap().unwrap(), Lifetime(600));
 }
