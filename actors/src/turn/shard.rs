@@ -19,7 +19,7 @@ use floe::turn::server::{
     AllocationId, ClientOutput, FiveTuple, PeerOutput, RelayBinder, Server, ServerEvent,
     PEER_HEADROOM,
 };
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender;
 
 use super::allocation::{Allocation, StopAllocation};
 use super::relay::{Relay, StopRelay};
@@ -120,7 +120,7 @@ pub(crate) struct Shard {
     pub listeners: Vec<Rc<BatchSocket>>,
     pub relays: HashMap<SocketAddr, RelayEntry>,
     pub allocations: HashMap<AllocationId, AllocationEntry>,
-    pub tcp: HashMap<(SocketAddr, SocketAddr), UnboundedSender<Bytes>>,
+    pub tcp: HashMap<(SocketAddr, SocketAddr), Sender<Bytes>>,
     pub metrics: Metrics,
     pub events: Recipient<TurnEvent>,
     pub supervisor: Addr<AllocationSupervisor>,
@@ -153,7 +153,7 @@ impl Shard {
             metrics,
             events,
             supervisor,
-            relay_bufs: Rc::new(RefCell::new(RecvBuffers::new(32, 2048))),
+            relay_bufs: Rc::new(RefCell::new(RecvBuffers::new(32, MAX_DATAGRAM + 1))),
             scratch: vec![0; PEER_HEADROOM + MAX_DATAGRAM + 4],
             tally: Tally::default(),
         }
@@ -253,8 +253,9 @@ impl Shard {
                 }
             }
             Transport::Tcp | Transport::Tls => {
+                // Bounded: a client that stops reading loses data, the server no memory.
                 if let Some(tx) = self.tcp.get(&(ft.client, ft.server)) {
-                    let _ = tx.send(Bytes::copy_from_slice(data));
+                    let _ = tx.try_send(Bytes::copy_from_slice(data));
                 }
             }
         }
@@ -296,8 +297,13 @@ impl Shard {
                 relayed,
                 lifetime,
             } => {
+                // RFC 8656 §7.2: DONT-FRAGMENT sets DF on what the relay sends.
+                let dont_fragment = self.core.allocation(id).is_some_and(|a| a.dont_fragment);
                 for addr in &relayed {
                     if let Some(socket) = self.binder.pending.remove(addr) {
+                        if dont_fragment {
+                            let _ = socket.set_dont_fragment(true);
+                        }
                         self.start_relay(id, *addr, Rc::new(socket), shard);
                     }
                 }
@@ -399,6 +405,15 @@ impl Shard {
     }
 }
 
+/// Runs the handling of one datagram so that a bug it hits costs that datagram, not the
+/// loop (and with it every client of the Arbiter). Bad input is an error value in the
+/// core; this is defence in depth.
+pub(crate) fn contain(f: impl FnOnce()) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+        tracing::error!("a datagram hit a bug and was dropped");
+    }
+}
+
 /// Reads a UDP socket in batches and hands each datagram to the shard.
 pub(crate) struct RecvLoop {
     pub shard: SharedShard,
@@ -438,12 +453,12 @@ impl Future for RecvLoop {
                             server: d.destination.unwrap_or(local),
                             transport: Transport::Udp,
                         };
-                        shard.on_client(now, &ft, d.payload);
+                        contain(|| shard.on_client(now, &ft, d.payload));
                     }
                 }
                 LoopRole::Relay => {
                     for d in bufs.datagrams() {
-                        shard.on_peer(now, local, d.source, d.payload);
+                        contain(|| shard.on_peer(now, local, d.source, d.payload));
                     }
                 }
             }

@@ -10,12 +10,12 @@ use floe::framing::StreamFramer;
 use floe::transmit::Transport;
 use floe::turn::server::FiveTuple;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc::unbounded_channel;
+use tokio::sync::mpsc::channel;
 
 use super::shard::SharedShard;
 
-/// Bytes buffered for a slow client before the connection is dropped.
-const MAX_BUFFERED_FRAMES: usize = 4096;
+/// Messages queued for a client that reads slowly; beyond this, relayed data is dropped.
+const MAX_BUFFERED_FRAMES: usize = 1024;
 
 /// One client connection.
 pub struct TcpConnection {
@@ -44,7 +44,7 @@ impl TcpConnection {
         S: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         let (read, mut write) = tokio::io::split(stream);
-        let (tx, mut rx) = unbounded_channel::<Bytes>();
+        let (tx, mut rx) = channel::<Bytes>(MAX_BUFFERED_FRAMES);
         let five_tuple = FiveTuple {
             client,
             server,
@@ -53,7 +53,7 @@ impl TcpConnection {
         shard.borrow_mut().tcp.insert((client, server), tx);
         actix_rt::spawn(async move {
             while let Some(b) = rx.recv().await {
-                if rx.len() > MAX_BUFFERED_FRAMES || write.write_all(&b).await.is_err() {
+                if write.write_all(&b).await.is_err() {
                     break;
                 }
             }
@@ -87,7 +87,9 @@ impl Actor for TcpConnection {
                 let mut s = shard.borrow_mut();
                 loop {
                     match framer.next_frame() {
-                        Ok(Some(frame)) => s.on_client(now, &ft, frame.as_bytes()),
+                        Ok(Some(frame)) => {
+                            super::shard::contain(|| s.on_client(now, &ft, frame.as_bytes()))
+                        }
                         Ok(None) => break,
                         Err(_) => {
                             s.after(&shard);
