@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use floe::cidr::Cidr;
 
 use crate::config::{ConfigError, Secret, ServerConfig, UserCredential};
@@ -23,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve STUN and TURN (RFC 8489, RFC 8656) over UDP and TCP, and TLS when configured.
     Serve(ServeArgs),
+    /// Run one ICE agent (RFC 8445) speaking INTEROP.md's JSON lines on stdin and stdout.
+    Ice(IceArgs),
 }
 
 /// `floe serve`. Flags override the `--config` file; a repeatable flag given at least
@@ -145,6 +147,52 @@ impl ServeArgs {
     }
 }
 
+/// `floe ice`: one ICE agent whose description, candidates and events are JSON lines
+/// (INTEROP.md): its own on stdout, the remote's read from stdin as they come.
+#[derive(Debug, Clone, Default, Args)]
+#[command(group(ArgGroup::new("role").required(true).args(["controlling", "controlled"])))]
+pub struct IceArgs {
+    /// Start in the controlling role (nominates the pair)
+    #[arg(long)]
+    pub controlling: bool,
+    /// Start in the controlled role
+    #[arg(long)]
+    pub controlled: bool,
+    /// STUN server for a server-reflexive candidate (repeatable)
+    #[arg(long = "stun", value_name = "HOST:PORT")]
+    pub stun: Vec<String>,
+    /// TURN server for a relayed candidate
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["user", "password"])]
+    pub turn: Option<String>,
+    /// TURN username
+    #[arg(long, value_name = "U", requires = "turn")]
+    pub user: Option<String>,
+    /// TURN password
+    #[arg(long, value_name = "P", requires = "turn")]
+    pub password: Option<String>,
+    /// Reach the TURN server over TCP instead of UDP
+    #[arg(long, requires = "turn")]
+    pub turn_tcp: bool,
+    /// Signal and use relayed candidates only
+    #[arg(long, requires = "turn")]
+    pub relay_only: bool,
+    /// Gather host candidates on loopback addresses only (tests, one-machine labs)
+    #[arg(long)]
+    pub loopback: bool,
+    /// Send TEXT once connected; exit 0 once it has both sent and received
+    #[arg(long, value_name = "TEXT")]
+    pub send: Option<String>,
+    /// Give up (exit 1) after this many seconds [default: 30]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Ta, the pacing of new checks, in milliseconds [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub ta: Option<u64>,
+    /// Log filter for stderr [default: warn]
+    #[arg(long, value_name = "LEVEL")]
+    pub log: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +202,7 @@ mod tests {
         let argv = ["floe", "serve"].iter().chain(args).copied();
         match Cli::try_parse_from(argv)?.command {
             Command::Serve(a) => Ok(a),
+            other => panic!("not serve: {other:?}"),
         }
     }
 

@@ -61,6 +61,7 @@
 
 mod agent;
 mod checklist;
+pub mod command;
 mod config;
 mod gather;
 mod io;
