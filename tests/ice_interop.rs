@@ -1,21 +1,59 @@
 //! `floe ice` against aioice 0.13 (`tests/support/aioice_agent.py`), both speaking
 //! INTEROP.md's JSON lines, crossed by `pair_json_lines`: each role on each side, with
-//! loopback host candidates and relay-only through coturn, data both ways. And
-//! `floe ice` against itself the same way.
+//! loopback host candidates and relay-only (through coturn, and through `floe serve`;
+//! floe reaching coturn over TCP once), data both ways. And `floe ice` against itself
+//! the same way.
 
 #[path = "support/mod.rs"]
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use support::{
-    pair_json_lines, require_peers, AgentOpts, Coturn, CoturnOpts, LineProcess, RUN_TIMEOUT,
+    free_port, pair_json_lines, require_peers, wait_stun_ready, AgentOpts, ChildGuard, Coturn,
+    CoturnOpts, LineProcess, RUN_TIMEOUT, STARTUP_TIMEOUT,
 };
+
+/// `floe serve` on 127.0.0.1 with the user bob:secret and loopback peers allowed.
+struct FloeServe {
+    child: ChildGuard,
+    addr: SocketAddr,
+}
+
+impl FloeServe {
+    fn start() -> FloeServe {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--user",
+            "bob:secret",
+        ])
+        .args(["--allow-loopback-peers", "--threads", "1", "--log", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        let mut child = ChildGuard::new(support::spawn(cmd).expect("starting floe serve"));
+        wait_stun_ready(addr, STARTUP_TIMEOUT, Some(&mut child.child))
+            .unwrap_or_else(|e| panic!("floe serve did not come up: {e}"));
+        FloeServe { child, addr }
+    }
+}
 
 /// `floe ice` with these options (loopback gathering, as INTEROP.md requires).
 fn floe_ice(controlling: bool, turn: Option<SocketAddr>, send: &str) -> Command {
+    floe_ice_with(controlling, turn, send, &[])
+}
+
+fn floe_ice_with(
+    controlling: bool,
+    turn: Option<SocketAddr>,
+    send: &str,
+    more: &[&str],
+) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
     cmd.arg("ice")
         .arg(if controlling {
@@ -36,6 +74,7 @@ fn floe_ice(controlling: bool, turn: Option<SocketAddr>, send: &str) -> Command 
             "--relay-only",
         ]);
     }
+    cmd.args(more);
     cmd
 }
 
@@ -240,4 +279,63 @@ fn floe_ice_prints_its_description_first_and_fails_on_timeout() {
     assert!(json
         .iter()
         .any(|v| v.get("end-of-candidates") == Some(&Value::Bool(true))));
+}
+
+#[test]
+fn aioice_controlling_with_floe_controlled_relay_only_through_floes_server() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    let server = FloeServe::start();
+    cross(
+        spawn(
+            "aioice controlling",
+            aioice(true, Some(server.addr), "from-a"),
+        ),
+        spawn(
+            "floe controlled",
+            floe_ice(false, Some(server.addr), "from-b"),
+        ),
+        "relay",
+    );
+    drop(server.child);
+}
+
+#[test]
+fn floe_controlling_over_tcp_to_coturn_with_aioice_controlled_relay_only() {
+    if !require_peers(&["aioice", "turnserver"]) {
+        return;
+    }
+    let coturn = Coturn::start(CoturnOpts::default());
+    cross(
+        spawn(
+            "floe controlling (TURN over TCP)",
+            floe_ice_with(true, Some(coturn.addr()), "from-a", &["--turn-tcp"]),
+        ),
+        spawn(
+            "aioice controlled",
+            aioice(false, Some(coturn.addr()), "from-b"),
+        ),
+        "relay",
+    );
+}
+
+#[test]
+fn floe_controlling_with_aioice_controlled_relay_only_through_floes_server() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    let server = FloeServe::start();
+    cross(
+        spawn(
+            "floe controlling",
+            floe_ice(true, Some(server.addr), "from-a"),
+        ),
+        spawn(
+            "aioice controlled",
+            aioice(false, Some(server.addr), "from-b"),
+        ),
+        "relay",
+    );
+    drop(server.child);
 }
