@@ -61,6 +61,12 @@ impl Seen {
 /// starts both, and once each is connected sends `"from <name>"`; returns when each
 /// has received the other's text, or at [`LIMIT`] (then the assertions say why).
 async fn pair(a: AgentConfig, b: AgentConfig) -> (Seen, Seen) {
+    if let Ok(filter) = std::env::var("FLOE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
     let a = IceAgent::spawn(a);
     let b = IceAgent::spawn(b);
     let (mut ea, mut eb) = (a.events(), b.events());
@@ -154,7 +160,9 @@ async fn a_role_conflict_is_resolved_between_two_controlling_agents() {
 
 fn floe_server_config() -> ServerConfig {
     let mut c = ServerConfig::default();
-    c.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    // A port of the tests' own range: with port 0 the server binds UDP first and then
+    // TCP on the same number, which an outgoing TCP connection may hold already.
+    c.listen = vec![SocketAddr::from(([127, 0, 0, 1], support::free_port()))];
     c.users = vec!["bob:secret".parse::<UserCredential>().unwrap()];
     c.allow_loopback_peers = true;
     c.threads = 1;

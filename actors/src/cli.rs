@@ -247,6 +247,55 @@ mod tests {
         assert_eq!(flags, want);
     }
 
+    fn ice(args: &[&str]) -> Result<IceArgs, clap::Error> {
+        let argv = ["floe", "ice"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Ice(a) => Ok(a),
+            other => panic!("not ice: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ice_has_the_flags_of_the_issue() {
+        let cmd = Cli::command();
+        let ice = cmd.find_subcommand("ice").unwrap();
+        let flags: Vec<_> = ice.get_arguments().filter_map(|a| a.get_long()).collect();
+        for flag in [
+            "controlling",
+            "controlled",
+            "stun",
+            "turn",
+            "user",
+            "password",
+            "relay-only",
+            "loopback",
+            "send",
+        ] {
+            assert!(flags.contains(&flag), "--{flag} missing from {flags:?}");
+        }
+    }
+
+    #[test]
+    fn ice_needs_exactly_one_role_and_turn_credentials() {
+        assert!(ice(&["--loopback"]).is_err());
+        assert!(ice(&["--controlling", "--controlled"]).is_err());
+        assert!(ice(&["--controlled", "--turn", "127.0.0.1:3478"]).is_err());
+        assert!(ice(&["--controlled", "--relay-only"]).is_err());
+        let a = ice(&[
+            "--controlled",
+            "--turn=127.0.0.1:3478",
+            "--user=bob",
+            "--password=secret",
+            "--relay-only",
+            "--loopback",
+            "--send=hi",
+        ])
+        .unwrap();
+        assert!(a.controlled && a.relay_only && a.loopback);
+        assert_eq!(a.send.as_deref(), Some("hi"));
+        assert_eq!(a.timeout, 30);
+    }
+
     #[test]
     fn no_flags_give_the_defaults() {
         let config = serve(&[]).unwrap().load().unwrap();

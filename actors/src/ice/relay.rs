@@ -248,8 +248,12 @@ impl TurnRelay {
                     self.permit(now, ip);
                 }
             }
-            ClientEvent::Data { peer, data } => self.notify(RelayEvent::Data { peer, data }),
+            ClientEvent::Data { peer, data } => {
+                tracing::trace!(relay = self.relay, %peer, len = data.len(), "relayed data in");
+                self.notify(RelayEvent::Data { peer, data })
+            }
             ClientEvent::PermissionCreated { peers } => {
+                tracing::trace!(relay = self.relay, ?peers, "TURN permission installed");
                 for ip in peers {
                     for (peer, data) in self.queued.remove(&ip).unwrap_or_default() {
                         self.send_to(now, peer, data);
@@ -312,11 +316,13 @@ impl TurnRelay {
             return;
         }
         if client.has_permission(now, peer.ip()) {
+            tracing::trace!(relay = self.relay, %peer, len = data.len(), "relayed data out");
             if let Err(e) = client.send_to(now, peer, &data) {
                 tracing::debug!(%peer, error = %e, "not relayed");
             }
             return;
         }
+        tracing::trace!(relay = self.relay, %peer, "waiting for a TURN permission");
         let queue = self.queued.entry(peer.ip()).or_default();
         if queue.len() < MAX_QUEUED_PER_PEER {
             queue.push((peer, data));
