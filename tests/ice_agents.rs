@@ -208,13 +208,20 @@ async fn two_agents_connect_relay_only_through_coturn() {
     if !require_peers(&["turnserver"]) {
         return;
     }
-    let coturn = Coturn::start(CoturnOpts::default());
+    let mut opts = CoturnOpts::default();
+    if std::env::var("FLOE_TEST_LOG").is_ok() {
+        opts.extra_args.push("-V".into());
+    }
+    let coturn = Coturn::start(opts);
     let turn = TurnServerConfig::udp(coturn.addr(), "bob", "secret");
     let (a, b) = pair(
         relay_only(IceRole::Controlling, turn.clone()),
         relay_only(IceRole::Controlled, turn),
     )
     .await;
+    if std::env::var("FLOE_TEST_LOG").is_ok() {
+        eprintln!("--- coturn log\n{}", coturn.log());
+    }
     assert_connected(&a, &b, CandidateKind::Relayed);
 }
 

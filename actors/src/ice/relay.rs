@@ -403,6 +403,7 @@ impl Actor for TurnRelay {
 
 impl StreamHandler<FromServer> for TurnRelay {
     fn handle(&mut self, msg: FromServer, ctx: &mut Context<Self>) {
+        tracing::trace!(relay = self.relay, from = %msg.from, len = msg.data.len(), first = msg.data.first().copied(), "from the TURN server");
         if let Some(c) = self.client.as_mut() {
             c.handle_input(Instant::now(), msg.from, msg.data);
         }
