@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use floe::cidr::Cidr;
 
 use crate::config::{ConfigError, Secret, ServerConfig, UserCredential};
@@ -26,6 +26,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask a STUN server for this host's reflexive address (RFC 8489 Binding) and print it.
     Stun(StunArgs),
+    /// Run one ICE agent (RFC 8445) speaking INTEROP.md's JSON lines on stdin and stdout.
+    Ice(IceArgs),
 }
 
 /// `floe stun HOST:PORT`: one Binding transaction, retransmitted over UDP as RFC 8489
@@ -189,6 +191,52 @@ impl ServeArgs {
     }
 }
 
+/// `floe ice`: one ICE agent whose description, candidates and events are JSON lines
+/// (INTEROP.md): its own on stdout, the remote's read from stdin as they come.
+#[derive(Debug, Clone, Default, Args)]
+#[command(group(ArgGroup::new("role").required(true).args(["controlling", "controlled"])))]
+pub struct IceArgs {
+    /// Start in the controlling role (nominates the pair)
+    #[arg(long)]
+    pub controlling: bool,
+    /// Start in the controlled role
+    #[arg(long)]
+    pub controlled: bool,
+    /// STUN server for a server-reflexive candidate (repeatable)
+    #[arg(long = "stun", value_name = "HOST:PORT")]
+    pub stun: Vec<String>,
+    /// TURN server for a relayed candidate
+    #[arg(long, value_name = "HOST:PORT", requires_all = ["user", "password"])]
+    pub turn: Option<String>,
+    /// TURN username
+    #[arg(long, value_name = "U", requires = "turn")]
+    pub user: Option<String>,
+    /// TURN password
+    #[arg(long, value_name = "P", requires = "turn")]
+    pub password: Option<String>,
+    /// Reach the TURN server over TCP instead of UDP
+    #[arg(long, requires = "turn")]
+    pub turn_tcp: bool,
+    /// Signal and use relayed candidates only
+    #[arg(long, requires = "turn")]
+    pub relay_only: bool,
+    /// Gather host candidates on loopback addresses only (tests, one-machine labs)
+    #[arg(long)]
+    pub loopback: bool,
+    /// Send TEXT once connected; exit 0 once it has both sent and received
+    #[arg(long, value_name = "TEXT")]
+    pub send: Option<String>,
+    /// Give up (exit 1) after this many seconds [default: 30]
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub timeout: u64,
+    /// Ta, the pacing of new checks, in milliseconds [default: 50]
+    #[arg(long, value_name = "MS")]
+    pub ta: Option<u64>,
+    /// Log filter for stderr [default: warn]
+    #[arg(long, value_name = "LEVEL")]
+    pub log: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +290,55 @@ mod tests {
         ];
         want.sort_unstable();
         assert_eq!(flags, want);
+    }
+
+    fn ice(args: &[&str]) -> Result<IceArgs, clap::Error> {
+        let argv = ["floe", "ice"].iter().chain(args).copied();
+        match Cli::try_parse_from(argv)?.command {
+            Command::Ice(a) => Ok(a),
+            other => panic!("not ice: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ice_has_the_flags_of_the_issue() {
+        let cmd = Cli::command();
+        let ice = cmd.find_subcommand("ice").unwrap();
+        let flags: Vec<_> = ice.get_arguments().filter_map(|a| a.get_long()).collect();
+        for flag in [
+            "controlling",
+            "controlled",
+            "stun",
+            "turn",
+            "user",
+            "password",
+            "relay-only",
+            "loopback",
+            "send",
+        ] {
+            assert!(flags.contains(&flag), "--{flag} missing from {flags:?}");
+        }
+    }
+
+    #[test]
+    fn ice_needs_exactly_one_role_and_turn_credentials() {
+        assert!(ice(&["--loopback"]).is_err());
+        assert!(ice(&["--controlling", "--controlled"]).is_err());
+        assert!(ice(&["--controlled", "--turn", "127.0.0.1:3478"]).is_err());
+        assert!(ice(&["--controlled", "--relay-only"]).is_err());
+        let a = ice(&[
+            "--controlled",
+            "--turn=127.0.0.1:3478",
+            "--user=bob",
+            "--password=secret",
+            "--relay-only",
+            "--loopback",
+            "--send=hi",
+        ])
+        .unwrap();
+        assert!(a.controlled && a.relay_only && a.loopback);
+        assert_eq!(a.send.as_deref(), Some("hi"));
+        assert_eq!(a.timeout, 30);
     }
 
     #[test]

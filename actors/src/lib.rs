@@ -7,12 +7,14 @@
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
-//! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`].
+//! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`];
+//! - [`ice`]: the ICE agent (RFC 8445) as an `IceAgent` and its `Checklist`s.
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod ice;
 pub mod logging;
 pub mod metrics;
 pub mod serve;

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Stun(args) => stun(&args),
+        Command::Ice(args) => floe_actors::ice::command::run(&args),
     }
 }
 

@@ -1,0 +1,298 @@
+//! Two floe ICE agents (actors) in one process, exchanging candidates through their
+//! event streams: over loopback host candidates, and relay-only through floe's own
+//! TURN server (UDP and TCP to it) and through coturn. Gathering is loopback only.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use floe::ice::{CandidateKind, IceRole};
+use floe_actors::config::{ServerConfig, UserCredential};
+use floe_actors::ice::{
+    AgentConfig, CandidateErrorKind, GatherConfig, IceAgent, IceAgentHandle, IceEvent,
+    TurnServerConfig,
+};
+use floe_actors::metrics::Metrics;
+use floe_actors::turn::TurnServer;
+use support::{require_peers, Coturn, CoturnOpts};
+
+/// Bounds a hang; never a speed assertion.
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn config(role: IceRole) -> AgentConfig {
+    let mut c = AgentConfig::new(role);
+    c.gather = GatherConfig::loopback_only();
+    c
+}
+
+fn relay_only(role: IceRole, turn: TurnServerConfig) -> AgentConfig {
+    let mut c = config(role);
+    c.gather.relay_only = true;
+    c.turn.push(turn);
+    c
+}
+
+/// What one agent of a pair saw.
+#[derive(Debug, Default)]
+struct Seen {
+    events: Vec<IceEvent>,
+    received: Vec<String>,
+}
+
+impl Seen {
+    fn nominated(&self) -> Vec<(CandidateKind, CandidateKind)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                IceEvent::PairNominated { local, remote } => Some((local.kind(), remote.kind())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn has(&self, f: impl Fn(&IceEvent) -> bool) -> bool {
+        self.events.iter().any(f)
+    }
+}
+
+/// Gathers on both, crosses descriptions and candidates as they come (trickle),
+/// starts both, and once each is connected sends `"from <name>"`; returns when each
+/// has received the other's text, or at [`LIMIT`] (then the assertions say why).
+async fn pair(a: AgentConfig, b: AgentConfig) -> (Seen, Seen) {
+    if let Ok(filter) = std::env::var("FLOE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    let a = IceAgent::spawn(a);
+    let b = IceAgent::spawn(b);
+    let (mut ea, mut eb) = (a.events(), b.events());
+    a.gather();
+    b.gather();
+    let (da, db) = (a.local_description().await, b.local_description().await);
+    a.set_remote(db.credentials.ufrag, db.credentials.pwd, Vec::new());
+    b.set_remote(da.credentials.ufrag, da.credentials.pwd, Vec::new());
+    a.start();
+    b.start();
+    let (mut sa, mut sb) = (Seen::default(), Seen::default());
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    fn on_event(
+        e: &IceEvent,
+        me: &IceAgentHandle,
+        other: &IceAgentHandle,
+        seen: &mut Seen,
+        name: &str,
+    ) {
+        match e {
+            IceEvent::Candidate(c) => other.add_remote_candidate(c.clone()),
+            IceEvent::GatheringComplete => other.end_of_remote_candidates(),
+            IceEvent::Connected => {
+                let me = me.clone();
+                let text = format!("from {name}");
+                actix_rt::spawn(async move {
+                    me.send(text).await.expect("sends once connected");
+                });
+            }
+            IceEvent::Data(d) => seen.received.push(String::from_utf8_lossy(d).into_owned()),
+            _ => {}
+        }
+        seen.events.push(e.clone());
+    }
+    while sa.received.is_empty() || sb.received.is_empty() {
+        tokio::select! {
+            Some(e) = ea.recv() => on_event(&e, &a, &b, &mut sa, "a"),
+            Some(e) = eb.recv() => on_event(&e, &b, &a, &mut sb, "b"),
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    a.stop();
+    b.stop();
+    (sa, sb)
+}
+
+fn assert_connected(a: &Seen, b: &Seen, kind: CandidateKind) {
+    let report = format!("a: {a:#?}\nb: {b:#?}");
+    for (seen, other) in [(a, "from b"), (b, "from a")] {
+        let nominated = seen.nominated();
+        assert!(!nominated.is_empty(), "no PairNominated\n{report}");
+        assert!(
+            nominated.iter().all(|(l, _)| *l == kind),
+            "nominated a pair not of {kind:?}\n{report}"
+        );
+        assert!(seen.has(|e| matches!(e, IceEvent::Connected)), "{report}");
+        assert!(
+            seen.has(|e| matches!(e, IceEvent::GatheringComplete)),
+            "{report}"
+        );
+        assert!(!seen.has(|e| matches!(e, IceEvent::Failed)), "{report}");
+        assert!(
+            seen.received.iter().any(|t| t == other),
+            "{other:?} not received\n{report}"
+        );
+        for e in &seen.events {
+            if let IceEvent::Candidate(c) = e {
+                assert_eq!(c.kind(), kind, "signalled {c}\n{report}");
+                assert!(c.addr().ip().is_loopback(), "gathered off loopback: {c}");
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn two_agents_connect_over_loopback_host_candidates() {
+    let (a, b) = pair(config(IceRole::Controlling), config(IceRole::Controlled)).await;
+    assert_connected(&a, &b, CandidateKind::Host);
+}
+
+#[actix_rt::test]
+async fn a_role_conflict_is_resolved_between_two_controlling_agents() {
+    let (a, b) = pair(config(IceRole::Controlling), config(IceRole::Controlling)).await;
+    assert_connected(&a, &b, CandidateKind::Host);
+    let switched = [&a, &b]
+        .iter()
+        .filter(|s| s.has(|e| matches!(e, IceEvent::RoleChanged(IceRole::Controlled))))
+        .count();
+    assert_eq!(switched, 1, "exactly one agent switches\n{a:#?}\n{b:#?}");
+}
+
+fn floe_server_config() -> ServerConfig {
+    let mut c = ServerConfig::default();
+    // A port of the tests' own range: with port 0 the server binds UDP first and then
+    // TCP on the same number, which an outgoing TCP connection may hold already.
+    c.listen = vec![SocketAddr::from(([127, 0, 0, 1], support::free_port()))];
+    c.users = vec!["bob:secret".parse::<UserCredential>().unwrap()];
+    c.allow_loopback_peers = true;
+    c.threads = 1;
+    c
+}
+
+async fn floe_server() -> (floe_actors::turn::ServerHandle, SocketAddr) {
+    let server = TurnServer::start(&floe_server_config(), Metrics::new())
+        .await
+        .expect("floe's TURN server starts");
+    let addr = server.local_addrs()[0];
+    (server, addr)
+}
+
+#[actix_rt::test]
+async fn two_agents_connect_relay_only_through_floes_turn_server() {
+    let (server, addr) = floe_server().await;
+    let turn = TurnServerConfig::udp(addr, "bob", "secret");
+    let (a, b) = pair(
+        relay_only(IceRole::Controlling, turn.clone()),
+        relay_only(IceRole::Controlled, turn),
+    )
+    .await;
+    assert_connected(&a, &b, CandidateKind::Relayed);
+    server.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn two_agents_connect_relay_only_over_tcp_to_floes_turn_server() {
+    let (server, addr) = floe_server().await;
+    let turn = TurnServerConfig::udp(addr, "bob", "secret").over_tcp();
+    let (a, b) = pair(
+        relay_only(IceRole::Controlling, turn.clone()),
+        relay_only(IceRole::Controlled, turn),
+    )
+    .await;
+    assert_connected(&a, &b, CandidateKind::Relayed);
+    server.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn two_agents_connect_relay_only_through_coturn() {
+    if !require_peers(&["turnserver"]) {
+        return;
+    }
+    let mut opts = CoturnOpts::default();
+    if std::env::var("FLOE_TEST_LOG").is_ok() {
+        opts.extra_args.push("-V".into());
+    }
+    let coturn = Coturn::start(opts);
+    let turn = TurnServerConfig::udp(coturn.addr(), "bob", "secret");
+    let (a, b) = pair(
+        relay_only(IceRole::Controlling, turn.clone()),
+        relay_only(IceRole::Controlled, turn),
+    )
+    .await;
+    if std::env::var("FLOE_TEST_LOG").is_ok() {
+        eprintln!("--- coturn log\n{}", coturn.log());
+    }
+    assert_connected(&a, &b, CandidateKind::Relayed);
+}
+
+/// Gathers alone and returns its events up to GatheringComplete.
+async fn gather_only(config: AgentConfig) -> Vec<IceEvent> {
+    let agent = IceAgent::spawn(config);
+    let mut events = agent.events();
+    agent.gather();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + LIMIT;
+    while Instant::now() < deadline {
+        match tokio::time::timeout(LIMIT, events.recv()).await {
+            Ok(Some(e)) => {
+                let done = e == IceEvent::GatheringComplete;
+                seen.push(e);
+                if done {
+                    break;
+                }
+            }
+            _ => break,
+        }
+    }
+    agent.stop();
+    seen
+}
+
+#[actix_rt::test]
+async fn a_wrong_turn_password_is_a_candidate_error_and_gathering_still_completes() {
+    let (server, addr) = floe_server().await;
+    let mut c = config(IceRole::Controlling);
+    c.turn.push(TurnServerConfig::udp(addr, "bob", "wrong"));
+    c.stun.push(addr);
+    let events = gather_only(c).await;
+    let error = events.iter().find_map(|e| match e {
+        IceEvent::CandidateError {
+            server, kind, code, ..
+        } => Some((*server, *kind, *code)),
+        _ => None,
+    });
+    assert_eq!(
+        error,
+        Some((addr, CandidateErrorKind::AuthFailed, Some(401))),
+        "{events:#?}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, IceEvent::Candidate(c) if c.kind() == CandidateKind::Host)));
+    assert_eq!(
+        events.last(),
+        Some(&IceEvent::GatheringComplete),
+        "{events:#?}"
+    );
+    server.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_unreachable_stun_server_is_a_candidate_error() {
+    // A bound UDP socket that never answers.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let mut c = config(IceRole::Controlling);
+    c.stun.push(addr);
+    c.gather.server_timeout = Duration::from_secs(2);
+    let events = gather_only(c).await;
+    assert!(
+        events.iter().any(|e| matches!(e, IceEvent::CandidateError { server, kind: CandidateErrorKind::Unreachable, .. } if *server == addr)),
+        "{events:#?}"
+    );
+    assert_eq!(
+        events.last(),
+        Some(&IceEvent::GatheringComplete),
+        "{events:#?}"
+    );
+}

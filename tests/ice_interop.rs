@@ -1,0 +1,341 @@
+//! `floe ice` against aioice 0.13 (`tests/support/aioice_agent.py`), both speaking
+//! INTEROP.md's JSON lines, crossed by `pair_json_lines`: each role on each side, with
+//! loopback host candidates and relay-only (through coturn, and through `floe serve`;
+//! floe reaching coturn over TCP once), data both ways. And `floe ice` against itself
+//! the same way.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use support::{
+    free_port, pair_json_lines, require_peers, wait_stun_ready, AgentOpts, ChildGuard, Coturn,
+    CoturnOpts, LineProcess, RUN_TIMEOUT, STARTUP_TIMEOUT,
+};
+
+/// `floe serve` on 127.0.0.1 with the user bob:secret and loopback peers allowed.
+struct FloeServe {
+    child: ChildGuard,
+    addr: SocketAddr,
+}
+
+impl FloeServe {
+    fn start() -> FloeServe {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &addr.to_string(),
+            "--user",
+            "bob:secret",
+        ])
+        .args(["--allow-loopback-peers", "--threads", "1", "--log", "warn"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        let mut child = ChildGuard::new(support::spawn(cmd).expect("starting floe serve"));
+        wait_stun_ready(addr, STARTUP_TIMEOUT, Some(&mut child.child))
+            .unwrap_or_else(|e| panic!("floe serve did not come up: {e}"));
+        FloeServe { child, addr }
+    }
+}
+
+/// `floe ice` with these options (loopback gathering, as INTEROP.md requires).
+fn floe_ice(controlling: bool, turn: Option<SocketAddr>, send: &str) -> Command {
+    floe_ice_with(controlling, turn, send, &[])
+}
+
+fn floe_ice_with(
+    controlling: bool,
+    turn: Option<SocketAddr>,
+    send: &str,
+    more: &[&str],
+) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+    cmd.arg("ice")
+        .arg(if controlling {
+            "--controlling"
+        } else {
+            "--controlled"
+        })
+        .arg("--loopback")
+        .args(["--send", send]);
+    if let Some(turn) = turn {
+        cmd.args([
+            "--turn",
+            &turn.to_string(),
+            "--user",
+            "bob",
+            "--password",
+            "secret",
+            "--relay-only",
+        ]);
+    }
+    cmd.args(more);
+    cmd
+}
+
+fn aioice(controlling: bool, turn: Option<SocketAddr>, send: &str) -> Command {
+    let mut opts = if controlling {
+        AgentOpts::controlling()
+    } else {
+        AgentOpts::controlled()
+    };
+    if let Some(turn) = turn {
+        opts = opts.turn(turn, "bob", "secret").relay_only();
+    }
+    opts.send(send).command()
+}
+
+/// `IP PORT` of a candidate line.
+fn address_of(candidate: &str) -> Option<String> {
+    let words: Vec<&str> = candidate.split_whitespace().collect();
+    Some(format!("{} {}", words.get(4)?, words.get(5)?))
+}
+
+fn typ_of(candidate: &str) -> Option<&str> {
+    let mut words = candidate.split_whitespace();
+    words.find(|w| *w == "typ")?;
+    words.next()
+}
+
+/// Crosses the two, and checks that each nominated a pair of `typ` on both ends,
+/// received the other's text and exited 0.
+fn cross(mut a: LineProcess, mut b: LineProcess, typ: &str) {
+    let outcome = pair_json_lines(&mut a, &mut b, RUN_TIMEOUT);
+    let report = format!("{outcome:?}\n{}\n{}", a.describe(), b.describe());
+    assert!(outcome.success(), "{report}");
+    for (agent, other, other_text) in [(&a, &b, "from-b"), (&b, &a, "from-a")] {
+        let nominated = agent.events("nominated");
+        assert!(
+            !nominated.is_empty(),
+            "{} nominated nothing\n{report}",
+            agent.name
+        );
+        let signalled: Vec<String> = other
+            .json()
+            .iter()
+            .filter_map(|v| {
+                v.get("candidate")
+                    .and_then(Value::as_str)
+                    .and_then(address_of)
+            })
+            .collect();
+        for n in &nominated {
+            let local = n["local"].as_str().unwrap_or_default();
+            assert_eq!(
+                typ_of(local),
+                Some(typ),
+                "{} local {local}\n{report}",
+                agent.name
+            );
+            // A check may come before the candidate line that announces its source
+            // (trickle): the remote is then peer-reflexive, at a signalled address.
+            let remote = n["remote"].as_str().unwrap_or_default();
+            assert!(
+                typ_of(remote) == Some(typ) || typ_of(remote) == Some("prflx"),
+                "{} remote {remote}\n{report}",
+                agent.name
+            );
+            assert!(
+                address_of(remote).is_some_and(|a| signalled.contains(&a)),
+                "{} remote {remote} was not signalled\n{report}",
+                agent.name
+            );
+        }
+        assert!(
+            agent.events("data").iter().any(|e| e["data"] == other_text),
+            "{} did not receive {other_text}\n{report}",
+            agent.name
+        );
+        // Candidate lines are the bare RFC 8839 value, and every one is of `typ`.
+        for line in agent.json() {
+            if let Some(c) = line.get("candidate").and_then(Value::as_str) {
+                assert!(!c.starts_with("candidate:") && !c.starts_with("a="), "{c}");
+                assert_eq!(typ_of(c), Some(typ), "{c}\n{report}");
+            }
+        }
+    }
+}
+
+fn spawn(name: &str, cmd: Command) -> LineProcess {
+    LineProcess::spawn(name, cmd).unwrap_or_else(|e| panic!("starting {name}: {e}"))
+}
+
+#[test]
+fn floe_controlling_with_aioice_controlled_over_host_candidates() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    cross(
+        spawn("floe controlling", floe_ice(true, None, "from-a")),
+        spawn("aioice controlled", aioice(false, None, "from-b")),
+        "host",
+    );
+}
+
+#[test]
+fn aioice_controlling_with_floe_controlled_over_host_candidates() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    cross(
+        spawn("aioice controlling", aioice(true, None, "from-a")),
+        spawn("floe controlled", floe_ice(false, None, "from-b")),
+        "host",
+    );
+}
+
+#[test]
+fn floe_controlling_with_aioice_controlled_relay_only_through_coturn() {
+    if !require_peers(&["aioice", "turnserver"]) {
+        return;
+    }
+    let coturn = Coturn::start(CoturnOpts::default());
+    cross(
+        spawn(
+            "floe controlling",
+            floe_ice(true, Some(coturn.addr()), "from-a"),
+        ),
+        spawn(
+            "aioice controlled",
+            aioice(false, Some(coturn.addr()), "from-b"),
+        ),
+        "relay",
+    );
+}
+
+#[test]
+fn aioice_controlling_with_floe_controlled_relay_only_through_coturn() {
+    if !require_peers(&["aioice", "turnserver"]) {
+        return;
+    }
+    let coturn = Coturn::start(CoturnOpts::default());
+    cross(
+        spawn(
+            "aioice controlling",
+            aioice(true, Some(coturn.addr()), "from-a"),
+        ),
+        spawn(
+            "floe controlled",
+            floe_ice(false, Some(coturn.addr()), "from-b"),
+        ),
+        "relay",
+    );
+}
+
+#[test]
+fn floe_ice_with_itself_over_host_candidates() {
+    cross(
+        spawn("floe controlling", floe_ice(true, None, "from-a")),
+        spawn("floe controlled", floe_ice(false, None, "from-b")),
+        "host",
+    );
+}
+
+#[test]
+fn floe_ice_with_itself_relay_only_through_coturn() {
+    if !require_peers(&["turnserver"]) {
+        return;
+    }
+    let coturn = Coturn::start(CoturnOpts::default());
+    cross(
+        spawn(
+            "floe controlling",
+            floe_ice(true, Some(coturn.addr()), "from-a"),
+        ),
+        spawn(
+            "floe controlled",
+            floe_ice(false, Some(coturn.addr()), "from-b"),
+        ),
+        "relay",
+    );
+}
+
+#[test]
+fn floe_ice_prints_its_description_first_and_fails_on_timeout() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+    cmd.args(["ice", "--controlled", "--loopback", "--timeout", "1"]);
+    let mut p = spawn("floe alone", cmd);
+    let first = p
+        .wait_for_json(RUN_TIMEOUT, |_| true)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first["role"], "controlled", "{}", p.describe());
+    assert!(first["ufrag"].as_str().is_some_and(|u| u.len() >= 4));
+    assert!(first["pwd"].as_str().is_some_and(|u| u.len() >= 22));
+    let status = p.wait(RUN_TIMEOUT).expect("exits by itself");
+    assert!(!status.success(), "{}", p.describe());
+    assert!(
+        p.events("failed")
+            .iter()
+            .any(|e| e["reason"].as_str().unwrap_or("").contains("timeout")),
+        "{}",
+        p.describe()
+    );
+    let json = p.json();
+    assert!(json
+        .iter()
+        .any(|v| v.get("end-of-candidates") == Some(&Value::Bool(true))));
+}
+
+#[test]
+fn aioice_controlling_with_floe_controlled_relay_only_through_floes_server() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    let server = FloeServe::start();
+    cross(
+        spawn(
+            "aioice controlling",
+            aioice(true, Some(server.addr), "from-a"),
+        ),
+        spawn(
+            "floe controlled",
+            floe_ice(false, Some(server.addr), "from-b"),
+        ),
+        "relay",
+    );
+    drop(server.child);
+}
+
+#[test]
+fn floe_controlling_over_tcp_to_coturn_with_aioice_controlled_relay_only() {
+    if !require_peers(&["aioice", "turnserver"]) {
+        return;
+    }
+    let coturn = Coturn::start(CoturnOpts::default());
+    cross(
+        spawn(
+            "floe controlling (TURN over TCP)",
+            floe_ice_with(true, Some(coturn.addr()), "from-a", &["--turn-tcp"]),
+        ),
+        spawn(
+            "aioice controlled",
+            aioice(false, Some(coturn.addr()), "from-b"),
+        ),
+        "relay",
+    );
+}
+
+#[test]
+fn floe_controlling_with_aioice_controlled_relay_only_through_floes_server() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    let server = FloeServe::start();
+    cross(
+        spawn(
+            "floe controlling",
+            floe_ice(true, Some(server.addr), "from-a"),
+        ),
+        spawn(
+            "aioice controlled",
+            aioice(false, Some(server.addr), "from-b"),
+        ),
+        "relay",
+    );
+    drop(server.child);
+}
