@@ -23,6 +23,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve STUN and TURN (RFC 8489, RFC 8656) over UDP and TCP, and TLS when configured.
     Serve(ServeArgs),
+    /// Load a STUN/TURN server (floe, coturn ...) on loopback: Binding, relay, allocation
+    /// and audio-like hold workloads, with the server's CPU and memory per operation.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `floe serve`. Flags override the `--config` file; a repeatable flag given at least
@@ -154,6 +157,7 @@ mod tests {
         let argv = ["floe", "serve"].iter().chain(args).copied();
         match Cli::try_parse_from(argv)?.command {
             Command::Serve(a) => Ok(a),
+            other => panic!("not serve: {other:?}"),
         }
     }
 

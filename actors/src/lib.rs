@@ -6,9 +6,11 @@
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
-//! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`].
+//! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`];
+//! - [`bench`]: `floe bench`, the load generator that measures servers side by side.
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(&args),
+        Command::Bench(args) => floe_actors::bench::run(args),
     }
 }
 
