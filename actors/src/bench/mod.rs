@@ -465,6 +465,57 @@ mod tests {
         assert_eq!(int(&r, "deleted"), 10);
     }
 
+    /// The server sends what one relay socket relays in one batch; datagrams to a peer
+    /// that is not listening must cost only themselves.
+    #[actix_rt::test]
+    async fn an_unreachable_peer_in_a_batch_costs_only_its_own_datagrams() {
+        use crate::udp::SendQueue;
+        let server = floe_server().await;
+        let sessions = Rc::new(session::Sessions::new(
+            server.local_addrs()[0],
+            "bob".into(),
+            "secret".into(),
+        ));
+        let echo = Rc::new(echo::echo_socket("127.0.0.1:0".parse().unwrap()).unwrap());
+        let counters = Rc::new(echo::EchoCounters::default());
+        let task = echo::spawn_echo(echo.clone(), 2048, counters.clone());
+        let closed = client_socket().unwrap().local_addr(); // bound, then closed
+        let mut ex = session::Exchange::new();
+        let socket = Rc::new(client_socket().unwrap());
+        // The permission is per IP: it covers the closed port too.
+        let alloc = sessions
+            .open(
+                socket.clone(),
+                &mut ex,
+                session::PeerSetup::Permission(echo.local_addr()),
+            )
+            .await
+            .unwrap();
+        let (to_closed, _) = relay::send_indication(closed, 40);
+        let (to_echo, _) = relay::send_indication(echo.local_addr(), 40);
+        let mut queue = SendQueue::new();
+        for _ in 0..20 {
+            queue.push(server.local_addrs()[0], &to_closed);
+            queue.push(server.local_addrs()[0], &to_echo);
+        }
+        assert_eq!(socket.try_send_batch(&mut queue).sent, 40);
+        let mut bufs = socket.recv_buffers(2048);
+        let mut data_indications = 0;
+        while data_indications < 20 {
+            let batch = tokio::time::timeout(Duration::from_secs(5), socket.recv_batch(&mut bufs))
+                .await
+                .expect("the echoes come back through the relay")
+                .unwrap();
+            for d in batch {
+                assert_eq!(&d.payload[..2], &[0x00, 0x17], "a Data indication");
+                data_indications += 1;
+            }
+        }
+        assert_eq!(counters.received.get(), 20);
+        task.abort();
+        session::close_all(&sessions, vec![alloc], 1, Duration::from_secs(2)).await;
+    }
+
     #[actix_rt::test]
     async fn a_server_that_does_not_answer_is_an_error_not_a_hang() {
         // A bound socket that never answers.

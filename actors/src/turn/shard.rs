@@ -25,7 +25,7 @@ use super::relay::{Relay, StopRelay};
 use super::supervisor::AllocationSupervisor;
 use super::TurnEvent;
 use crate::metrics::Metrics;
-use crate::udp::{BatchSocket, Outgoing, RecvBuffers, UdpError, UdpSocketConfig};
+use crate::udp::{BatchSocket, RecvBuffers, SendQueue, UdpError, UdpSocketConfig};
 
 /// Largest datagram a relay or listener accepts (one byte more marks truncation).
 pub(crate) const MAX_DATAGRAM: usize = 65_536;
@@ -80,6 +80,44 @@ struct Tally {
     bindings: u64,
 }
 
+/// Datagrams waiting to leave one socket, and what they weigh.
+#[derive(Default)]
+struct Pending {
+    queue: SendQueue,
+    bytes: u64,
+}
+
+impl Pending {
+    fn push(&mut self, to: SocketAddr, source: Option<std::net::IpAddr>, payload: &[u8]) {
+        self.queue.push_from(to, source, payload);
+        self.bytes += payload.len() as u64;
+    }
+
+    /// Sends everything with one `sendmmsg` (runs to one destination as GSO sends);
+    /// returns the datagrams and bytes that left. A failed send costs only its own
+    /// datagrams; bytes are prorated when some failed (they are equal-sized in practice).
+    fn flush(&mut self, socket: &BatchSocket) -> (u64, u64) {
+        let queued = self.queue.len() as u64;
+        if queued == 0 {
+            return (0, 0);
+        }
+        let report = socket.try_send_batch(&mut self.queue);
+        let sent = report.sent as u64;
+        let bytes = if sent == queued {
+            self.bytes
+        } else {
+            self.bytes * sent / queued
+        };
+        self.bytes = 0;
+        (sent, bytes)
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
+    }
+}
+
 pub(crate) struct Shard {
     pub core: Server,
     pub binder: SocketBinder,
@@ -93,6 +131,13 @@ pub(crate) struct Shard {
     pub relay_bufs: Rc<RefCell<RecvBuffers>>,
     scratch: Vec<u8>,
     tally: Tally,
+    /// Datagrams for UDP clients, per listener (in the order of `listeners`); sent at
+    /// the end of every batch with one `sendmmsg`.
+    to_clients: Vec<Pending>,
+    /// Datagrams for peers, all from the relay `to_peers_relay`; sent when a datagram
+    /// for another relay comes, and at the end of every batch.
+    to_peers: Pending,
+    to_peers_relay: Option<SocketAddr>,
 }
 
 pub(crate) type SharedShard = Rc<RefCell<Shard>>;
@@ -120,15 +165,19 @@ impl Shard {
             relay_bufs: Rc::new(RefCell::new(RecvBuffers::new(32, 2048))),
             scratch: vec![0; PEER_HEADROOM + MAX_DATAGRAM + 4],
             tally: Tally::default(),
+            to_clients: Vec::new(),
+            to_peers: Pending::default(),
+            to_peers_relay: None,
         }
     }
 
-    fn listener_for(&self, server: SocketAddr) -> Option<&Rc<BatchSocket>> {
+    /// The listener (its index in `listeners`) that serves `server`.
+    fn listener_for(&self, server: SocketAddr) -> Option<usize> {
         self.listeners
             .iter()
-            .find(|l| l.local_addr() == server)
+            .position(|l| l.local_addr() == server)
             .or_else(|| {
-                self.listeners.iter().find(|l| {
+                self.listeners.iter().position(|l| {
                     l.local_addr().port() == server.port()
                         && l.local_addr().ip().is_unspecified()
                         && l.local_addr().is_ipv4() == server.is_ipv4()
@@ -163,14 +212,37 @@ impl Shard {
         self.send_to_peer(relay, peer, payload);
     }
 
+    /// Queues a datagram for `peer` on the relay socket `relay`. Consecutive datagrams
+    /// from one relay leave together (one `sendmmsg`, GSO for runs to one peer).
     #[inline]
     fn send_to_peer(&mut self, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
-        if let Some(entry) = self.relays.get(&relay) {
-            // A send error (unreachable peer, ICMP refused) costs only this datagram.
-            if entry.socket.try_send(&Outgoing::new(peer, payload)).is_ok() {
-                self.tally.to_peer.0 += 1;
-                self.tally.to_peer.1 += payload.len() as u64;
+        if self.to_peers_relay != Some(relay) {
+            self.flush_peers();
+            self.to_peers_relay = Some(relay);
+        }
+        self.to_peers.push(peer, None, payload);
+    }
+
+    /// Sends what is queued for peers. A send error (unreachable peer, ICMP refused)
+    /// costs only the datagrams of that send.
+    fn flush_peers(&mut self) {
+        let Some(relay) = self.to_peers_relay.take() else {
+            return;
+        };
+        match self.relays.get(&relay) {
+            Some(entry) => {
+                let (n, bytes) = self.to_peers.flush(&entry.socket);
+                self.tally.to_peer.0 += n;
+                self.tally.to_peer.1 += bytes;
             }
+            None => self.to_peers.clear(),
+        }
+    }
+
+    /// Sends what is queued for UDP clients.
+    fn flush_clients(&mut self) {
+        for (pending, listener) in self.to_clients.iter_mut().zip(&self.listeners) {
+            pending.flush(listener);
         }
     }
 
@@ -205,15 +277,20 @@ impl Shard {
         self.scratch = scratch;
     }
 
-    fn send_to_client(&self, ft: &FiveTuple, data: &[u8]) {
+    /// Queues a datagram for a UDP client (sent at the end of the batch), or hands it to
+    /// the client's TCP connection.
+    fn send_to_client(&mut self, ft: &FiveTuple, data: &[u8]) {
         match ft.transport {
             Transport::Udp => {
-                if let Some(l) = self.listener_for(ft.server) {
-                    let mut out = Outgoing::new(ft.client, data);
-                    if l.local_addr().ip().is_unspecified() && !ft.server.ip().is_unspecified() {
-                        out.source = Some(ft.server.ip());
+                if let Some(i) = self.listener_for(ft.server) {
+                    let local = self.listeners[i].local_addr();
+                    let source = (local.ip().is_unspecified() && !ft.server.ip().is_unspecified())
+                        .then_some(ft.server.ip());
+                    if self.to_clients.len() < self.listeners.len() {
+                        self.to_clients
+                            .resize_with(self.listeners.len(), Pending::default);
                     }
-                    let _ = l.try_send(&out);
+                    self.to_clients[i].push(ft.client, source, data);
                 }
             }
             Transport::Tcp | Transport::Tls => {
@@ -224,7 +301,8 @@ impl Shard {
         }
     }
 
-    /// Sends the core's responses and acts on its events. Called after every batch.
+    /// Sends the core's responses and everything queued, and acts on the core's events.
+    /// Called after every batch.
     pub(crate) fn after(&mut self, shard: &SharedShard) {
         while let Some(t) = self.core.poll_transmit() {
             let ft = FiveTuple {
@@ -234,6 +312,9 @@ impl Shard {
             };
             self.send_to_client(&ft, &t.payload);
         }
+        // Before the events: a relay released below must still send what it queued.
+        self.flush_peers();
+        self.flush_clients();
         while let Some(e) = self.core.poll_event() {
             self.on_event(e, shard);
         }
@@ -246,8 +327,8 @@ impl Shard {
             self.metrics
                 .relayed_to_client(tally.to_client.0, tally.to_client.1);
         }
-        for _ in 0..tally.bindings {
-            self.metrics.binding_request();
+        if tally.bindings > 0 {
+            self.metrics.binding_requests(tally.bindings);
         }
     }
 
