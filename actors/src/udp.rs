@@ -1028,6 +1028,7 @@ impl SendQueue {
 #[cfg(target_os = "linux")]
 mod mmsg {
     use std::io;
+    use std::mem::MaybeUninit;
     use std::net::{IpAddr, SocketAddr};
     use std::os::fd::AsRawFd;
 
@@ -1040,28 +1041,26 @@ mod mmsg {
     #[repr(C, align(8))]
     struct Cmsg([u8; CMSG_SPACE]);
 
-    /// The message headers of one call, on the stack; payloads are borrowed.
+    /// The message headers of one call, on the stack; payloads are borrowed. Only the
+    /// entries in use are ever written (a batch of one costs one entry, not 32).
     pub(super) struct Batch<'a> {
-        hdrs: [libc::mmsghdr; MMSG_BATCH],
-        iovs: [libc::iovec; MMSG_BATCH],
-        addrs: [libc::sockaddr_in6; MMSG_BATCH],
-        cmsgs: [Cmsg; MMSG_BATCH],
+        hdrs: [MaybeUninit<libc::mmsghdr>; MMSG_BATCH],
+        iovs: [MaybeUninit<libc::iovec>; MMSG_BATCH],
+        addrs: [MaybeUninit<libc::sockaddr_in6>; MMSG_BATCH],
+        cmsgs: [MaybeUninit<Cmsg>; MMSG_BATCH],
         len: usize,
         _payloads: std::marker::PhantomData<&'a [u8]>,
     }
 
     impl<'a> Batch<'a> {
         pub(super) fn new() -> Self {
-            // SAFETY: all of these are plain C structs for which zero is a valid value.
-            unsafe {
-                Batch {
-                    hdrs: std::mem::zeroed(),
-                    iovs: std::mem::zeroed(),
-                    addrs: std::mem::zeroed(),
-                    cmsgs: [Cmsg([0; CMSG_SPACE]); MMSG_BATCH],
-                    len: 0,
-                    _payloads: std::marker::PhantomData,
-                }
+            Batch {
+                hdrs: [const { MaybeUninit::uninit() }; MMSG_BATCH],
+                iovs: [const { MaybeUninit::uninit() }; MMSG_BATCH],
+                addrs: [const { MaybeUninit::uninit() }; MMSG_BATCH],
+                cmsgs: [const { MaybeUninit::uninit() }; MMSG_BATCH],
+                len: 0,
+                _payloads: std::marker::PhantomData,
             }
         }
 
@@ -1081,16 +1080,24 @@ mod mmsg {
             let i = self.len;
             assert!(i < MMSG_BATCH);
             self.len += 1;
-            let addr_len = write_sockaddr(&mut self.addrs[i], destination);
-            self.iovs[i] = libc::iovec {
+            // SAFETY: sockaddr_in6, iovec and mmsghdr are plain C structs for which all
+            // zeroes is a valid value.
+            let addr = self.addrs[i].write(unsafe { std::mem::zeroed() });
+            let addr_len = write_sockaddr(addr, destination);
+            self.iovs[i].write(libc::iovec {
                 iov_base: payload.as_ptr() as *mut libc::c_void,
                 iov_len: payload.len(),
-            };
-            let hdr = &mut self.hdrs[i].msg_hdr;
+            });
+            let mmsg: &mut libc::mmsghdr = self.hdrs[i].write(unsafe { std::mem::zeroed() });
+            let hdr = &mut mmsg.msg_hdr;
             hdr.msg_namelen = addr_len;
             hdr.msg_iovlen = 1;
+            if segment.is_none() && source.is_none() {
+                return;
+            }
             // Pointers are set again in `send`, after any move of the batch.
-            hdr.msg_control = self.cmsgs[i].0.as_mut_ptr().cast();
+            let cmsgs = self.cmsgs[i].write(Cmsg([0; CMSG_SPACE]));
+            hdr.msg_control = cmsgs.0.as_mut_ptr().cast();
             hdr.msg_controllen = CMSG_SPACE as _;
             let mut used = 0usize;
             // SAFETY: msg_control points to CMSG_SPACE aligned bytes owned by self; the
@@ -1149,14 +1156,18 @@ mod mmsg {
         pub(super) fn send(&mut self, socket: &impl AsRawFd, from: usize) -> io::Result<usize> {
             let count = self.len - from;
             for i in from..self.len {
-                let hdr = &mut self.hdrs[i].msg_hdr;
-                hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_in6).cast();
-                hdr.msg_iov = &mut self.iovs[i];
-                hdr.msg_control = if hdr.msg_controllen == 0 {
-                    std::ptr::null_mut()
-                } else {
-                    self.cmsgs[i].0.as_mut_ptr().cast()
-                };
+                // SAFETY: push initialised hdrs, addrs and iovs up to len, and cmsgs[i]
+                // wherever msg_controllen is not zero.
+                unsafe {
+                    let hdr = &mut self.hdrs[i].assume_init_mut().msg_hdr;
+                    hdr.msg_name = self.addrs[i].as_mut_ptr().cast();
+                    hdr.msg_iov = self.iovs[i].as_mut_ptr();
+                    hdr.msg_control = if hdr.msg_controllen == 0 {
+                        std::ptr::null_mut()
+                    } else {
+                        self.cmsgs[i].assume_init_mut().0.as_mut_ptr().cast()
+                    };
+                }
             }
             loop {
                 // SAFETY: hdrs[from..len] were filled by push and point into self and into
@@ -1164,7 +1175,7 @@ mod mmsg {
                 let n = unsafe {
                     libc::sendmmsg(
                         socket.as_raw_fd(),
-                        self.hdrs[from..].as_mut_ptr(),
+                        self.hdrs[from..].as_mut_ptr().cast::<libc::mmsghdr>(),
                         count as libc::c_uint,
                         0,
                     )
