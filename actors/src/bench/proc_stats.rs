@@ -60,12 +60,44 @@ pub(crate) fn self_cpu() -> f64 {
     tv(u.ru_utime) + tv(u.ru_stime)
 }
 
-/// Wall time, the tool's CPU and the server's (with `--pid`) at one instant.
+/// Busy and total CPU time of the whole machine, all cores, in seconds (`/proc/stat`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct MachineCpu {
+    pub busy_s: f64,
+    pub total_s: f64,
+}
+
+pub(crate) fn machine_cpu() -> Option<MachineCpu> {
+    parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line: user nice system idle iowait irq softirq steal ...; idle and iowait
+/// are not busy.
+fn parse_machine(stat: &str) -> Option<MachineCpu> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3)? + v.get(4)?;
+    let t = clock_ticks();
+    Some(MachineCpu {
+        busy_s: (total - idle) as f64 / t,
+        total_s: total as f64 / t,
+    })
+}
+
+/// Wall time, the tool's CPU, the server's (with `--pid`) and the machine's at one
+/// instant.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Snapshot {
     pub at: Instant,
     pub tool_cpu: f64,
     pub server: Option<ProcSample>,
+    pub machine: Option<MachineCpu>,
 }
 
 impl Snapshot {
@@ -75,6 +107,7 @@ impl Snapshot {
             at: Instant::now(),
             tool_cpu: self_cpu(),
             server,
+            machine: machine_cpu(),
         })
     }
 }
@@ -85,17 +118,31 @@ pub(crate) struct Interval {
     pub wall_s: f64,
     pub tool_cpu_s: f64,
     pub server_cpu_s: Option<f64>,
+    /// Share of all the machine's cores that were busy (0 to 1).
+    pub machine_busy: Option<f64>,
+    /// Cores of CPU time per second the machine had.
+    pub machine_cores: Option<f64>,
 }
 
 impl Interval {
     pub(crate) fn between(a: &Snapshot, b: &Snapshot) -> Self {
+        let wall_s = b.at.duration_since(a.at).as_secs_f64();
+        let (machine_busy, machine_cores) = match (a.machine, b.machine) {
+            (Some(x), Some(y)) if y.total_s > x.total_s => (
+                Some((y.busy_s - x.busy_s) / (y.total_s - x.total_s)),
+                Some((y.total_s - x.total_s) / wall_s.max(1e-9)),
+            ),
+            _ => (None, None),
+        };
         Interval {
-            wall_s: b.at.duration_since(a.at).as_secs_f64(),
+            wall_s,
             tool_cpu_s: b.tool_cpu - a.tool_cpu,
             server_cpu_s: match (a.server, b.server) {
                 (Some(x), Some(y)) => Some(y.cpu_s - x.cpu_s),
                 _ => None,
             },
+            machine_busy,
+            machine_cores,
         }
     }
 }
@@ -112,6 +159,15 @@ mod tests {
         assert_eq!(
             parse_rss("Name:\tx\nVmRSS:\t  2048 kB\n"),
             Some(2048 * 1024)
+        );
+        let m = parse_machine("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n").unwrap();
+        let t = clock_ticks();
+        assert_eq!(
+            m,
+            MachineCpu {
+                busy_s: 150.0 / t,
+                total_s: 1000.0 / t
+            }
         );
     }
 

@@ -28,6 +28,8 @@ pub struct Report {
 
 /// A tool using at least this share of a core was the bottleneck.
 const SATURATED: f64 = 0.9;
+/// With at least this share of all cores busy, the machine was (other processes too).
+const MACHINE_SATURATED: f64 = 0.95;
 
 impl Report {
     pub(crate) fn new(workload: &str) -> Self {
@@ -97,10 +99,25 @@ impl Report {
                     .filter(|c| *c > 0.0)
                     .map(|c| ops as f64 / c),
             );
+        // What the rest of the machine used: on a shared machine other processes can
+        // take the cores neither the tool nor the server could then get.
+        let others = match (interval.machine_busy, interval.machine_cores) {
+            (Some(busy), Some(cores)) => {
+                Some((busy * cores - tool_share - server_share.unwrap_or(0.0)).max(0.0))
+            }
+            _ => None,
+        };
+        self.opt_float("machine_cpu_busy_share", interval.machine_busy)
+            .opt_float("other_processes_cpu_share", others);
         let bottleneck = if tool_share >= SATURATED {
             "tool"
         } else if server_share.is_some_and(|s| s >= SATURATED) {
             "server"
+        } else if interval
+            .machine_busy
+            .is_some_and(|b| b >= MACHINE_SATURATED)
+        {
+            "machine"
         } else if server_share.is_some() {
             "neither"
         } else {
@@ -120,6 +137,11 @@ impl Report {
                 println!(
                     "note: the tool used at least {:.0}% of a core: it, not the server, set the rate",
                     SATURATED * 100.0
+                );
+            }
+            if matches!(self.get("bottleneck"), Some(Value::Text(t)) if t == "machine") {
+                println!(
+                    "note: every core was busy, other processes included: the machine, not the server, set the rate"
                 );
             }
         }
@@ -217,6 +239,8 @@ mod tests {
             wall_s: 2.0,
             tool_cpu_s: 1.9,
             server_cpu_s: Some(1.0),
+            machine_busy: Some(0.5),
+            machine_cores: Some(2.0),
         };
         let mut r = Report::new("binding");
         r.rates("requests", 1000, &busy_tool);
@@ -230,6 +254,18 @@ mod tests {
         };
         r.rates("requests", 1000, &busy_server);
         assert_eq!(r.get("bottleneck"), Some(&Value::Text("server".into())));
+        let busy_machine = Interval {
+            server_cpu_s: Some(1.0),
+            machine_busy: Some(0.99),
+            ..busy_server
+        };
+        r.rates("requests", 1000, &busy_machine);
+        assert_eq!(r.get("bottleneck"), Some(&Value::Text("machine".into())));
+        // 0.99 * 2 cores - 0.25 (tool) - 0.5 (server)
+        assert_eq!(
+            r.get("other_processes_cpu_share"),
+            Some(&Value::Float(1.23))
+        );
         let no_pid = Interval {
             server_cpu_s: None,
             ..busy_server
