@@ -21,6 +21,7 @@ ALLOCATE_COUNT=2000
 HOLD_ALLOCATIONS=2000
 HOLD_DURATION=3
 BUILD=1
+WORKLOADS="binding relay relay-indications relay-2-threads allocate hold"
 OUT=""
 FLOE=""
 
@@ -36,6 +37,7 @@ options:
   --allocate-count N      allocations the allocate workload creates ($ALLOCATE_COUNT)
   --hold-allocations N    audio-paced allocations of the hold workload ($HOLD_ALLOCATIONS)
   --hold-duration S       measured seconds of the hold workload ($HOLD_DURATION)
+  --workloads "A B ..."   which of: $WORKLOADS (all)
   --out DIR               where results and server logs go (a new temporary directory)
   --floe PATH             use this floe binary instead of building one
   --no-build              use the floe binary already built
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
         --allocate-count) ALLOCATE_COUNT="$2"; shift 2 ;;
         --hold-allocations) HOLD_ALLOCATIONS="$2"; shift 2 ;;
         --hold-duration) HOLD_DURATION="$2"; shift 2 ;;
+        --workloads) WORKLOADS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --floe) FLOE="$2"; BUILD=0; shift 2 ;;
         --no-build) BUILD=0; shift ;;
@@ -185,18 +188,33 @@ field() { # JSON KEY -> the value (numbers and words; null for none)
     sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$1" | head -1
 }
 
+wanted() { case " $WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
 workloads() { # ROUND SERVER
     local r="$1" s="$2"
-    run "$r" binding "$s" 1 binding --duration "$DURATION"
-    run "$r" relay "$s" 1 relay --allocations "$RELAY_ALLOCATIONS" --size "$SIZE" \
-        --user "$USER_PASS" --duration "$DURATION"
-    run "$r" relay-indications "$s" 1 relay --indications --allocations "$RELAY_ALLOCATIONS" \
-        --size "$SIZE" --user "$USER_PASS" --duration "$DURATION"
-    run "$r" relay-2-threads "$s" 2 relay --allocations "$RELAY_ALLOCATIONS" --size "$SIZE" \
-        --user "$USER_PASS" --duration "$DURATION"
-    run "$r" allocate "$s" 1 allocate --count "$ALLOCATE_COUNT" --user "$USER_PASS"
-    run "$r" hold "$s" 1 hold --allocations "$HOLD_ALLOCATIONS" --user "$USER_PASS" \
-        --duration "$HOLD_DURATION"
+    if wanted binding; then
+        run "$r" binding "$s" 1 binding --duration "$DURATION"
+    fi
+    if wanted relay; then
+        run "$r" relay "$s" 1 relay --allocations "$RELAY_ALLOCATIONS" --size "$SIZE" \
+            --user "$USER_PASS" --duration "$DURATION"
+    fi
+    if wanted relay-indications; then
+        run "$r" relay-indications "$s" 1 relay --indications \
+            --allocations "$RELAY_ALLOCATIONS" --size "$SIZE" --user "$USER_PASS" \
+            --duration "$DURATION"
+    fi
+    if wanted relay-2-threads; then
+        run "$r" relay-2-threads "$s" 2 relay --allocations "$RELAY_ALLOCATIONS" \
+            --size "$SIZE" --user "$USER_PASS" --duration "$DURATION"
+    fi
+    if wanted allocate; then
+        run "$r" allocate "$s" 1 allocate --count "$ALLOCATE_COUNT" --user "$USER_PASS"
+    fi
+    if wanted hold; then
+        run "$r" hold "$s" 1 hold --allocations "$HOLD_ALLOCATIONS" --user "$USER_PASS" \
+            --duration "$HOLD_DURATION"
+    fi
 }
 
 START=$(date +%s)
@@ -204,7 +222,9 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "results in $OUT"
 for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) -eq 1 ]; then order="floe coturn"; else order="coturn floe"; fi
-    run "$r" binding echo 1 binding --duration "$DURATION"
+    if wanted binding; then
+        run "$r" binding echo 1 binding --duration "$DURATION"
+    fi
     for s in $order; do
         workloads "$r" "$s"
     done
@@ -268,12 +288,17 @@ row "allocate: server memory per held allocation (bytes)" allocate server_bytes_
 row "hold, $HOLD_ALLOCATIONS audio-paced allocations: loss ratio" hold loss_ratio
 row "hold: RTT p99 (µs)" hold rtt_p99_us
 row "hold: server CPU share" hold server_cpu_share
+row "hold: relayed packets per server CPU-second" hold ops_per_server_cpu_s
 row "hold: server memory per allocation (bytes)" hold server_bytes_per_allocation
 echo
 e=$(median binding echo ops_per_s); f=$(median binding floe ops_per_s)
 echo "bare UDP echo (floe bench echo-server), same tool: $(fmt "$e") requests/s, $(fmt "$(median binding echo ops_per_server_cpu_s)") per server CPU-second; floe binding / echo: $(ratio "$f" "$e")"
 f1=$(median relay floe ops_per_s); f2=$(median relay-2-threads floe ops_per_s)
 echo "floe relay scaling, 2 threads / 1 thread: $(ratio "$f2" "$f1") (tool CPU share with 2 threads: $(fmt "$(median relay-2-threads floe tool_cpu_share)"))"
+n=$(wc -l <"$RESULTS")
 tb=$(grep -c '"bottleneck":"tool"' "$RESULTS" || true)
-echo "runs where the tool was the bottleneck (>= 90% of a core): $tb of $(wc -l <"$RESULTS")"
+mb=$(grep -c '"bottleneck":"machine"' "$RESULTS" || true)
+sb=$(grep -c '"bottleneck":"server"' "$RESULTS" || true)
+echo "bottleneck of the $n runs: the tool (>= 90% of a core) $tb, the server (>= 90% of a core) $sb, the machine (every core busy, other processes included) $mb"
+echo "median CPU share of other processes on the machine during the runs: $(fmt "$(for t in floe coturn echo; do grep "\"target\":\"$t\"" "$RESULTS" || true; done | while read -r l; do v=$(field "$l" other_processes_cpu_share); if [ -n "$v" ] && [ "$v" != null ]; then echo "$v"; fi; done | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }')") cores"
 } | tee "$OUT/table.md"
