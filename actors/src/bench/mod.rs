@@ -516,6 +516,58 @@ mod tests {
         session::close_all(&sessions, vec![alloc], 1, Duration::from_secs(2)).await;
     }
 
+    /// The Arbiters send events only once someone subscribed; a subscriber then gets
+    /// every event, from the first allocation made after `events()` on.
+    #[actix_rt::test]
+    async fn events_flow_once_subscribed() {
+        use crate::turn::TurnEvent;
+        let server = floe_server().await;
+        let sessions = Rc::new(session::Sessions::new(
+            server.local_addrs()[0],
+            "bob".into(),
+            "secret".into(),
+        ));
+        let mut ex = session::Exchange::new();
+        let before = sessions
+            .open(
+                Rc::new(client_socket().unwrap()),
+                &mut ex,
+                session::PeerSetup::None,
+            )
+            .await
+            .unwrap();
+        // The server answers before it handles the allocation's event: let it finish.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut events = server.events();
+        let socket = Rc::new(client_socket().unwrap());
+        let after = sessions
+            .open(socket.clone(), &mut ex, session::PeerSetup::None)
+            .await
+            .unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("an event within 5 s")
+            .unwrap();
+        match event {
+            TurnEvent::AllocationCreated { five_tuple, .. } => {
+                assert_eq!(five_tuple.client, socket.local_addr(), "the second one's")
+            }
+            other => panic!("{other:?}"),
+        }
+        session::close_all(&sessions, vec![before, after], 2, Duration::from_secs(2)).await;
+        let mut deleted = 0;
+        while deleted < 2 {
+            match tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .expect("Deleted events within 5 s")
+            {
+                Some(TurnEvent::Deleted { .. }) => deleted += 1,
+                Some(_) => {}
+                None => panic!("the stream ended"),
+            }
+        }
+    }
+
     #[actix_rt::test]
     async fn a_server_that_does_not_answer_is_an_error_not_a_hang() {
         // A bound socket that never answers.

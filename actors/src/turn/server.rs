@@ -2,6 +2,7 @@
 //! and its own SO_REUSEPORT listeners, and gathers their events.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -10,7 +11,7 @@ use floe::turn::server::{self as core, Quotas, RestApiSecrets, StaticUsers};
 use rand::RngCore;
 
 use super::supervisor::{AllocationSupervisor, InjectFault, ShutdownShard, StartShard};
-use super::{Fault, TurnEvent};
+use super::{EventSink, Fault, TurnEvent};
 use crate::config::ServerConfig;
 use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
 use crate::metrics::Metrics;
@@ -97,6 +98,8 @@ pub struct TurnServer {
     supervisors: Vec<Addr<AllocationSupervisor>>,
     arbiters: Vec<Arbiter>,
     subscribers: Subscribers<TurnEvent>,
+    /// Set once anyone subscribes; until then the Arbiters send no events.
+    wanted: Arc<AtomicBool>,
 }
 
 /// A running server.
@@ -105,6 +108,7 @@ pub struct ServerHandle {
     addr: Addr<TurnServer>,
     local_addrs: Vec<SocketAddr>,
     metrics: Metrics,
+    wanted: Arc<AtomicBool>,
 }
 
 #[derive(Message)]
@@ -128,10 +132,12 @@ impl TurnServer {
     /// Starts the server on the running actix System with `config.threads` Arbiters.
     pub async fn start(config: &ServerConfig, metrics: Metrics) -> Result<ServerHandle, String> {
         let core = core_config(config);
+        let wanted = Arc::new(AtomicBool::new(false));
         let server = TurnServer {
             supervisors: Vec::new(),
             arbiters: Vec::new(),
             subscribers: Subscribers::default(),
+            wanted: wanted.clone(),
         }
         .start();
         let mut listen = config.listen.clone();
@@ -139,7 +145,8 @@ impl TurnServer {
         let mut arbiters = Vec::new();
         for _ in 0..config.threads.max(1) {
             let arbiter = Arbiter::new();
-            let (c, m, r) = (core.clone(), metrics.clone(), server.clone().recipient());
+            let (c, m) = (core.clone(), metrics.clone());
+            let r = EventSink::new(server.clone().recipient(), wanted.clone());
             let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                 AllocationSupervisor::new(c, m, r)
             });
@@ -164,6 +171,7 @@ impl TurnServer {
             addr: server,
             local_addrs: listen,
             metrics,
+            wanted,
         })
     }
 }
@@ -187,6 +195,8 @@ impl ServerHandle {
     /// The server's events as a stream.
     pub fn events(&self) -> EventStream<TurnEvent> {
         let (stream, subscribe) = EventStream::new();
+        // Before the message: events of allocations made from now on are kept for it.
+        self.wanted.store(true, Ordering::Relaxed);
         self.addr.do_send(subscribe);
         stream
     }
@@ -230,6 +240,7 @@ impl Handler<Subscribe<TurnEvent>> for TurnServer {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe<TurnEvent>, _: &mut Context<Self>) {
+        self.wanted.store(true, Ordering::Relaxed);
         self.subscribers.add(msg.0);
     }
 }
@@ -238,6 +249,7 @@ impl Handler<SubscribeChannel<TurnEvent>> for TurnServer {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeChannel<TurnEvent>, _: &mut Context<Self>) {
+        self.wanted.store(true, Ordering::Relaxed);
         self.subscribers.add_channel(msg.0);
     }
 }

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix::{Actor, Addr, Recipient};
+use actix::{Actor, Addr};
 use bytes::Bytes;
 use floe::transmit::Transport;
 use floe::turn::server::{
@@ -23,7 +23,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::allocation::{Allocation, StopAllocation};
 use super::relay::{Relay, StopRelay};
 use super::supervisor::AllocationSupervisor;
-use super::TurnEvent;
+use super::{EventSink, TurnEvent};
 use crate::metrics::Metrics;
 use crate::udp::{BatchSocket, RecvBuffers, SendQueue, UdpError, UdpSocketConfig};
 
@@ -126,7 +126,7 @@ pub(crate) struct Shard {
     pub allocations: HashMap<AllocationId, AllocationEntry>,
     pub tcp: HashMap<(SocketAddr, SocketAddr), UnboundedSender<Bytes>>,
     pub metrics: Metrics,
-    pub events: Recipient<TurnEvent>,
+    pub events: EventSink,
     pub supervisor: Addr<AllocationSupervisor>,
     pub relay_bufs: Rc<RefCell<RecvBuffers>>,
     scratch: Vec<u8>,
@@ -146,7 +146,7 @@ impl Shard {
     pub(crate) fn new(
         core: Server,
         metrics: Metrics,
-        events: Recipient<TurnEvent>,
+        events: EventSink,
         supervisor: Addr<AllocationSupervisor>,
     ) -> Self {
         Shard {

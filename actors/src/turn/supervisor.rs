@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
-    ResponseFuture, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture,
+    WrapFuture,
 };
 use floe::turn::server::{AllocationId, Server, ServerConfig};
 use rand::rngs::StdRng;
@@ -19,7 +19,7 @@ use super::allocation::PanicAllocation;
 use super::relay::FailRelay;
 use super::shard::{LoopRole, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM};
 use super::tcp_connection::TcpConnection;
-use super::{Fault, TurnEvent};
+use super::{EventSink, Fault, TurnEvent};
 use crate::metrics::Metrics;
 use crate::tcp::{bind_tcp_listener, TcpListenerConfig};
 use crate::udp::{BatchSocket, RecvBuffers, UdpSocketConfig};
@@ -66,16 +66,12 @@ pub(crate) struct InjectFault {
 pub struct AllocationSupervisor {
     config: Option<ServerConfig>,
     metrics: Metrics,
-    events: Recipient<TurnEvent>,
+    events: EventSink,
     shard: Option<SharedShard>,
 }
 
 impl AllocationSupervisor {
-    pub(crate) fn new(
-        config: ServerConfig,
-        metrics: Metrics,
-        events: Recipient<TurnEvent>,
-    ) -> Self {
+    pub(crate) fn new(config: ServerConfig, metrics: Metrics, events: EventSink) -> Self {
         AllocationSupervisor {
             config: Some(config),
             metrics,
