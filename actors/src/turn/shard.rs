@@ -31,6 +31,8 @@ use crate::udp::{BatchSocket, RecvBuffers, SendQueue, UdpError, UdpSocketConfig}
 pub(crate) const MAX_DATAGRAM: usize = 65_536;
 /// Batches one loop handles before it yields to the other tasks of the Arbiter.
 const BATCHES_PER_POLL: usize = 8;
+/// Datagrams for clients that relays may leave waiting for the flusher.
+const DEFER_AT_MOST: usize = 256;
 
 /// Binds relay sockets for the core and keeps them until an actor takes them.
 pub(crate) struct SocketBinder {
@@ -138,6 +140,9 @@ pub(crate) struct Shard {
     /// for another relay comes, and at the end of every batch.
     to_peers: Pending,
     to_peers_relay: Option<SocketAddr>,
+    /// Wakes the supervisor's flusher, which calls [`Shard::flush_deferred`].
+    pub flush_wanted: Rc<tokio::sync::Notify>,
+    flush_scheduled: bool,
 }
 
 pub(crate) type SharedShard = Rc<RefCell<Shard>>;
@@ -168,6 +173,8 @@ impl Shard {
             to_clients: Vec::new(),
             to_peers: Pending::default(),
             to_peers_relay: None,
+            flush_wanted: Rc::new(tokio::sync::Notify::new()),
+            flush_scheduled: false,
         }
     }
 
@@ -304,6 +311,34 @@ impl Shard {
     /// Sends the core's responses and everything queued, and acts on the core's events.
     /// Called after every batch.
     pub(crate) fn after(&mut self, shard: &SharedShard) {
+        self.finish_batch(shard, true);
+    }
+
+    /// As [`after`](Self::after), for a relay's batch: datagrams for clients wait for
+    /// [`flush_deferred`](Self::flush_deferred), which the supervisor's flusher runs once
+    /// the other tasks woken with this one (the other relays with data) have run. Each
+    /// relay then costs a receive, and the listener one `sendmmsg` for all of them,
+    /// instead of one per relay.
+    pub(crate) fn after_relay(&mut self, shard: &SharedShard) {
+        let queued: usize = self.to_clients.iter().map(|p| p.queue.len()).sum();
+        if queued >= DEFER_AT_MOST {
+            self.finish_batch(shard, true);
+            return;
+        }
+        self.finish_batch(shard, false);
+        if queued > 0 && !self.flush_scheduled {
+            self.flush_scheduled = true;
+            self.flush_wanted.notify_one();
+        }
+    }
+
+    /// Sends the datagrams for clients that relays queued.
+    pub(crate) fn flush_deferred(&mut self) {
+        self.flush_scheduled = false;
+        self.flush_clients();
+    }
+
+    fn finish_batch(&mut self, shard: &SharedShard, flush_clients: bool) {
         while let Some(t) = self.core.poll_transmit() {
             let ft = FiveTuple {
                 client: t.destination,
@@ -314,7 +349,9 @@ impl Shard {
         }
         // Before the events: a relay released below must still send what it queued.
         self.flush_peers();
-        self.flush_clients();
+        if flush_clients {
+            self.flush_clients();
+        }
         while let Some(e) = self.core.poll_event() {
             self.on_event(e, shard);
         }
@@ -487,7 +524,10 @@ impl Future for RecvLoop {
                     }
                 }
             }
-            shard.after(&this.shard);
+            match this.role {
+                LoopRole::Listener => shard.after(&this.shard),
+                LoopRole::Relay => shard.after_relay(&this.shard),
+            }
         }
         cx.waker().wake_by_ref();
         Poll::Pending

@@ -103,7 +103,19 @@ impl Actor for AllocationSupervisor {
             self.events.clone(),
             ctx.address(),
         );
-        self.shard = Some(Rc::new(RefCell::new(shard)));
+        let shard = Rc::new(RefCell::new(shard));
+        // Sends what the relays of one round of wake-ups queued for clients, after them.
+        let (flusher, wanted) = (shard.clone(), shard.borrow().flush_wanted.clone());
+        ctx.spawn(
+            async move {
+                loop {
+                    wanted.notified().await;
+                    flusher.borrow_mut().flush_deferred();
+                }
+            }
+            .into_actor(self),
+        );
+        self.shard = Some(shard);
         ctx.run_interval(TICK, |act, _| act.tick());
     }
 }
