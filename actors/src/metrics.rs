@@ -130,6 +130,11 @@ impl Metrics {
         add(&self.inner.binding_requests, 1);
     }
 
+    /// `n` Binding requests were answered (a batch).
+    pub fn binding_requests(&self, n: u64) {
+        add(&self.inner.binding_requests, n);
+    }
+
     /// An error response with this STUN code was sent.
     pub fn error_response(&self, code: u16) {
         add(&self.inner.error_responses[error_slot(code)], 1);

@@ -33,6 +33,9 @@ pub const MAX_SLOT_LEN: usize = 64 * 1024;
 /// Most bytes one GSO send may carry (the IP length limit less headers, rounded down).
 const MAX_GSO_BYTES: usize = 65_000;
 
+/// The most sends (datagrams or GSO runs) one `sendmmsg` call carries.
+pub const MMSG_BATCH: usize = 32;
+
 /// Consecutive transient receive errors tolerated before a receive yields to the runtime.
 const TRANSIENT_RECV_SPIN: u32 = 16;
 
@@ -336,6 +339,25 @@ impl BatchSocket {
         {
             // quinn-udp turns on receive timestamps we never read; each costs a clock read.
             let _ = sockopt::set_int(&std_socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 0);
+            // And the TOS byte (ECN) of every datagram, a cmsg we never read.
+            let _ = sockopt::set_int(&std_socket, libc::IPPROTO_IP, libc::IP_RECVTOS, 0);
+            if addr.is_ipv6() {
+                let _ = sockopt::set_int(&std_socket, libc::IPPROTO_IPV6, libc::IPV6_RECVTCLASS, 0);
+            }
+            // And packet info, which only a wildcard-bound socket needs: on a socket bound
+            // to one address the destination is that address, and the kernel's cmsg per
+            // datagram costs about 5% of a receive.
+            if !addr.ip().is_unspecified() {
+                let _ = sockopt::set_int(&std_socket, libc::IPPROTO_IP, libc::IP_PKTINFO, 0);
+                if addr.is_ipv6() {
+                    let _ = sockopt::set_int(
+                        &std_socket,
+                        libc::IPPROTO_IPV6,
+                        libc::IPV6_RECVPKTINFO,
+                        0,
+                    );
+                }
+            }
             if gro && !config.gro {
                 sockopt::set_int(&std_socket, libc::SOL_UDP, libc::UDP_GRO, 0)
                     .map_err(option("UDP_GRO"))?;
@@ -456,7 +478,17 @@ impl BatchSocket {
                 return Poll::Ready(Err(self.recv_error(source)));
             }
             match self.io.try_io(Interest::READABLE, || self.recv_into(bufs)) {
-                Ok(n) => return Poll::Ready(Ok(n)),
+                Ok(n) => {
+                    if bufs.filled < bufs.slots {
+                        // The queue was drained: the next datagram raises a new edge
+                        // (epoll is edge-triggered), so mark the socket not readable now
+                        // rather than learn it from one more recvmmsg failing with EAGAIN.
+                        let _ = self.io.try_io(Interest::READABLE, || -> io::Result<()> {
+                            Err(io::ErrorKind::WouldBlock.into())
+                        });
+                    }
+                    return Poll::Ready(Ok(n));
+                }
                 // try_io cleared the readiness; polling again registers the waker.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) if is_transient_recv_error(&e) => {
@@ -484,6 +516,7 @@ impl BatchSocket {
     fn recv_into(&self, bufs: &mut RecvBuffers) -> io::Result<usize> {
         bufs.filled = 0;
         bufs.local_port = self.local.port();
+        bufs.local_ip = (!self.local.ip().is_unspecified()).then(|| self.local.ip().to_canonical());
         let slots = bufs.slots;
         let slot_len = bufs.slot_len;
         let mut chunks = bufs.storage.chunks_mut(slot_len);
@@ -604,8 +637,31 @@ impl BatchSocket {
     /// Sends everything in `queue` without waiting, then clears it. Datagrams that meet a
     /// full send buffer are dropped and counted in [`SendReport::would_block`], as a
     /// router would drop them; use [`send_batch`](Self::send_batch) to wait instead.
+    ///
+    /// On Linux the sends go out with `sendmmsg(2)`, up to [`MMSG_BATCH`] sends (each a
+    /// datagram or a GSO run) per system call; elsewhere one `sendmsg` per send.
     pub fn try_send_batch(&self, queue: &mut SendQueue) -> SendReport {
         let mut report = SendReport::default();
+        #[cfg(target_os = "linux")]
+        {
+            let none: SocketAddr = SocketAddr::from(([0, 0, 0, 0], 0));
+            let mut outs = [Outgoing::new(none, &[]); MMSG_BATCH];
+            let mut n = 0;
+            for run in &queue.runs {
+                for out in self.split_run(queue, *run) {
+                    outs[n] = out;
+                    n += 1;
+                    if n == MMSG_BATCH {
+                        self.try_send_mmsg(&outs[..n], &mut report);
+                        n = 0;
+                    }
+                }
+            }
+            if n > 0 {
+                self.try_send_mmsg(&outs[..n], &mut report);
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
         for run in &queue.runs {
             for out in self.split_run(queue, *run) {
                 let count = out.datagram_count();
@@ -618,6 +674,72 @@ impl BatchSocket {
         }
         queue.clear();
         report
+    }
+
+    /// Sends up to [`MMSG_BATCH`] datagrams or GSO runs with as few `sendmmsg` calls as
+    /// the kernel allows. A send that fails costs only its own datagrams; a full send
+    /// buffer drops the rest.
+    #[cfg(target_os = "linux")]
+    fn try_send_mmsg(&self, outs: &[Outgoing<'_>], report: &mut SendReport) {
+        debug_assert!(outs.len() <= MMSG_BATCH);
+        let mut batch = mmsg::Batch::new();
+        // Index in `outs` of each message in `batch`.
+        let mut index = [0usize; MMSG_BATCH];
+        for (i, out) in outs.iter().enumerate() {
+            match self.os_destination(out.destination) {
+                Ok(destination) => {
+                    index[batch.len()] = i;
+                    let source = out.source.map(|ip| ip.to_canonical());
+                    batch.push(destination, source, out.payload, out.segment_size);
+                }
+                Err(e) => {
+                    let count = out.datagram_count();
+                    bump(&self.counters.send_errors, count as u64);
+                    report.record(count, Err(e));
+                }
+            }
+        }
+        let mut at = 0;
+        while at < batch.len() {
+            // Straight to the kernel: tokio's readiness may not know yet that a new
+            // socket is writable. On EAGAIN the readiness is cleared below, so an async
+            // sender waiting for `writable()` still waits.
+            let result = batch.send(&self.io, at);
+            match result {
+                Ok(sent) => {
+                    let count: usize = index[at..at + sent]
+                        .iter()
+                        .map(|i| outs[*i].datagram_count())
+                        .sum();
+                    bump(&self.counters.datagrams_sent, count as u64);
+                    report.sent += count;
+                    at += sent;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let _ = self.io.try_io(Interest::WRITABLE, || -> io::Result<()> {
+                        Err(io::ErrorKind::WouldBlock.into())
+                    });
+                    let count: usize = index[at..batch.len()]
+                        .iter()
+                        .map(|i| outs[*i].datagram_count())
+                        .sum();
+                    bump(&self.counters.send_errors, count as u64);
+                    report.would_block += count;
+                    return;
+                }
+                Err(e) => {
+                    // The error is the first message's: it alone is lost.
+                    let out = &outs[index[at]];
+                    let count = out.datagram_count();
+                    bump(&self.counters.send_errors, count as u64);
+                    report.record(
+                        count,
+                        Err(SendError::from_io(out.destination, out.payload.len(), e)),
+                    );
+                    at += 1;
+                }
+            }
+        }
     }
 
     /// Cuts a run into sends of at most `max_gso_segments` datagrams.
@@ -754,6 +876,8 @@ pub struct RecvBuffers {
     slot_len: usize,
     filled: usize,
     local_port: u16,
+    /// The socket's own IP when it is bound to one (no packet info is asked for then).
+    local_ip: Option<IpAddr>,
 }
 
 impl RecvBuffers {
@@ -770,6 +894,7 @@ impl RecvBuffers {
             slot_len,
             filled: 0,
             local_port: 0,
+            local_ip: None,
         }
     }
 
@@ -832,7 +957,10 @@ impl<'a> Iterator for Datagrams<'a> {
             self.offset = end;
             return Some(Datagram {
                 source: meta.addr,
-                destination: meta.dst_ip.map(|ip| SocketAddr::new(ip, bufs.local_port)),
+                destination: meta
+                    .dst_ip
+                    .or(bufs.local_ip)
+                    .map(|ip| SocketAddr::new(ip, bufs.local_port)),
                 payload,
             });
         }
@@ -859,6 +987,8 @@ pub struct SendQueue {
     buf: Vec<u8>,
     runs: Vec<Run>,
     datagrams: usize,
+    /// Never join datagrams into GSO runs: each one leaves as its own datagram.
+    no_gso: bool,
 }
 
 impl SendQueue {
@@ -873,7 +1003,15 @@ impl SendQueue {
             buf: Vec::with_capacity(bytes),
             runs: Vec::with_capacity(datagrams),
             datagrams: 0,
+            no_gso: false,
         }
+    }
+
+    /// Whether runs to one destination may become GSO sends (the default), or every
+    /// datagram is sent on its own (still batched by `sendmmsg` on Linux). A load
+    /// generator turns GSO off so a GRO-enabled receiver sees what real clients send.
+    pub fn set_gso(&mut self, gso: bool) {
+        self.no_gso = !gso;
     }
 
     /// Queues one datagram (copied), from the kernel's choice of source address.
@@ -889,7 +1027,8 @@ impl SendQueue {
         let len = payload.len();
         if let Some(run) = self.runs.last_mut() {
             let run_len = run.end - run.start;
-            let joins = !run.closed
+            let joins = !self.no_gso
+                && !run.closed
                 && len > 0
                 && run.destination == destination
                 && run.source == source
@@ -931,6 +1070,200 @@ impl SendQueue {
         self.buf.clear();
         self.runs.clear();
         self.datagrams = 0;
+    }
+}
+
+/// `sendmmsg(2)` with GSO (UDP_SEGMENT) and source address (IP_PKTINFO) per message.
+#[cfg(target_os = "linux")]
+mod mmsg {
+    use std::io;
+    use std::mem::MaybeUninit;
+    use std::net::{IpAddr, SocketAddr};
+    use std::os::fd::AsRawFd;
+
+    use super::MMSG_BATCH;
+
+    /// Room for UDP_SEGMENT (u16) and IPV6_PKTINFO (20 bytes), each with its header.
+    const CMSG_SPACE: usize = 64;
+
+    #[derive(Clone, Copy)]
+    #[repr(C, align(8))]
+    struct Cmsg([u8; CMSG_SPACE]);
+
+    /// The message headers of one call, on the stack; payloads are borrowed. Only the
+    /// entries in use are ever written (a batch of one costs one entry, not 32).
+    pub(super) struct Batch<'a> {
+        hdrs: [MaybeUninit<libc::mmsghdr>; MMSG_BATCH],
+        iovs: [MaybeUninit<libc::iovec>; MMSG_BATCH],
+        addrs: [MaybeUninit<libc::sockaddr_in6>; MMSG_BATCH],
+        cmsgs: [MaybeUninit<Cmsg>; MMSG_BATCH],
+        len: usize,
+        _payloads: std::marker::PhantomData<&'a [u8]>,
+    }
+
+    impl<'a> Batch<'a> {
+        pub(super) fn new() -> Self {
+            Batch {
+                hdrs: [const { MaybeUninit::uninit() }; MMSG_BATCH],
+                iovs: [const { MaybeUninit::uninit() }; MMSG_BATCH],
+                addrs: [const { MaybeUninit::uninit() }; MMSG_BATCH],
+                cmsgs: [const { MaybeUninit::uninit() }; MMSG_BATCH],
+                len: 0,
+                _payloads: std::marker::PhantomData,
+            }
+        }
+
+        pub(super) fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Adds one message: `payload` to `destination` (already in the socket's family),
+        /// from `source` if given, cut into `segment`-byte datagrams by GSO if given.
+        pub(super) fn push(
+            &mut self,
+            destination: SocketAddr,
+            source: Option<IpAddr>,
+            payload: &'a [u8],
+            segment: Option<usize>,
+        ) {
+            let i = self.len;
+            assert!(i < MMSG_BATCH);
+            self.len += 1;
+            // SAFETY: sockaddr_in6, iovec and mmsghdr are plain C structs for which all
+            // zeroes is a valid value.
+            let addr = self.addrs[i].write(unsafe { std::mem::zeroed() });
+            let addr_len = write_sockaddr(addr, destination);
+            self.iovs[i].write(libc::iovec {
+                iov_base: payload.as_ptr() as *mut libc::c_void,
+                iov_len: payload.len(),
+            });
+            let mmsg: &mut libc::mmsghdr = self.hdrs[i].write(unsafe { std::mem::zeroed() });
+            let hdr = &mut mmsg.msg_hdr;
+            hdr.msg_namelen = addr_len;
+            hdr.msg_iovlen = 1;
+            if segment.is_none() && source.is_none() {
+                return;
+            }
+            // Pointers are set again in `send`, after any move of the batch.
+            let cmsgs = self.cmsgs[i].write(Cmsg([0; CMSG_SPACE]));
+            hdr.msg_control = cmsgs.0.as_mut_ptr().cast();
+            hdr.msg_controllen = CMSG_SPACE as _;
+            let mut used = 0usize;
+            // SAFETY: msg_control points to CMSG_SPACE aligned bytes owned by self; the
+            // CMSG_* macros stay within msg_controllen, and each value written fits the
+            // space CMSG_SPACE reserved for it.
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+                if let Some(segment) = segment {
+                    let c = &mut *cmsg;
+                    c.cmsg_level = libc::SOL_UDP;
+                    c.cmsg_type = libc::UDP_SEGMENT;
+                    c.cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as _) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
+                    used += libc::CMSG_SPACE(std::mem::size_of::<u16>() as _) as usize;
+                    cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+                }
+                match source {
+                    Some(IpAddr::V4(ip)) => {
+                        let c = &mut *cmsg;
+                        c.cmsg_level = libc::IPPROTO_IP;
+                        c.cmsg_type = libc::IP_PKTINFO;
+                        let size = std::mem::size_of::<libc::in_pktinfo>();
+                        c.cmsg_len = libc::CMSG_LEN(size as _) as _;
+                        let info = libc::in_pktinfo {
+                            ipi_ifindex: 0,
+                            ipi_spec_dst: libc::in_addr {
+                                s_addr: u32::from_ne_bytes(ip.octets()),
+                            },
+                            ipi_addr: libc::in_addr { s_addr: 0 },
+                        };
+                        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), info);
+                        used += libc::CMSG_SPACE(size as _) as usize;
+                    }
+                    Some(IpAddr::V6(ip)) => {
+                        let c = &mut *cmsg;
+                        c.cmsg_level = libc::IPPROTO_IPV6;
+                        c.cmsg_type = libc::IPV6_PKTINFO;
+                        let size = std::mem::size_of::<libc::in6_pktinfo>();
+                        c.cmsg_len = libc::CMSG_LEN(size as _) as _;
+                        let info = libc::in6_pktinfo {
+                            ipi6_addr: libc::in6_addr {
+                                s6_addr: ip.octets(),
+                            },
+                            ipi6_ifindex: 0,
+                        };
+                        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast(), info);
+                        used += libc::CMSG_SPACE(size as _) as usize;
+                    }
+                    None => {}
+                }
+            }
+            hdr.msg_controllen = used as _;
+        }
+
+        /// One `sendmmsg` of the messages from `from` on; how many the kernel took.
+        pub(super) fn send(&mut self, socket: &impl AsRawFd, from: usize) -> io::Result<usize> {
+            let count = self.len - from;
+            for i in from..self.len {
+                // SAFETY: push initialised hdrs, addrs and iovs up to len, and cmsgs[i]
+                // wherever msg_controllen is not zero.
+                unsafe {
+                    let hdr = &mut self.hdrs[i].assume_init_mut().msg_hdr;
+                    hdr.msg_name = self.addrs[i].as_mut_ptr().cast();
+                    hdr.msg_iov = self.iovs[i].as_mut_ptr();
+                    hdr.msg_control = if hdr.msg_controllen == 0 {
+                        std::ptr::null_mut()
+                    } else {
+                        self.cmsgs[i].assume_init_mut().0.as_mut_ptr().cast()
+                    };
+                }
+            }
+            loop {
+                // SAFETY: hdrs[from..len] were filled by push and point into self and into
+                // payloads that outlive 'a; the kernel reads at most `count` of them.
+                let n = unsafe {
+                    libc::sendmmsg(
+                        socket.as_raw_fd(),
+                        self.hdrs[from..].as_mut_ptr().cast::<libc::mmsghdr>(),
+                        count as libc::c_uint,
+                        0,
+                    )
+                };
+                if n >= 0 {
+                    return Ok(n as usize);
+                }
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn write_sockaddr(out: &mut libc::sockaddr_in6, addr: SocketAddr) -> libc::socklen_t {
+        match addr {
+            SocketAddr::V4(a) => {
+                // SAFETY: sockaddr_in is smaller than sockaddr_in6 and has a looser alignment.
+                let sin =
+                    unsafe { &mut *(out as *mut libc::sockaddr_in6).cast::<libc::sockaddr_in>() };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr = libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                };
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+            }
+            SocketAddr::V6(a) => {
+                out.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                out.sin6_port = a.port().to_be();
+                out.sin6_flowinfo = a.flowinfo();
+                out.sin6_addr = libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                };
+                out.sin6_scope_id = a.scope_id();
+                std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+            }
+        }
     }
 }
 
@@ -1099,6 +1432,112 @@ mod tests {
         let mut want: Vec<_> = (0..10u8).map(|i| (i, 200)).collect();
         want.push((10, 50));
         assert_eq!(got, want);
+    }
+
+    /// Receives until `n` datagrams came or 5 s passed; (first byte, length, source).
+    async fn receive_n(socket: &BatchSocket, n: usize) -> Vec<(u8, usize, SocketAddr)> {
+        let mut bufs = socket.recv_buffers(1500);
+        let mut got = Vec::new();
+        while got.len() < n {
+            let batch = tokio::time::timeout(Duration::from_secs(5), socket.recv_batch(&mut bufs))
+                .await
+                .expect("datagrams within 5 s")
+                .unwrap();
+            got.extend(batch.map(|d| (d.payload[0], d.payload.len(), d.source)));
+        }
+        got
+    }
+
+    #[actix_rt::test]
+    async fn try_send_batch_reaches_many_destinations_and_skips_bad_ones() {
+        let a = BatchSocket::bind(loopback(), &UdpSocketConfig::listener()).unwrap();
+        let rx: Vec<BatchSocket> = (0..3)
+            .map(|_| BatchSocket::bind(loopback(), &UdpSocketConfig::listener()).unwrap())
+            .collect();
+        let mut queue = SendQueue::new();
+        // 70 datagrams, more than one sendmmsg carries, to three sockets in turn, with
+        // a destination the kernel refuses in the middle.
+        for i in 0..70u8 {
+            if i == 40 {
+                queue.push("127.0.0.1:0".parse().unwrap(), &[0xEE; 10]);
+            }
+            queue.push(rx[usize::from(i) % 3].local_addr(), &[i; 100]);
+        }
+        assert_eq!(queue.runs(), 71);
+        let report = a.try_send_batch(&mut queue);
+        assert_eq!((report.sent, report.failed, report.would_block), (70, 1, 0));
+        assert!(matches!(
+            report.first_error,
+            Some(SendError::InvalidDestination { .. })
+        ));
+        assert!(queue.is_empty());
+        for (r, socket) in rx.iter().enumerate() {
+            let want = (0..70u8).filter(|i| usize::from(*i) % 3 == r).count();
+            let got = receive_n(socket, want).await;
+            let firsts: Vec<u8> = got.iter().map(|g| g.0).collect();
+            let expected: Vec<u8> = (0..70u8).filter(|i| usize::from(*i) % 3 == r).collect();
+            assert_eq!(firsts, expected, "in order, each once");
+            assert!(got.iter().all(|g| g.1 == 100 && g.2 == a.local_addr()));
+        }
+        assert_eq!(a.stats().datagrams_sent, 70);
+        assert_eq!(a.stats().send_errors, 1);
+    }
+
+    #[actix_rt::test]
+    async fn try_send_batch_sends_gso_runs_and_sets_the_source() {
+        // A wildcard-bound sender answering from a chosen local IP, as a listener does.
+        let a =
+            BatchSocket::bind("0.0.0.0:0".parse().unwrap(), &UdpSocketConfig::listener()).unwrap();
+        let b = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap();
+        let c = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap();
+        let from = Some("127.0.0.1".parse().unwrap());
+        let mut queue = SendQueue::new();
+        for i in 0..10u8 {
+            queue.push_from(b.local_addr(), from, &[i; 200]);
+        }
+        queue.push_from(c.local_addr(), from, &[99; 20]);
+        queue.push_from(b.local_addr(), from, &[10; 50]);
+        assert_eq!(queue.runs(), 3);
+        let report = a.try_send_batch(&mut queue);
+        assert_eq!((report.sent, report.failed), (12, 0));
+        let expect_src = SocketAddr::new("127.0.0.1".parse().unwrap(), a.local_addr().port());
+        let got = receive_n(&b, 11).await;
+        let mut want: Vec<_> = (0..10u8).map(|i| (i, 200, expect_src)).collect();
+        want.push((10, 50, expect_src));
+        assert_eq!(got, want);
+        assert_eq!(receive_n(&c, 1).await, vec![(99, 20, expect_src)]);
+    }
+
+    #[actix_rt::test]
+    async fn the_destination_is_reported_on_wildcard_and_specific_sockets() {
+        let wild =
+            BatchSocket::bind("0.0.0.0:0".parse().unwrap(), &UdpSocketConfig::default()).unwrap();
+        let specific = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap();
+        let sender = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap();
+        let to_wild = SocketAddr::new("127.0.0.1".parse().unwrap(), wild.local_addr().port());
+        sender.send_to(b"w", to_wild).await.unwrap();
+        sender.send_to(b"s", specific.local_addr()).await.unwrap();
+        for (socket, want) in [(&wild, to_wild), (&specific, specific.local_addr())] {
+            let mut bufs = socket.recv_buffers(1500);
+            let d = tokio::time::timeout(Duration::from_secs(5), socket.recv_batch(&mut bufs))
+                .await
+                .unwrap()
+                .unwrap()
+                .next()
+                .unwrap();
+            assert_eq!(d.destination, Some(want));
+        }
+    }
+
+    #[test]
+    fn a_queue_without_gso_keeps_every_datagram_apart() {
+        let p: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let mut queue = SendQueue::new();
+        queue.set_gso(false);
+        for _ in 0..5 {
+            queue.push(p, &[0; 100]);
+        }
+        assert_eq!((queue.len(), queue.runs()), (5, 5));
     }
 
     #[actix_rt::test]

@@ -3,6 +3,7 @@
 //! configured), and gathers their events.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,7 +13,7 @@ use rand::RngCore;
 
 use super::shard::ParkedRelays;
 use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
-use super::{Fault, TurnEvent};
+use super::{EventSink, Fault, TurnEvent};
 use crate::config::ServerConfig;
 use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
 use crate::metrics::Metrics;
@@ -109,6 +110,8 @@ pub struct TurnServer {
     supervisors: Vec<Addr<AllocationSupervisor>>,
     arbiters: Vec<Arbiter>,
     subscribers: Subscribers<TurnEvent>,
+    /// Set once anyone subscribes; until then the Arbiters send no events.
+    wanted: Arc<AtomicBool>,
 }
 
 /// A running server.
@@ -118,6 +121,7 @@ pub struct ServerHandle {
     local_addrs: Vec<SocketAddr>,
     tls_local_addrs: Vec<SocketAddr>,
     metrics: Metrics,
+    wanted: Arc<AtomicBool>,
 }
 
 #[derive(Message)]
@@ -175,10 +179,12 @@ impl TurnServer {
         };
         let mut core = core_config(config);
         tune(&mut core);
+        let wanted = Arc::new(AtomicBool::new(false));
         let server = TurnServer {
             supervisors: Vec::new(),
             arbiters: Vec::new(),
             subscribers: Subscribers::default(),
+            wanted: wanted.clone(),
         }
         .start();
         let mut listen = config.listen.clone();
@@ -187,12 +193,8 @@ impl TurnServer {
         let parked = ParkedRelays::default();
         for _ in 0..config.threads.max(1) {
             let arbiter = Arbiter::new();
-            let (c, m, r, p) = (
-                core.clone(),
-                metrics.clone(),
-                server.clone().recipient(),
-                parked.clone(),
-            );
+            let (c, m, p) = (core.clone(), metrics.clone(), parked.clone());
+            let r = EventSink::new(server.clone().recipient(), wanted.clone());
             let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                 AllocationSupervisor::new(c, m, r, p)
             });
@@ -221,6 +223,7 @@ impl TurnServer {
             local_addrs: listen,
             tls_local_addrs: tls,
             metrics,
+            wanted,
         })
     }
 }
@@ -249,6 +252,8 @@ impl ServerHandle {
     /// The server's events as a stream.
     pub fn events(&self) -> EventStream<TurnEvent> {
         let (stream, subscribe) = EventStream::new();
+        // Before the message: events of allocations made from now on are kept for it.
+        self.wanted.store(true, Ordering::Relaxed);
         self.addr.do_send(subscribe);
         stream
     }
@@ -292,6 +297,7 @@ impl Handler<Subscribe<TurnEvent>> for TurnServer {
     type Result = ();
 
     fn handle(&mut self, msg: Subscribe<TurnEvent>, _: &mut Context<Self>) {
+        self.wanted.store(true, Ordering::Relaxed);
         self.subscribers.add(msg.0);
     }
 }
@@ -300,6 +306,7 @@ impl Handler<SubscribeChannel<TurnEvent>> for TurnServer {
     type Result = ();
 
     fn handle(&mut self, msg: SubscribeChannel<TurnEvent>, _: &mut Context<Self>) {
+        self.wanted.store(true, Ordering::Relaxed);
         self.subscribers.add_channel(msg.0);
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix::{Actor, Addr, Recipient};
+use actix::{Actor, Addr};
 use bytes::Bytes;
 use floe::transmit::Transport;
 use floe::turn::server::{
@@ -24,14 +24,16 @@ use tokio::sync::mpsc::Sender;
 use super::allocation::{Allocation, StopAllocation};
 use super::relay::{Relay, StopRelay};
 use super::supervisor::AllocationSupervisor;
-use super::TurnEvent;
+use super::{EventSink, TurnEvent};
 use crate::metrics::Metrics;
-use crate::udp::{BatchSocket, Outgoing, ParkedSocket, RecvBuffers, UdpError, UdpSocketConfig};
+use crate::udp::{BatchSocket, ParkedSocket, RecvBuffers, SendQueue, UdpError, UdpSocketConfig};
 
 /// Largest datagram a relay or listener accepts (one byte more marks truncation).
 pub(crate) const MAX_DATAGRAM: usize = 65_536;
 /// Batches one loop handles before it yields to the other tasks of the Arbiter.
 const BATCHES_PER_POLL: usize = 8;
+/// Datagrams for clients that relays may leave waiting for the flusher.
+const DEFER_AT_MOST: usize = 256;
 
 /// Relay sockets held for a RESERVATION-TOKEN, shared by every Arbiter of a server:
 /// bound but not registered, so whichever Arbiter redeems the token can take them.
@@ -114,6 +116,44 @@ struct Tally {
     bindings: u64,
 }
 
+/// Datagrams waiting to leave one socket, and what they weigh.
+#[derive(Default)]
+struct Pending {
+    queue: SendQueue,
+    bytes: u64,
+}
+
+impl Pending {
+    fn push(&mut self, to: SocketAddr, source: Option<std::net::IpAddr>, payload: &[u8]) {
+        self.queue.push_from(to, source, payload);
+        self.bytes += payload.len() as u64;
+    }
+
+    /// Sends everything with one `sendmmsg` (runs to one destination as GSO sends);
+    /// returns the datagrams and bytes that left. A failed send costs only its own
+    /// datagrams; bytes are prorated when some failed (they are equal-sized in practice).
+    fn flush(&mut self, socket: &BatchSocket) -> (u64, u64) {
+        let queued = self.queue.len() as u64;
+        if queued == 0 {
+            return (0, 0);
+        }
+        let report = socket.try_send_batch(&mut self.queue);
+        let sent = report.sent as u64;
+        let bytes = if sent == queued {
+            self.bytes
+        } else {
+            self.bytes * sent / queued
+        };
+        self.bytes = 0;
+        (sent, bytes)
+    }
+
+    fn clear(&mut self) {
+        self.queue.clear();
+        self.bytes = 0;
+    }
+}
+
 pub(crate) struct Shard {
     pub core: Server,
     pub binder: SocketBinder,
@@ -122,11 +162,21 @@ pub(crate) struct Shard {
     pub allocations: HashMap<AllocationId, AllocationEntry>,
     pub tcp: HashMap<(SocketAddr, SocketAddr), Sender<Bytes>>,
     pub metrics: Metrics,
-    pub events: Recipient<TurnEvent>,
+    pub events: EventSink,
     pub supervisor: Addr<AllocationSupervisor>,
     pub relay_bufs: Rc<RefCell<RecvBuffers>>,
     scratch: Vec<u8>,
     tally: Tally,
+    /// Datagrams for UDP clients, per listener (in the order of `listeners`); sent at
+    /// the end of every batch with one `sendmmsg`.
+    to_clients: Vec<Pending>,
+    /// Datagrams for peers, all from the relay `to_peers_relay`; sent when a datagram
+    /// for another relay comes, and at the end of every batch.
+    to_peers: Pending,
+    to_peers_relay: Option<SocketAddr>,
+    /// Wakes the supervisor's flusher, which calls [`Shard::flush_deferred`].
+    pub flush_wanted: Rc<tokio::sync::Notify>,
+    flush_scheduled: bool,
 }
 
 pub(crate) type SharedShard = Rc<RefCell<Shard>>;
@@ -135,7 +185,7 @@ impl Shard {
     pub(crate) fn new(
         core: Server,
         metrics: Metrics,
-        events: Recipient<TurnEvent>,
+        events: EventSink,
         supervisor: Addr<AllocationSupervisor>,
         parked: ParkedRelays,
     ) -> Self {
@@ -156,15 +206,21 @@ impl Shard {
             relay_bufs: Rc::new(RefCell::new(RecvBuffers::new(32, MAX_DATAGRAM + 1))),
             scratch: vec![0; PEER_HEADROOM + MAX_DATAGRAM + 4],
             tally: Tally::default(),
+            to_clients: Vec::new(),
+            to_peers: Pending::default(),
+            to_peers_relay: None,
+            flush_wanted: Rc::new(tokio::sync::Notify::new()),
+            flush_scheduled: false,
         }
     }
 
-    fn listener_for(&self, server: SocketAddr) -> Option<&Rc<BatchSocket>> {
+    /// The listener (its index in `listeners`) that serves `server`.
+    fn listener_for(&self, server: SocketAddr) -> Option<usize> {
         self.listeners
             .iter()
-            .find(|l| l.local_addr() == server)
+            .position(|l| l.local_addr() == server)
             .or_else(|| {
-                self.listeners.iter().find(|l| {
+                self.listeners.iter().position(|l| {
                     l.local_addr().port() == server.port()
                         && l.local_addr().ip().is_unspecified()
                         && l.local_addr().is_ipv4() == server.is_ipv4()
@@ -199,14 +255,37 @@ impl Shard {
         self.send_to_peer(relay, peer, payload);
     }
 
+    /// Queues a datagram for `peer` on the relay socket `relay`. Consecutive datagrams
+    /// from one relay leave together (one `sendmmsg`, GSO for runs to one peer).
     #[inline]
     fn send_to_peer(&mut self, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
-        if let Some(entry) = self.relays.get(&relay) {
-            // A send error (unreachable peer, ICMP refused) costs only this datagram.
-            if entry.socket.try_send(&Outgoing::new(peer, payload)).is_ok() {
-                self.tally.to_peer.0 += 1;
-                self.tally.to_peer.1 += payload.len() as u64;
+        if self.to_peers_relay != Some(relay) {
+            self.flush_peers();
+            self.to_peers_relay = Some(relay);
+        }
+        self.to_peers.push(peer, None, payload);
+    }
+
+    /// Sends what is queued for peers. A send error (unreachable peer, ICMP refused)
+    /// costs only the datagrams of that send.
+    fn flush_peers(&mut self) {
+        let Some(relay) = self.to_peers_relay.take() else {
+            return;
+        };
+        match self.relays.get(&relay) {
+            Some(entry) => {
+                let (n, bytes) = self.to_peers.flush(&entry.socket);
+                self.tally.to_peer.0 += n;
+                self.tally.to_peer.1 += bytes;
             }
+            None => self.to_peers.clear(),
+        }
+    }
+
+    /// Sends what is queued for UDP clients.
+    fn flush_clients(&mut self) {
+        for (pending, listener) in self.to_clients.iter_mut().zip(&self.listeners) {
+            pending.flush(listener);
         }
     }
 
@@ -241,15 +320,20 @@ impl Shard {
         self.scratch = scratch;
     }
 
-    fn send_to_client(&self, ft: &FiveTuple, data: &[u8]) {
+    /// Queues a datagram for a UDP client (sent at the end of the batch), or hands it to
+    /// the client's TCP connection.
+    fn send_to_client(&mut self, ft: &FiveTuple, data: &[u8]) {
         match ft.transport {
             Transport::Udp => {
-                if let Some(l) = self.listener_for(ft.server) {
-                    let mut out = Outgoing::new(ft.client, data);
-                    if l.local_addr().ip().is_unspecified() && !ft.server.ip().is_unspecified() {
-                        out.source = Some(ft.server.ip());
+                if let Some(i) = self.listener_for(ft.server) {
+                    let local = self.listeners[i].local_addr();
+                    let source = (local.ip().is_unspecified() && !ft.server.ip().is_unspecified())
+                        .then_some(ft.server.ip());
+                    if self.to_clients.len() < self.listeners.len() {
+                        self.to_clients
+                            .resize_with(self.listeners.len(), Pending::default);
                     }
-                    let _ = l.try_send(&out);
+                    self.to_clients[i].push(ft.client, source, data);
                 }
             }
             Transport::Tcp | Transport::Tls => {
@@ -261,8 +345,37 @@ impl Shard {
         }
     }
 
-    /// Sends the core's responses and acts on its events. Called after every batch.
+    /// Sends the core's responses and everything queued, and acts on the core's events.
+    /// Called after every batch.
     pub(crate) fn after(&mut self, shard: &SharedShard) {
+        self.finish_batch(shard, true);
+    }
+
+    /// As [`after`](Self::after), for a relay's batch: datagrams for clients wait for
+    /// [`flush_deferred`](Self::flush_deferred), which the supervisor's flusher runs once
+    /// the other tasks woken with this one (the other relays with data) have run. Each
+    /// relay then costs a receive, and the listener one `sendmmsg` for all of them,
+    /// instead of one per relay.
+    pub(crate) fn after_relay(&mut self, shard: &SharedShard) {
+        let queued: usize = self.to_clients.iter().map(|p| p.queue.len()).sum();
+        if queued >= DEFER_AT_MOST {
+            self.finish_batch(shard, true);
+            return;
+        }
+        self.finish_batch(shard, false);
+        if queued > 0 && !self.flush_scheduled {
+            self.flush_scheduled = true;
+            self.flush_wanted.notify_one();
+        }
+    }
+
+    /// Sends the datagrams for clients that relays queued.
+    pub(crate) fn flush_deferred(&mut self) {
+        self.flush_scheduled = false;
+        self.flush_clients();
+    }
+
+    fn finish_batch(&mut self, shard: &SharedShard, flush_clients: bool) {
         while let Some(t) = self.core.poll_transmit() {
             let ft = FiveTuple {
                 client: t.destination,
@@ -270,6 +383,11 @@ impl Shard {
                 transport: t.transport,
             };
             self.send_to_client(&ft, &t.payload);
+        }
+        // Before the events: a relay released below must still send what it queued.
+        self.flush_peers();
+        if flush_clients {
+            self.flush_clients();
         }
         while let Some(e) = self.core.poll_event() {
             self.on_event(e, shard);
@@ -283,8 +401,8 @@ impl Shard {
             self.metrics
                 .relayed_to_client(tally.to_client.0, tally.to_client.1);
         }
-        for _ in 0..tally.bindings {
-            self.metrics.binding_request();
+        if tally.bindings > 0 {
+            self.metrics.binding_requests(tally.bindings);
         }
     }
 
@@ -462,7 +580,10 @@ impl Future for RecvLoop {
                     }
                 }
             }
-            shard.after(&this.shard);
+            match this.role {
+                LoopRole::Listener => shard.after(&this.shard),
+                LoopRole::Relay => shard.after_relay(&this.shard),
+            }
         }
         cx.waker().wake_by_ref();
         Poll::Pending

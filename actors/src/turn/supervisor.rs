@@ -8,8 +8,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
-    ResponseFuture, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture,
+    WrapFuture,
 };
 use floe::transmit::Transport;
 use floe::turn::server::{AllocationId, Server, ServerConfig};
@@ -23,7 +23,7 @@ use super::shard::{
     LoopRole, ParkedRelays, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM,
 };
 use super::tcp_connection::TcpConnection;
-use super::{Fault, TurnEvent};
+use super::{EventSink, Fault, TurnEvent};
 use crate::metrics::Metrics;
 use crate::tcp::{bind_tcp_listener, TcpListenerConfig};
 use crate::tls;
@@ -80,7 +80,7 @@ pub(crate) struct InjectFault {
 pub struct AllocationSupervisor {
     config: Option<ServerConfig>,
     metrics: Metrics,
-    events: Recipient<TurnEvent>,
+    events: EventSink,
     parked: ParkedRelays,
     shard: Option<SharedShard>,
 }
@@ -89,7 +89,7 @@ impl AllocationSupervisor {
     pub(crate) fn new(
         config: ServerConfig,
         metrics: Metrics,
-        events: Recipient<TurnEvent>,
+        events: EventSink,
         parked: ParkedRelays,
     ) -> Self {
         AllocationSupervisor {
@@ -125,7 +125,19 @@ impl Actor for AllocationSupervisor {
             ctx.address(),
             self.parked.clone(),
         );
-        self.shard = Some(Rc::new(RefCell::new(shard)));
+        let shard = Rc::new(RefCell::new(shard));
+        // Sends what the relays of one round of wake-ups queued for clients, after them.
+        let (flusher, wanted) = (shard.clone(), shard.borrow().flush_wanted.clone());
+        ctx.spawn(
+            async move {
+                loop {
+                    wanted.notified().await;
+                    flusher.borrow_mut().flush_deferred();
+                }
+            }
+            .into_actor(self),
+        );
+        self.shard = Some(shard);
         ctx.run_interval(TICK, |act, _| act.tick());
     }
 }

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# floe vs coturn, side by side on loopback, measured by `floe bench`.
+#
+#   bench/compare.sh                 # 3 rounds, about 4 minutes
+#   bench/compare.sh --duration 10 --rounds 5 --hold-allocations 4000
+#
+# Installs coturn if it is missing (apt-get, as root), builds floe in release mode,
+# and for every workload starts a fresh server (floe or coturn, equivalent settings,
+# different ports), runs `floe bench` against it with --pid, and stops it. Servers
+# alternate inside each round and the first one alternates between rounds. Prints a
+# table of medians over the rounds and the ratios floe/coturn; keeps every JSON
+# result in the output directory.
+set -euo pipefail
+
+ROUNDS=3
+DURATION=2
+WARMUP=0.5
+RELAY_ALLOCATIONS=50
+SIZE=100
+ALLOCATE_COUNT=5000
+HOLD_ALLOCATIONS=2000
+HOLD_DURATION=3
+BUILD=1
+WORKLOADS="binding relay relay-indications relay-2-threads allocate hold"
+OUT=""
+FLOE=""
+
+usage() {
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<EOF
+options:
+  --rounds N              rounds, each running every workload against both ($ROUNDS)
+  --duration S            measured seconds of binding and relay runs ($DURATION)
+  --warmup S              seconds of load before measuring ($WARMUP)
+  --relay-allocations N   allocations of the relay workload ($RELAY_ALLOCATIONS)
+  --size B                relay payload bytes ($SIZE)
+  --allocate-count N      allocations the allocate workload creates ($ALLOCATE_COUNT)
+  --hold-allocations N    audio-paced allocations of the hold workload ($HOLD_ALLOCATIONS)
+  --hold-duration S       measured seconds of the hold workload ($HOLD_DURATION)
+  --workloads "A B ..."   which of: $WORKLOADS (all)
+  --out DIR               where results and server logs go (a new temporary directory)
+  --floe PATH             use this floe binary instead of building one
+  --no-build              use the floe binary already built
+EOF
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --duration) DURATION="$2"; shift 2 ;;
+        --warmup) WARMUP="$2"; shift 2 ;;
+        --relay-allocations) RELAY_ALLOCATIONS="$2"; shift 2 ;;
+        --size) SIZE="$2"; shift 2 ;;
+        --allocate-count) ALLOCATE_COUNT="$2"; shift 2 ;;
+        --hold-allocations) HOLD_ALLOCATIONS="$2"; shift 2 ;;
+        --hold-duration) HOLD_DURATION="$2"; shift 2 ;;
+        --workloads) WORKLOADS="$2"; shift 2 ;;
+        --out) OUT="$2"; shift 2 ;;
+        --floe) FLOE="$2"; BUILD=0; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "compare.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT="${OUT:-$(mktemp -d /tmp/floe-compare.XXXXXX)}"
+mkdir -p "$OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+
+USER_PASS="bob:secret"
+REALM="floe"
+FLOE_PORT=34790
+COTURN_PORT=34780
+ECHO_PORT=34770
+# Relay ports below the ephemeral range, so the tool's own sockets never take them.
+FLOE_MIN=10000; FLOE_MAX=19999
+COTURN_MIN=20000; COTURN_MAX=29999
+
+log() { echo "compare.sh: $*" >&2; }
+
+# ---- coturn -------------------------------------------------------------------------
+if ! command -v turnserver >/dev/null 2>&1; then
+    log "coturn is missing; installing it"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq coturn >/dev/null
+fi
+COTURN_VERSION="$(turnserver --version 2>/dev/null | head -1 || true)"
+
+# ---- floe ---------------------------------------------------------------------------
+if [ -z "$FLOE" ]; then
+    FLOE="${CARGO_TARGET_DIR:-$ROOT/target}/release/floe"
+    if [ "$BUILD" -eq 1 ]; then
+        log "building floe (release)"
+        (cd "$ROOT" && cargo build --release -q -p floe-actors)
+    fi
+fi
+[ -x "$FLOE" ] || { log "no floe binary at $FLOE"; exit 1; }
+
+# Every allocation is a socket in the tool and one in the server.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---- servers ------------------------------------------------------------------------
+SERVER_PID=""
+
+port_bound() { # PORT: is a UDP socket bound to 127.0.0.1:PORT?
+    local hex
+    hex=$(printf '0100007F:%04X' "$1")
+    grep -q " $hex " /proc/net/udp 2>/dev/null
+}
+
+wait_bound() { # PORT PID
+    for _ in $(seq 1 100); do
+        port_bound "$1" && return 0
+        kill -0 "$2" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+
+start_floe() { # THREADS
+    "$FLOE" serve --listen "127.0.0.1:$FLOE_PORT" --user "$USER_PASS" --realm "$REALM" \
+        --allow-loopback-peers --min-port $FLOE_MIN --max-port $FLOE_MAX \
+        --threads "$1" --log warn >>"$OUT/floe.log" 2>&1 &
+    SERVER_PID=$!
+    wait_bound $FLOE_PORT $SERVER_PID || { log "floe did not start; see $OUT/floe.log"; exit 1; }
+}
+
+start_coturn() { # THREADS
+    local dir="$OUT/coturn"
+    mkdir -p "$dir"
+    rm -f "$dir/turndb" "$dir/turnserver.pid"
+    turnserver -n --no-cli --no-tls --no-dtls --listening-ip 127.0.0.1 \
+        --listening-port $COTURN_PORT --relay-ip 127.0.0.1 \
+        --min-port $COTURN_MIN --max-port $COTURN_MAX \
+        --user "$USER_PASS" --realm "$REALM" --lt-cred-mech --allow-loopback-peers \
+        --relay-threads "$1" --userdb "$dir/turndb" --pidfile "$dir/turnserver.pid" \
+        --log-file "$dir/turnserver.log" --simple-log >>"$OUT/coturn.log" 2>&1 &
+    SERVER_PID=$!
+    wait_bound $COTURN_PORT $SERVER_PID || { log "coturn did not start; see $OUT/coturn.log"; exit 1; }
+}
+
+start_echo() {
+    "$FLOE" bench echo-server --listen "127.0.0.1:$ECHO_PORT" --for 600 >>"$OUT/echo.log" 2>&1 &
+    SERVER_PID=$!
+    wait_bound $ECHO_PORT $SERVER_PID || { log "the echo server did not start"; exit 1; }
+}
+
+stop_server() {
+    [ -n "$SERVER_PID" ] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+trap stop_server EXIT INT TERM
+
+# ---- runs ---------------------------------------------------------------------------
+# run ROUND NAME SERVER(floe|coturn|echo) THREADS WORKLOAD ARGS...
+run() {
+    local round="$1" name="$2" server="$3" threads="$4"
+    shift 4
+    local port
+    case "$server" in
+        floe) start_floe "$threads"; port=$FLOE_PORT ;;
+        coturn) start_coturn "$threads"; port=$COTURN_PORT ;;
+        echo) start_echo; port=$ECHO_PORT ;;
+    esac
+    local line
+    if line=$("$FLOE" bench "$@" --server "127.0.0.1:$port" --pid "$SERVER_PID" \
+        --warmup "$WARMUP" --json 2>>"$OUT/bench.log"); then
+        echo "{\"round\":$round,\"name\":\"$name\",\"target\":\"$server\",\"threads\":$threads,\"result\":$line}" >>"$RESULTS"
+        log "round $round  $name  $server: $(field "$line" ops_per_s) $(field "$line" unit)/s"
+    else
+        log "round $round  $name  $server: FAILED (see $OUT/bench.log)"
+    fi
+    stop_server
+}
+
+field() { # JSON KEY -> the value (numbers and words; null for none)
+    sed -n "s/.*\"$2\":\"\{0,1\}\([^,\"}]*\).*/\1/p" <<<"$1" | head -1
+}
+
+wanted() { case " $WORKLOADS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+
+workloads() { # ROUND SERVER
+    local r="$1" s="$2"
+    if wanted binding; then
+        run "$r" binding "$s" 1 binding --duration "$DURATION"
+    fi
+    if wanted relay; then
+        run "$r" relay "$s" 1 relay --allocations "$RELAY_ALLOCATIONS" --size "$SIZE" \
+            --user "$USER_PASS" --duration "$DURATION"
+    fi
+    if wanted relay-indications; then
+        run "$r" relay-indications "$s" 1 relay --indications \
+            --allocations "$RELAY_ALLOCATIONS" --size "$SIZE" --user "$USER_PASS" \
+            --duration "$DURATION"
+    fi
+    if wanted relay-2-threads; then
+        run "$r" relay-2-threads "$s" 2 relay --allocations "$RELAY_ALLOCATIONS" \
+            --size "$SIZE" --user "$USER_PASS" --duration "$DURATION"
+    fi
+    if wanted allocate; then
+        run "$r" allocate "$s" 1 allocate --count "$ALLOCATE_COUNT" --user "$USER_PASS"
+    fi
+    if wanted hold; then
+        run "$r" hold "$s" 1 hold --allocations "$HOLD_ALLOCATIONS" --user "$USER_PASS" \
+            --duration "$HOLD_DURATION"
+    fi
+}
+
+START=$(date +%s)
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+log "results in $OUT"
+for r in $(seq 1 "$ROUNDS"); do
+    if [ $((r % 2)) -eq 1 ]; then order="floe coturn"; else order="coturn floe"; fi
+    if wanted binding; then
+        run "$r" binding echo 1 binding --duration "$DURATION"
+    fi
+    for s in $order; do
+        workloads "$r" "$s"
+    done
+done
+ELAPSED=$(( $(date +%s) - START ))
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- table --------------------------------------------------------------------------
+# median NAME TARGET KEY: the median over the rounds of KEY, or "-" if never measured.
+median() {
+    { grep "\"name\":\"$1\",\"target\":\"$2\"" "$RESULTS" || true; } | while read -r l; do
+        v=$(field "$l" "$3")
+        if [ -n "$v" ] && [ "$v" != null ]; then echo "$v"; fi
+    done | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "-"; exit }
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a == "-" || b == "-" || b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
+
+fmt() { awk -v v="$1" 'BEGIN {
+    if (v == "-") { print "-"; exit }
+    a = v < 0 ? -v : v
+    if (a >= 100000) printf "%.0f", v; else if (a >= 100) printf "%.0f", v;
+    else if (a >= 10) printf "%.1f", v; else if (a >= 1) printf "%.2f", v; else printf "%.3g", v }'; }
+
+row() { # LABEL NAME KEY
+    local f c
+    f=$(median "$2" floe "$3"); c=$(median "$2" coturn "$3")
+    printf '| %s | %s | %s | %s |\n' "$1" "$(fmt "$f")" "$(fmt "$c")" "$(ratio "$f" "$c")"
+}
+
+MACHINE="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r)"
+
+{
+echo "machine: $MACHINE"
+echo "coturn: $COTURN_VERSION; floe: $("$FLOE" --version 2>/dev/null)"
+echo "rounds: $ROUNDS, duration ${DURATION}s (hold ${HOLD_DURATION}s), warm-up ${WARMUP}s; took ${ELAPSED}s; load average before $LOAD_BEFORE, after $LOAD_AFTER"
+echo
+echo "| workload and figure (median of $ROUNDS) | floe | coturn | floe/coturn |"
+echo "|---|---|---|---|"
+row "binding: requests/s" binding ops_per_s
+row "binding: requests per server CPU-second" binding ops_per_server_cpu_s
+row "binding: RTT p99 (µs)" binding rtt_p99_us
+row "binding: tool CPU share" binding tool_cpu_share
+row "relay, $RELAY_ALLOCATIONS allocations, channels, ${SIZE} B: relayed packets/s" relay ops_per_s
+row "relay, channels: relayed packets per server CPU-second" relay ops_per_server_cpu_s
+row "relay, channels: server CPU share" relay server_cpu_share
+row "relay, channels: tool CPU share" relay tool_cpu_share
+row "relay, channels: loss ratio" relay loss_ratio
+row "relay, channels: RTT p50 (µs)" relay rtt_p50_us
+row "relay, channels: RTT p99 (µs)" relay rtt_p99_us
+row "relay, indications: relayed packets/s" relay-indications ops_per_s
+row "relay, indications: relayed packets per server CPU-second" relay-indications ops_per_server_cpu_s
+row "relay, 2 server threads: relayed packets/s" relay-2-threads ops_per_s
+row "relay, 2 server threads: relayed packets per server CPU-second" relay-2-threads ops_per_server_cpu_s
+row "allocate, $ALLOCATE_COUNT: allocations/s" allocate ops_per_s
+row "allocate: allocations per server CPU-second" allocate ops_per_server_cpu_s
+row "allocate: server memory per held allocation (bytes)" allocate server_bytes_per_allocation
+row "hold, $HOLD_ALLOCATIONS audio-paced allocations: loss ratio" hold loss_ratio
+row "hold: RTT p99 (µs)" hold rtt_p99_us
+row "hold: server CPU share" hold server_cpu_share
+row "hold: relayed packets per server CPU-second" hold ops_per_server_cpu_s
+row "hold: server memory per allocation (bytes)" hold server_bytes_per_allocation
+echo
+e=$(median binding echo ops_per_s); f=$(median binding floe ops_per_s)
+echo "bare UDP echo (floe bench echo-server), same tool: $(fmt "$e") requests/s, $(fmt "$(median binding echo ops_per_server_cpu_s)") per server CPU-second; floe binding / echo: $(ratio "$f" "$e")"
+f1=$(median relay floe ops_per_s); f2=$(median relay-2-threads floe ops_per_s)
+echo "floe relay scaling, 2 threads / 1 thread: $(ratio "$f2" "$f1") (tool CPU share with 2 threads: $(fmt "$(median relay-2-threads floe tool_cpu_share)"))"
+n=$(wc -l <"$RESULTS")
+tb=$(grep -c '"bottleneck":"tool"' "$RESULTS" || true)
+mb=$(grep -c '"bottleneck":"machine"' "$RESULTS" || true)
+sb=$(grep -c '"bottleneck":"server"' "$RESULTS" || true)
+echo "bottleneck of the $n runs: the tool (>= 90% of a core) $tb, the server (>= 90% of a core) $sb, the machine (every core busy, other processes included) $mb"
+echo "median CPU share of other processes on the machine during the runs: $(fmt "$(for t in floe coturn echo; do grep "\"target\":\"$t\"" "$RESULTS" || true; done | while read -r l; do v=$(field "$l" other_processes_cpu_share); if [ -n "$v" ] && [ "$v" != null ]; then echo "$v"; fi; done | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print v[int((NR + 1) / 2)] }')") cores"
+} | tee "$OUT/table.md"
