@@ -2,7 +2,7 @@
 //! (RFC 8656 §12.5); the allocation of the connection lives as long as it does.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorContext, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use bytes::Bytes;
@@ -13,6 +13,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::channel;
 
 use super::shard::SharedShard;
+
+/// How long a connection may stay open without an allocation (coturn closes such
+/// connections too): file descriptors are not spent on idle or half-open clients.
+const IDLE_WITHOUT_ALLOCATION: Duration = Duration::from_secs(60);
 
 /// Messages queued for a client that reads slowly; beyond this, relayed data is dropped.
 const MAX_BUFFERED_FRAMES: usize = 1024;
@@ -101,6 +105,17 @@ impl Actor for TcpConnection {
             }
         };
         ctx.spawn(read_loop.into_actor(self).map(|_, _, ctx| ctx.stop()));
+        ctx.run_interval(IDLE_WITHOUT_ALLOCATION, |act, ctx| {
+            if act
+                .shard
+                .borrow()
+                .core
+                .allocation_of(&act.five_tuple)
+                .is_none()
+            {
+                ctx.stop();
+            }
+        });
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {

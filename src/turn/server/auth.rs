@@ -77,6 +77,10 @@ pub enum Authorization {
 }
 
 /// Where the server gets long-term keys. Implement it to look users up yourself.
+///
+/// It is asked on the thread that serves the client, for every authenticated request:
+/// answer from memory (a map, a cache refreshed elsewhere). A blocking database or HTTP
+/// call here stalls relaying for every client of that thread.
 pub trait Authenticator: Send + Sync {
     /// Returns the secrets `request` may be signed with, or refuses.
     fn authorize(&self, request: &AuthRequest<'_>) -> Authorization;
