@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use support::{
     pair_json_lines, require_peers, rest_api_credentials, run_python, stun_binding,
-    turnutils_stunclient, AgentOpts, Coturn, CoturnOpts, LineProcess, TurnutilsPeer, Uclient,
-    RUN_TIMEOUT,
+    turnutils_stunclient, AgentOpts, Coturn, CoturnOpts, CoturnTls, LineProcess, TempDir,
+    TurnutilsPeer, Uclient, RUN_TIMEOUT,
 };
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -42,6 +42,25 @@ fn uclient_with_rest_api_credentials_through_coturn() {
         .peer(peer.addr())
         .clients(2)
         .messages(20);
+    uclient.run().assert_no_loss(uclient.expected_messages());
+}
+
+#[test]
+fn uclient_relays_over_tls_through_coturn_without_loss() {
+    if !require_peers(&["turnserver", "turnutils_uclient", "turnutils_peer"]) {
+        return;
+    }
+    let dir = TempDir::new("coturn-tls");
+    let (tls, _) = CoturnTls::self_signed(dir.path());
+    let coturn = Coturn::start(CoturnOpts::default().tls(tls));
+    let peer = TurnutilsPeer::spawn();
+    // -t -S: TLS over TCP (turnutils_uclient does not check the certificate).
+    let uclient = Uclient::new(coturn.tls_addr().expect("a TLS listener"))
+        .peer(peer.addr())
+        .clients(2)
+        .messages(20)
+        .flag("-t")
+        .flag("-S");
     uclient.run().assert_no_loss(uclient.expected_messages());
 }
 

@@ -9,8 +9,7 @@
 //! no longer forwards). Stale nonces and TURN REST API credentials have their own tests.
 //! All traffic stays on 127.0.0.1; timeouts only bound hangs.
 
-// Switch to the shared harness once `tests/support/` lands: `#[path = "support_client/mod.rs"]`.
-#[path = "support_client/mod.rs"]
+#[path = "support/mod.rs"]
 mod support;
 
 use std::cell::Cell;
@@ -497,20 +496,8 @@ async fn coturn_tls_allocate_permission_channel_refresh_delete() {
         return;
     }
     let dir = TempDir::new("coturn-tls");
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .expect("a self-signed certificate");
-    let cert_pem = cert.cert.pem();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, &cert_pem).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let opts = CoturnOpts {
-        tls: Some(CoturnTls {
-            cert: cert_path,
-            key: key_path,
-        }),
-        ..CoturnOpts::default()
-    };
-    let mut target = Target::coturn(opts).expect("coturn is installed");
+    let (tls, cert_pem) = CoturnTls::self_signed(dir.path());
+    let mut target = Target::coturn(CoturnOpts::default().tls(tls)).expect("coturn is installed");
     target.tls_roots = Some(cert_pem.into_bytes());
     target._dir = Some(dir);
     full_session(&target, Transport::Tls).await;

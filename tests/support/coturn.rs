@@ -4,7 +4,7 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::ops::RangeInclusive;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -23,8 +23,38 @@ pub enum CoturnAuth {
     AuthSecret { secret: String },
 }
 
+/// TLS for a [`Coturn`]: its certificate chain and private key, as PEM files (coturn
+/// reads them when it starts).
+#[derive(Clone, Debug)]
+pub struct CoturnTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl CoturnTls {
+    /// A new self-signed certificate for `localhost` and `127.0.0.1`, written to
+    /// `cert.pem` and `key.pem` in `dir`. Returns the files and the certificate's PEM, the
+    /// root a client has to trust.
+    pub fn self_signed(dir: &Path) -> (CoturnTls, String) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("a self-signed certificate");
+        let cert_pem = cert.cert.pem();
+        let tls = CoturnTls {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        };
+        for (path, pem) in [
+            (&tls.cert, &cert_pem),
+            (&tls.key, &cert.signing_key.serialize_pem()),
+        ] {
+            std::fs::write(path, pem).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+        }
+        (tls, cert_pem)
+    }
+}
+
 /// What a [`Coturn`] is started with. The default is INTEROP.md's: long-term credentials
-/// `bob:secret`, realm `example.org`, loopback peers allowed.
+/// `bob:secret`, realm `example.org`, loopback peers allowed, no TLS.
 #[derive(Clone, Debug)]
 pub struct CoturnOpts {
     pub auth: CoturnAuth,
@@ -34,6 +64,9 @@ pub struct CoturnOpts {
     pub stale_nonce: Option<u32>,
     /// `--allow-loopback-peers`, needed to relay to peers on 127.0.0.1.
     pub allow_loopback_peers: bool,
+    /// TLS on a port of its own (`--tls-listening-port`, see [`Coturn::tls_addr`]) instead
+    /// of `--no-tls`.
+    pub tls: Option<CoturnTls>,
     /// More command-line arguments, appended as they are.
     pub extra_args: Vec<String>,
 }
@@ -48,6 +81,7 @@ impl Default for CoturnOpts {
             realm: "example.org".into(),
             stale_nonce: None,
             allow_loopback_peers: true,
+            tls: None,
             extra_args: Vec::new(),
         }
     }
@@ -69,13 +103,20 @@ impl CoturnOpts {
         self.stale_nonce = Some(seconds);
         self
     }
+
+    /// TLS too, on a port of its own (see [`Coturn::tls_addr`]).
+    pub fn tls(mut self, tls: CoturnTls) -> CoturnOpts {
+        self.tls = Some(tls);
+        self
+    }
 }
 
-/// A running `turnserver` on 127.0.0.1 (UDP and TCP on one port, relaying on 127.0.0.1
-/// from its own port range), killed on drop.
+/// A running `turnserver` on 127.0.0.1 (UDP and TCP on one port, TLS on another when
+/// asked, relaying on 127.0.0.1 from its own port range), killed on drop.
 pub struct Coturn {
     child: ChildGuard,
     port: u16,
+    tls_port: Option<u16>,
     relay_ports: RangeInclusive<u16>,
     log: PathBuf,
     opts: CoturnOpts,
@@ -86,12 +127,14 @@ pub struct Coturn {
 
 impl Coturn {
     /// Starts `turnserver` and waits until it answers a STUN Binding over UDP and accepts
-    /// TCP connections. Panics, with coturn's log, if it does not come up within
-    /// [`STARTUP_TIMEOUT`].
+    /// TCP connections (on its TLS port too, with [`CoturnOpts::tls`]). Panics, with
+    /// coturn's log, if it does not come up within [`STARTUP_TIMEOUT`].
     pub fn start(opts: CoturnOpts) -> Coturn {
+        // Port 1 of the block listens, port 2 is for TLS (used or not), the rest relay.
         let ports = PortBlock::reserve();
         let port = ports.port(1);
-        let relay_ports = ports.range(2, PortBlock::SIZE - 1);
+        let tls_port = opts.tls.as_ref().map(|_| ports.port(2));
+        let relay_ports = ports.range(3, PortBlock::SIZE - 1);
         let dir = TempDir::new("coturn");
         let log = dir.path().join("turnserver.log");
         let log_file =
@@ -122,15 +165,16 @@ impl Coturn {
         if opts.allow_loopback_peers {
             args.push("--allow-loopback-peers".into());
         }
+        match (&opts.tls, tls_port) {
+            (Some(tls), Some(tls_port)) => {
+                args.push(format!("--tls-listening-port={tls_port}"));
+                args.push(format!("--cert={}", tls.cert.display()));
+                args.push(format!("--pkey={}", tls.key.display()));
+            }
+            _ => args.push("--no-tls".into()),
+        }
         args.extend(
-            [
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                "--log-file=stdout",
-                "--simple-log",
-            ]
-            .map(String::from),
+            ["--no-cli", "--no-dtls", "--log-file=stdout", "--simple-log"].map(String::from),
         );
         // Its pid file and SQLite user db default to /var/run and /var/lib/turn: keep them
         // per instance.
@@ -164,18 +208,23 @@ impl Coturn {
             );
         }
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
-            if Instant::now() > deadline {
-                panic!(
-                    "turnserver answers STUN on UDP {addr} but not TCP\n--- its log\n{}",
-                    read_log()
-                );
+        let tls_addr = tls_port.map(|p| SocketAddr::from((Ipv4Addr::LOCALHOST, p)));
+        for tcp_addr in std::iter::once(addr).chain(tls_addr) {
+            while TcpStream::connect_timeout(&tcp_addr, Duration::from_secs(1)).is_err() {
+                if Instant::now() > deadline {
+                    panic!(
+                        "turnserver answers STUN on UDP {addr} but does not accept TCP on \
+                         {tcp_addr}\n--- its log\n{}",
+                        read_log()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
         Coturn {
             child,
             port,
+            tls_port,
             relay_ports,
             log,
             opts,
@@ -192,6 +241,12 @@ impl Coturn {
     /// Its listening port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Its TLS address, 127.0.0.1:port, when started with [`CoturnOpts::tls`].
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_port
+            .map(|port| SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
     }
 
     /// The ports its relayed addresses come from (`--min-port..=--max-port`).

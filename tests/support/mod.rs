@@ -37,7 +37,7 @@ use std::time::Duration;
 pub use aioice::{aioice_python, python_command, run_python, AgentOpts, PythonRun};
 pub use coturn::{
     rest_api_credentials, turnutils_stunclient, turnutils_uclient, Coturn, CoturnAuth, CoturnOpts,
-    StunclientReport, TurnutilsPeer, Uclient, UclientReport,
+    CoturnTls, StunclientReport, TurnutilsPeer, Uclient, UclientReport,
 };
 pub use ports::{free_port, free_port_pair, PortBlock};
 pub use process::{
