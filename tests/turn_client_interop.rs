@@ -415,7 +415,8 @@ async fn stale_nonce_session(target: &Target, transport: Transport, stale_after:
     allocate(&client, &mut events, &what("allocate")).await;
     permission_round_trip(&client, &mut events, &echo, &what("permission")).await;
 
-    tokio::time::sleep(stale_after + Duration::from_secs(1)).await;
+    // 2 s past the expiry: coturn counts nonce age in whole seconds.
+    tokio::time::sleep(stale_after + Duration::from_secs(2)).await;
     client
         .refresh(Duration::from_secs(600))
         .await
@@ -425,7 +426,8 @@ async fn stale_nonce_session(target: &Target, transport: Transport, stale_after:
     })
     .await;
 
-    tokio::time::sleep(stale_after + Duration::from_secs(1)).await;
+    // 2 s past the expiry: coturn counts nonce age in whole seconds.
+    tokio::time::sleep(stale_after + Duration::from_secs(2)).await;
     client
         .create_permission(vec![echo.addr.ip()])
         .await
