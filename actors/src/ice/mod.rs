@@ -54,6 +54,15 @@
 //! one, the checklist binds a channel to the remote (RFC 8656 §12), and data goes as
 //! ChannelData instead of Send and Data indications.
 //!
+//! # ICE restart
+//!
+//! [`Restart`] (RFC 8445 §9) gives the agent new local credentials, which it answers
+//! to signal, and each checklist a fresh [`floe::ice::Checklist`] with the same local
+//! candidates. The old one, if it had selected a pair, is retired: it keeps that pair's
+//! consent and carries the data until the new one selects a pair (its `Connected`);
+//! checks with the old ufrag and answers to its transactions still reach it. The
+//! remote side's new credentials and candidates come with [`SetRemote`] as before.
+//!
 //! # Events
 //!
 //! [`IceEvent`] uses the seed's names: `Candidate` (OnICECandidate), `CandidateError`
@@ -77,7 +86,7 @@ pub use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
 
 pub use agent::{
     AddRemoteCandidate, Description, EndOfRemoteCandidates, Gather, IceAgent, IceAgentHandle,
-    LocalDescription, SetRemote, Start, Stop,
+    LocalDescription, Restart, SetRemote, Start, Stop,
 };
 pub use checklist::Checklist;
 pub use config::{AgentConfig, GatherConfig, TurnServerConfig, TurnTransport};
