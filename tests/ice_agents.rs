@@ -219,7 +219,9 @@ async fn two_agents_connect_relay_only_through_coturn() {
         relay_only(IceRole::Controlled, turn),
     )
     .await;
-    if std::env::var("FLOE_TEST_LOG").is_ok() {
+    // A rare failure (see the commit log) has not been reproduced under traces: keep
+    // coturn's log of any failing run, not only of traced ones.
+    if std::env::var("FLOE_TEST_LOG").is_ok() || a.received.is_empty() || b.received.is_empty() {
         eprintln!("--- coturn log\n{}", coturn.log());
     }
     assert_connected(&a, &b, CandidateKind::Relayed);
