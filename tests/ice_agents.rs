@@ -219,7 +219,9 @@ async fn two_agents_connect_relay_only_through_coturn() {
         relay_only(IceRole::Controlled, turn),
     )
     .await;
-    if std::env::var("FLOE_TEST_LOG").is_ok() {
+    // A rare failure (see the commit log) has not been reproduced under traces: keep
+    // coturn's log of any failing run, not only of traced ones.
+    if std::env::var("FLOE_TEST_LOG").is_ok() || a.received.is_empty() || b.received.is_empty() {
         eprintln!("--- coturn log\n{}", coturn.log());
     }
     assert_connected(&a, &b, CandidateKind::Relayed);
@@ -295,4 +297,137 @@ async fn an_unreachable_stun_server_is_a_candidate_error() {
         Some(&IceEvent::GatheringComplete),
         "{events:#?}"
     );
+}
+
+/// Waits until `pred` holds for an event of `events` (recorded in `seen`), or panics at
+/// [`LIMIT`] with what was seen.
+async fn wait_for(
+    events: &mut floe_actors::events::EventStream<IceEvent>,
+    seen: &mut Vec<IceEvent>,
+    what: &str,
+    pred: impl Fn(&IceEvent) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        tokio::select! {
+            Some(e) = events.recv() => {
+                seen.push(e.clone());
+                if pred(&e) {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => panic!("no {what}: {seen:#?}"),
+        }
+    }
+}
+
+fn is_data(text: &'static str) -> impl Fn(&IceEvent) -> bool {
+    move |e| matches!(e, IceEvent::Data(d) if d.as_ref() == text.as_bytes())
+}
+
+#[actix_rt::test]
+async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected() {
+    if let Ok(filter) = std::env::var("FLOE_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+    let a = IceAgent::spawn(config(IceRole::Controlling));
+    let b = IceAgent::spawn(config(IceRole::Controlled));
+    let (mut ea, mut eb) = (a.events(), b.events());
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    a.gather();
+    b.gather();
+    let (da, db) = (a.local_description().await, b.local_description().await);
+    // Gather fully first, so the candidates can be signalled again after the restart.
+    wait_for(&mut ea, &mut sa, "GatheringComplete", |e| {
+        matches!(e, IceEvent::GatheringComplete)
+    })
+    .await;
+    wait_for(&mut eb, &mut sb, "GatheringComplete", |e| {
+        matches!(e, IceEvent::GatheringComplete)
+    })
+    .await;
+    let candidates = |seen: &[IceEvent]| -> Vec<_> {
+        seen.iter()
+            .filter_map(|e| match e {
+                IceEvent::Candidate(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let (ca, cb) = (candidates(&sa), candidates(&sb));
+    assert!(!ca.is_empty() && !cb.is_empty(), "{sa:#?}\n{sb:#?}");
+    a.set_remote(
+        db.credentials.ufrag.clone(),
+        db.credentials.pwd.clone(),
+        cb.clone(),
+    );
+    b.set_remote(
+        da.credentials.ufrag.clone(),
+        da.credentials.pwd.clone(),
+        ca.clone(),
+    );
+    a.start();
+    b.start();
+    let connected = |e: &IceEvent| matches!(e, IceEvent::Connected);
+    wait_for(&mut ea, &mut sa, "Connected (a)", connected).await;
+    wait_for(&mut eb, &mut sb, "Connected (b)", connected).await;
+    a.send("before").await.expect("a sends");
+    wait_for(&mut eb, &mut sb, "\"before\" at b", is_data("before")).await;
+
+    // RFC 8445 §9: both sides restart (the peer on seeing new credentials) ...
+    let (ra, rb) = (a.restart().await, b.restart().await);
+    assert_ne!(ra.credentials, da.credentials);
+    assert_ne!(rb.credentials, db.credentials);
+    sa.clear();
+    sb.clear();
+    // ... and until the new checklists select, the old pair carries data both ways.
+    a.send("during a")
+        .await
+        .expect("a sends during the restart");
+    b.send("during b")
+        .await
+        .expect("b sends during the restart");
+    wait_for(&mut eb, &mut sb, "\"during a\" at b", is_data("during a")).await;
+    wait_for(&mut ea, &mut sa, "\"during b\" at a", is_data("during b")).await;
+    assert!(!sa.iter().chain(&sb).any(connected), "{sa:#?}\n{sb:#?}");
+
+    // The new credentials are signalled; fresh checks select a pair again.
+    a.set_remote(rb.credentials.ufrag.clone(), rb.credentials.pwd.clone(), cb);
+    b.set_remote(ra.credentials.ufrag.clone(), ra.credentials.pwd.clone(), ca);
+    a.end_of_remote_candidates();
+    b.end_of_remote_candidates();
+    wait_for(
+        &mut ea,
+        &mut sa,
+        "Connected after the restart (a)",
+        connected,
+    )
+    .await;
+    wait_for(
+        &mut eb,
+        &mut sb,
+        "Connected after the restart (b)",
+        connected,
+    )
+    .await;
+    for seen in [&sa, &sb] {
+        assert!(
+            seen.iter()
+                .any(|e| matches!(e, IceEvent::PairNominated { .. })),
+            "no new nomination: {seen:#?}"
+        );
+        assert!(
+            !seen.iter().any(|e| matches!(e, IceEvent::Failed)),
+            "{seen:#?}"
+        );
+    }
+    a.send("after").await.expect("a sends after the restart");
+    b.send("after").await.expect("b sends after the restart");
+    wait_for(&mut eb, &mut sb, "\"after\" at b", is_data("after")).await;
+    wait_for(&mut ea, &mut sa, "\"after\" at a", is_data("after")).await;
+    a.stop();
+    b.stop();
 }

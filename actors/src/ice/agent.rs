@@ -71,6 +71,15 @@ pub struct EndOfRemoteCandidates;
 #[rtype(result = "()")]
 pub struct Start;
 
+/// RFC 8445 §9: ICE restart. The agent takes new local credentials (answered, to
+/// signal with the candidates, which are kept) and every checklist starts afresh; the
+/// pair selected before keeps carrying data and consent until the new checks select
+/// one. Then give the remote side's new credentials and candidates with
+/// [`SetRemote`] (the peer restarts too when it sees new credentials).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Description")]
+pub struct Restart;
+
 /// Stops the agent and its checklists; TURN allocations are deleted.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
@@ -471,6 +480,21 @@ impl Handler<Send> for IceAgent {
     }
 }
 
+impl Handler<Restart> for IceAgent {
+    type Result = Description;
+
+    fn handle(&mut self, _: Restart, _: &mut Context<Self>) -> Self::Result {
+        self.credentials = IceCredentials::random(&mut self.rng);
+        let credentials = self.credentials.clone();
+        tracing::debug!(ufrag = %credentials.ufrag, "ICE restart");
+        self.to_all(|| Control::Restart(credentials.clone()));
+        Description {
+            credentials: self.credentials.clone(),
+            role: self.role,
+        }
+    }
+}
+
 impl Handler<Stop> for IceAgent {
     type Result = ();
 
@@ -556,6 +580,14 @@ impl IceAgentHandle {
             .send(Send(data.into()))
             .await
             .unwrap_or(Err(IceError::NotConnected))
+    }
+
+    /// [`Restart`]: answers the new ufrag and password to signal.
+    pub async fn restart(&self) -> Description {
+        self.addr
+            .send(Restart)
+            .await
+            .expect("the ICE agent is running")
     }
 
     /// [`Stop`].

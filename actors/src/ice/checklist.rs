@@ -10,8 +10,8 @@ use actix::{
     StreamHandler,
 };
 use bytes::Bytes;
-use floe::ice::{self, Candidate, IceConfig, IceCredentials, IceError, IceRole};
-use floe::stun::{Message as StunMessage, MAGIC_COOKIE};
+use floe::ice::{self, Candidate, CandidateKind, IceConfig, IceCredentials, IceError, IceRole};
+use floe::stun::{Class, Message as StunMessage, MAGIC_COOKIE};
 use floe::turn::client::{ClientConfig, ClientEvent, TurnClient};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -63,6 +63,12 @@ pub struct Checklist {
     stream: usize,
     agent: Addr<IceAgent>,
     core: ice::Checklist,
+    /// RFC 8445 §9: during an ICE restart, the old checklist; its selected pair carries
+    /// the data (and keeps consent) until `core` selects one.
+    previous: Option<ice::Checklist>,
+    tie_breaker: u64,
+    started: bool,
+    end_of_local: bool,
     config: AgentConfig,
     sockets: Vec<HostSocket>,
     bindings: Vec<Binding>,
@@ -89,6 +95,10 @@ impl Checklist {
             stream,
             agent,
             core: ice::Checklist::new(core_config, credentials, tie_breaker, rng),
+            previous: None,
+            tie_breaker,
+            started: false,
+            end_of_local: false,
             config,
             sockets: Vec::new(),
             bindings: Vec::new(),
@@ -235,14 +245,78 @@ impl Checklist {
         }
     }
 
+    /// RFC 8656 §12: once a relayed pair carries the data, a channel to the remote
+    /// replaces Send and Data indications (4 bytes of overhead instead of 36).
+    fn bind_channel(&mut self, local: &Candidate, remote: &Candidate) {
+        let base = local.base().unwrap_or(local.addr());
+        if let Some(r) = self.relays.iter().find(|r| r.relayed == Some(base)) {
+            r.commands.do_send(RelayCommand::Bind(remote.addr()));
+        }
+    }
+
     /// A datagram (or relayed data) for the ICE core.
     fn ice_input(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Bytes) {
         if is_stun(&data) {
-            if let Ok(msg) = StunMessage::decode(data) {
-                self.core.handle_stun(now, from, to, &msg);
+            let Ok(msg) = StunMessage::decode(data) else {
+                return;
+            };
+            // RFC 8445 §9: during a restart, what belongs to the old checklist (checks
+            // with the old ufrag, answers to its consent checks) goes to it.
+            let to_previous = match (msg.class(), &self.previous) {
+                (_, None) => false,
+                (Class::Request, Some(p)) => {
+                    p.is_addressed_to(&msg) && !self.core.is_addressed_to(&msg)
+                }
+                (Class::Success | Class::Error, Some(p)) => {
+                    p.owns_transaction(msg.transaction_id())
+                }
+                (Class::Indication, _) => false,
+            };
+            match &mut self.previous {
+                Some(p) if to_previous => p.handle_stun(now, from, to, &msg),
+                _ => self.core.handle_stun(now, from, to, &msg),
             }
-        } else if self.core.is_remote_address(from) {
+        } else if self.core.is_remote_address(from)
+            || self
+                .previous
+                .as_ref()
+                .is_some_and(|p| p.is_remote_address(from))
+        {
             self.publish(IceEvent::Data(data));
+        }
+    }
+
+    /// RFC 8445 §9: ICE restart with new local credentials: a fresh checklist with the
+    /// same local candidates; the old one, if it had selected a pair, keeps carrying
+    /// data and consent until the new one selects.
+    fn restart(&mut self, now: Instant, credentials: IceCredentials) {
+        let mut config: IceConfig = self.config.ice.clone();
+        config.role = self.core.role();
+        let mut fresh = ice::Checklist::new(
+            config,
+            credentials,
+            self.tie_breaker,
+            StdRng::from_entropy(),
+        );
+        for c in self.core.local_candidates() {
+            if c.kind() != CandidateKind::PeerReflexive {
+                fresh.add_local_candidate(c.clone());
+            }
+        }
+        if self.end_of_local {
+            fresh.end_of_local_candidates();
+        }
+        let mut old = std::mem::replace(&mut self.core, fresh);
+        if old.is_connected() {
+            old.retire();
+            self.previous = Some(old);
+        } else if let Some(p) = &self.previous {
+            // A restart during a restart: the pair that carries data stays.
+            tracing::debug!(connected = p.is_connected(), "ICE restart during a restart");
+        }
+        self.asked_slot = false;
+        if self.started {
+            self.core.start(now);
         }
     }
 
@@ -266,6 +340,10 @@ impl Checklist {
         while let Some(t) = self.core.poll_transmit() {
             self.route(t);
         }
+        while let Some(t) = self.previous.as_mut().and_then(|p| p.poll_transmit()) {
+            self.route(t);
+        }
+        self.previous_events();
         for i in 0..self.bindings.len() {
             while let Some(t) = self.bindings[i].client.poll_transmit() {
                 let s = &self.sockets[self.bindings[i].socket];
@@ -281,10 +359,20 @@ impl Checklist {
                     IceEvent::PairFailed { local, remote }
                 }
                 ice::IceEvent::SelectedPairChanged { local, remote } => {
+                    self.bind_channel(&local, &remote);
                     IceEvent::SelectedPairChanged { local, remote }
                 }
-                ice::IceEvent::RoleChanged(role) => IceEvent::RoleChanged(role),
-                ice::IceEvent::Connected => IceEvent::Connected,
+                ice::IceEvent::RoleChanged(role) => {
+                    if let Some(p) = &mut self.previous {
+                        p.set_role(role);
+                    }
+                    IceEvent::RoleChanged(role)
+                }
+                ice::IceEvent::Connected => {
+                    // RFC 8445 §9: the restart is over once the new checklist selects.
+                    self.previous = None;
+                    IceEvent::Connected
+                }
                 ice::IceEvent::Disconnected => IceEvent::Disconnected,
                 ice::IceEvent::Failed => IceEvent::Failed,
                 other => {
@@ -301,6 +389,9 @@ impl Checklist {
             });
         }
         let mut next = self.core.poll_timeout();
+        if let Some(t) = self.previous.as_ref().and_then(|p| p.poll_timeout()) {
+            next = Some(next.map_or(t, |n| n.min(t)));
+        }
         for b in &self.bindings {
             if let Some(t) = b.client.poll_timeout() {
                 next = Some(next.map_or(t, |n| n.min(t)));
@@ -323,9 +414,39 @@ impl Checklist {
         }
     }
 
+    /// The old checklist's events during a restart: only losing consent on its pair
+    /// (which ends the restart's grace) and a role change matter.
+    fn previous_events(&mut self) {
+        let mut lost = false;
+        let mut role = None;
+        if let Some(p) = &mut self.previous {
+            while let Some(e) = p.poll_event() {
+                match e {
+                    ice::IceEvent::ConsentLost { .. } => lost = true,
+                    ice::IceEvent::RoleChanged(r) => role = Some(r),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(r) = role {
+            self.core.set_role(r);
+            self.publish(IceEvent::RoleChanged(r));
+        }
+        if lost {
+            tracing::debug!("ICE restart: the old pair lost consent");
+            self.previous = None;
+            if !self.core.is_connected() {
+                self.publish(IceEvent::Disconnected);
+            }
+        }
+    }
+
     fn on_timeout(&mut self) {
         let now = Instant::now();
         self.core.handle_timeout(now);
+        if let Some(p) = &mut self.previous {
+            p.handle_timeout(now);
+        }
         for i in 0..self.bindings.len() {
             self.bindings[i].client.handle_timeout(now);
             self.binding_events(i);
@@ -474,6 +595,8 @@ pub(crate) enum Control {
     AddRemote(Candidate),
     EndOfRemote,
     Start,
+    /// RFC 8445 §9: ICE restart with these new local credentials.
+    Restart(IceCredentials),
     /// One Ta slot (RFC 8445 §6.1.4.2): start one check if there is one.
     Slot,
     SetRole(IceRole),
@@ -486,7 +609,10 @@ impl Handler<Control> for Checklist {
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
         let now = Instant::now();
         match msg {
-            Control::EndOfLocal => self.core.end_of_local_candidates(),
+            Control::EndOfLocal => {
+                self.end_of_local = true;
+                self.core.end_of_local_candidates();
+            }
             Control::RemoteCredentials(c) => self.core.set_remote_credentials(c),
             Control::AddRemote(c) => {
                 self.remote_ips.insert(c.addr().ip());
@@ -494,12 +620,21 @@ impl Handler<Control> for Checklist {
                 self.permit_remotes();
             }
             Control::EndOfRemote => self.core.end_of_remote_candidates(),
-            Control::Start => self.core.start(now),
+            Control::Start => {
+                self.started = true;
+                self.core.start(now);
+            }
+            Control::Restart(credentials) => self.restart(now, credentials),
             Control::Slot => {
                 self.asked_slot = false;
                 self.core.start_check(now);
             }
-            Control::SetRole(role) => self.core.set_role(role),
+            Control::SetRole(role) => {
+                self.core.set_role(role);
+                if let Some(p) = &mut self.previous {
+                    p.set_role(role);
+                }
+            }
             Control::Stop => {
                 ctx.stop();
                 return;
@@ -518,7 +653,10 @@ impl Handler<SendData> for Checklist {
     type Result = Result<(), IceError>;
 
     fn handle(&mut self, msg: SendData, ctx: &mut Context<Self>) -> Self::Result {
-        let t = self.core.send(1, msg.0)?;
+        let t = match &mut self.previous {
+            Some(p) if !self.core.has_selected_pair(1) => p.send(1, msg.0),
+            _ => self.core.send(1, msg.0),
+        }?;
         self.route(t);
         self.drive(ctx);
         Ok(())

@@ -1,15 +1,12 @@
-//! Sockets as actix streams: the datagrams of a [`BatchSocket`] and the frames of a TCP
-//! connection to a TURN server, each item copied out of the receive buffers.
+//! Sockets as actix streams: the datagrams of a [`BatchSocket`],
+//! each item copied out of the receive buffers.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use floe::framing::StreamFramer;
 use futures_util::stream::{self, Stream};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::OwnedReadHalf;
 
 use crate::udp::BatchSocket;
 
@@ -63,35 +60,6 @@ pub(crate) fn udp_datagrams(
                     Err(e) => {
                         tracing::warn!(local = %to, error = %e, "ICE socket stopped receiving");
                         return None;
-                    }
-                }
-            }
-        },
-    ))
-}
-
-/// The STUN and ChannelData messages on a TCP connection (RFC 8489 §6.2.2, RFC 8656
-/// §12.5). Ends when the connection closes or cannot be framed.
-pub(crate) fn tcp_frames(read: OwnedReadHalf) -> impl Stream<Item = Bytes> + Unpin {
-    let state = (read, StreamFramer::new(), vec![0u8; 16 * 1024]);
-    Box::pin(stream::unfold(
-        state,
-        |(mut read, mut framer, mut buf)| async move {
-            loop {
-                match framer.next_frame() {
-                    Ok(Some(frame)) => return Some((frame.into_bytes(), (read, framer, buf))),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::debug!(error = %e, "TURN TCP stream cannot be framed");
-                        return None;
-                    }
-                }
-                match read.read(&mut buf).await {
-                    Ok(0) | Err(_) => return None,
-                    Ok(n) => {
-                        if framer.push(&buf[..n]).is_err() {
-                            return None;
-                        }
                     }
                 }
             }

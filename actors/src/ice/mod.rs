@@ -13,7 +13,7 @@
 //!                                                            │  the stream's sockets
 //!                                      host UDP sockets ─────┤
 //!                              STUN Bindings on them (srflx) ┤
-//!                           TurnRelay (one per TURN server) ─┘  relayed candidates
+//!                          TurnClient (one per TURN server) ─┘  relayed candidates
 //! ```
 //!
 //! # How the core is split between the two actors
@@ -33,7 +33,7 @@
 //! - **[`Checklist`]** owns what is per data stream: a [`floe::ice::Checklist`] (pairs,
 //!   the frozen algorithm, triggered checks, retransmissions, nomination, consent, the
 //!   selected pair), the stream's sockets (a UDP socket per host address, the Binding
-//!   transactions to STUN servers on them, one [`relay`] session per TURN server) and
+//!   transactions to STUN servers on them, one `TurnClient` per TURN server) and
 //!   its timers. Datagrams never pass through the agent: a check arrives on a socket of
 //!   the checklist and is answered from there.
 //!
@@ -43,14 +43,25 @@
 //! # Relayed candidates
 //!
 //! The checklist reaches TURN servers through a small seam, `relay`: it sends
-//! `RelayCommand`s (send to a peer, install a permission) and receives `RelayEvent`s
-//! (allocated, data from a peer, error). Today the seam is implemented by
-//! `TurnRelay`, a small actor that drives floe's sans-IO
-//! [`floe::turn::client::TurnClient`] over its own UDP socket or TCP connection. A
-//! local candidate whose base is a relayed address is just another local socket: a
-//! transmit from the core with `source == relayed` goes out through the relay's
-//! `send_to(peer)`, and data the relay receives from `peer` is fed to the core as
-//! `handle_input(from = peer, to = relayed)`.
+//! `RelayCommand`s (send to a peer, install a permission, bind a channel) and receives
+//! `RelayEvent`s (allocated, data from a peer, error). The seam is implemented by
+//! `TurnRelay`, a small adapter over the [`TurnClient`](crate::turn::client::TurnClient)
+//! actor (UDP or TCP to the server) that holds data for a peer until its permission is
+//! installed. A local candidate whose base is a relayed address is just another local
+//! socket: a transmit from the core with `source == relayed` goes out through the
+//! client's `SendTo(peer)`, and data the client receives from `peer` is fed to the core
+//! as `handle_input(from = peer, to = relayed)`. Once the selected pair is a relayed
+//! one, the checklist binds a channel to the remote (RFC 8656 §12), and data goes as
+//! ChannelData instead of Send and Data indications.
+//!
+//! # ICE restart
+//!
+//! [`Restart`] (RFC 8445 §9) gives the agent new local credentials, which it answers
+//! to signal, and each checklist a fresh [`floe::ice::Checklist`] with the same local
+//! candidates. The old one, if it had selected a pair, is retired: it keeps that pair's
+//! consent and carries the data until the new one selects a pair (its `Connected`);
+//! checks with the old ufrag and answers to its transactions still reach it. The
+//! remote side's new credentials and candidates come with [`SetRemote`] as before.
 //!
 //! # Events
 //!
@@ -75,7 +86,7 @@ pub use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
 
 pub use agent::{
     AddRemoteCandidate, Description, EndOfRemoteCandidates, Gather, IceAgent, IceAgentHandle,
-    LocalDescription, SetRemote, Start, Stop,
+    LocalDescription, Restart, SetRemote, Start, Stop,
 };
 pub use checklist::Checklist;
 pub use config::{AgentConfig, GatherConfig, TurnServerConfig, TurnTransport};

@@ -1,36 +1,33 @@
-//! The seam between a [`Checklist`](super::Checklist) and a TURN client, and its first
-//! implementation: [`TurnRelay`], an actor driving the sans-IO
-//! [`floe::turn::client::TurnClient`] over its own UDP socket or TCP connection.
+//! The seam between a [`Checklist`](super::Checklist) and a TURN client: [`TurnRelay`],
+//! a small adapter that drives one [`TurnClient`](crate::turn::client::TurnClient) actor
+//! (over UDP or TCP to the server) on behalf of a checklist.
 //!
 //! A checklist only ever sends [`RelayCommand`]s to a `Recipient<RelayCommand>` and
-//! handles [`RelayNotice`]s, so another TURN client (the `TurnClient` actor) fits by
-//! translating its messages to these. [`spawn_relay`] is the one place that picks the
-//! implementation.
+//! handles [`RelayNotice`]s; the adapter translates them to the `TurnClient`'s messages
+//! (`Allocate`, `CreatePermission`, `ChannelBind`, `SendTo`, `Close`) and its
+//! [`TurnClientEvent`]s back. It adds what ICE needs on top: data for a peer waits
+//! until the peer's permission is installed.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
-    SpawnHandle, StreamHandler, WrapFuture,
+    WrapFuture,
 };
 use bytes::Bytes;
 use floe::stun::transaction::TransactionConfig;
 use floe::stun::Method;
-use floe::turn::client::{ClientConfig, ClientEvent, ClientState, TurnClient};
 use floe::Transport;
-use futures_util::StreamExt;
-use rand::rngs::StdRng;
-use rand::SeedableRng;
-use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use super::config::{TurnServerConfig, TurnTransport};
-use super::io::{tcp_frames, udp_datagrams, Datagram};
 use super::CandidateErrorKind;
-use crate::udp::{BatchSocket, Outgoing, UdpSocketConfig};
+use crate::events::Subscribe;
+use crate::turn::client::{
+    Allocate, ChannelBind, Close, CreatePermission, SendTo, TurnClient, TurnClientConfig,
+    TurnClientError, TurnClientEvent, TurnClientHandle,
+};
 
 /// Most datagrams held per peer IP while its permission is being installed.
 const MAX_QUEUED_PER_PEER: usize = 32;
@@ -41,6 +38,9 @@ const MAX_QUEUED_PER_PEER: usize = 32;
 pub(crate) enum RelayCommand {
     /// RFC 8656 §9: install (and keep refreshed) a permission for this peer IP.
     Permit(IpAddr),
+    /// RFC 8656 §12: bind (and keep refreshed) a channel to this peer, so that data to
+    /// and from it goes as ChannelData rather than Send and Data indications.
+    Bind(SocketAddr),
     /// RFC 8656 §11, §12: send `data` to `peer` from the relayed address; queued until
     /// the peer's permission is installed.
     SendTo {
@@ -95,53 +95,45 @@ pub(crate) fn spawn_relay(
         transaction,
         events,
         client: None,
-        io: Io::None,
+        allocated: false,
+        installed: HashSet::new(),
         queued: HashMap::new(),
         requested: HashSet::new(),
         early_permits: Vec::new(),
+        early_binds: Vec::new(),
+        bound: HashSet::new(),
         reported: false,
-        timer: None,
         closing: false,
     }
     .start()
     .recipient()
 }
 
-enum Io {
-    None,
-    Udp(Rc<BatchSocket>),
-    Tcp(UnboundedSender<Bytes>),
-}
-
-/// One TURN session driven by floe's sans-IO client core.
+/// One TURN session of a checklist, through a [`TurnClient`] actor.
 pub(crate) struct TurnRelay {
     relay: usize,
     server: TurnServerConfig,
     local_ip: IpAddr,
     transaction: TransactionConfig,
     events: Recipient<RelayNotice>,
-    client: Option<TurnClient>,
-    io: Io,
+    client: Option<TurnClientHandle>,
+    /// Whether the allocation exists.
+    allocated: bool,
+    /// Peer IPs whose permission is installed.
+    installed: HashSet<IpAddr>,
     /// Datagrams waiting for their peer's permission.
     queued: HashMap<IpAddr, Vec<(SocketAddr, Bytes)>>,
     /// Permissions asked for (installed or under way).
     requested: HashSet<IpAddr>,
     /// Permissions asked for before the allocation existed.
     early_permits: Vec<IpAddr>,
+    /// Channels asked for before the allocation existed.
+    early_binds: Vec<SocketAddr>,
+    /// Peers a channel was asked for.
+    bound: HashSet<SocketAddr>,
     /// Whether Allocated or Failed was reported.
     reported: bool,
-    timer: Option<SpawnHandle>,
     closing: bool,
-}
-
-/// One message from the server (a datagram, or a frame over TCP).
-struct FromServer {
-    from: SocketAddr,
-    data: Bytes,
-}
-
-impl Message for FromServer {
-    type Result = ();
 }
 
 impl TurnRelay {
@@ -163,163 +155,60 @@ impl TurnRelay {
             self.reported = true;
             self.notify(RelayEvent::Failed { kind, code, reason });
         }
+        if let Some(c) = self.client.take() {
+            c.addr().do_send(Close);
+        }
         ctx.stop();
     }
 
-    fn begin(&mut self, ctx: &mut Context<Self>, local: SocketAddr) {
+    fn client_config(&self) -> TurnClientConfig {
         let transport = match self.server.transport {
             TurnTransport::Udp => Transport::Udp,
             TurnTransport::Tcp => Transport::Tcp,
         };
-        let mut config = ClientConfig::new(
+        let mut config = TurnClientConfig::new(
             self.server.addr,
-            local,
             self.server.username.clone(),
             self.server.password.expose(),
-        );
-        config.transport = transport;
+        )
+        .with_transport(transport);
+        config.bind = Some(SocketAddr::new(self.local_ip, 0));
         config.transaction = self.transaction;
-        config.software = Some(concat!("floe ", env!("CARGO_PKG_VERSION")).to_owned());
-        let mut client = TurnClient::new(config, StdRng::from_entropy());
-        if let Err(e) = client.allocate(Instant::now()) {
-            let reason = e.to_string();
-            return self.fail(ctx, CandidateErrorKind::Rejected, None, reason);
-        }
-        self.client = Some(client);
-        self.drive(ctx);
+        config.connect_timeout = self
+            .transaction
+            .reliable_timeout
+            .max(Duration::from_secs(1));
+        config
     }
 
-    /// Flushes transmits, handles the client's events and re-arms the timer.
-    fn drive(&mut self, ctx: &mut Context<Self>) {
-        let Some(client) = self.client.as_mut() else {
-            return;
-        };
-        let now = Instant::now();
-        let mut events = Vec::new();
-        while let Some(e) = client.poll_event() {
-            events.push(e);
-        }
-        for e in events {
-            self.on_event(ctx, now, e);
-        }
-        let Some(client) = self.client.as_mut() else {
-            return;
-        };
-        while let Some(t) = client.poll_transmit() {
-            match &self.io {
-                Io::Udp(socket) => {
-                    if let Err(e) = socket.try_send(&Outgoing::new(t.destination, &t.payload)) {
-                        tracing::debug!(server = %t.destination, error = %e, "TURN datagram not sent");
-                    }
-                }
-                Io::Tcp(tx) => {
-                    let _ = tx.send(t.payload);
-                }
-                Io::None => {}
-            }
-        }
-        if let Some(h) = self.timer.take() {
-            ctx.cancel_future(h);
-        }
-        if let Some(at) = client.poll_timeout() {
-            let wait = at.saturating_duration_since(Instant::now());
-            self.timer = Some(ctx.run_later(wait, |act, ctx| {
-                act.timer = None;
-                if let Some(c) = act.client.as_mut() {
-                    c.handle_timeout(Instant::now());
-                }
-                act.drive(ctx);
-            }));
-        }
-    }
-
-    fn on_event(&mut self, ctx: &mut Context<Self>, now: Instant, event: ClientEvent) {
-        match event {
-            ClientEvent::Allocated {
-                relayed, mapped, ..
-            } => {
-                let Some(relayed) = relayed.first().copied() else {
-                    return;
-                };
-                tracing::debug!(server = %self.server.addr, %relayed, "relayed candidate allocated");
-                self.reported = true;
-                self.notify(RelayEvent::Allocated { relayed, mapped });
-                for ip in std::mem::take(&mut self.early_permits) {
-                    self.permit(now, ip);
-                }
-            }
-            ClientEvent::Data { peer, data } => {
-                tracing::trace!(relay = self.relay, %peer, len = data.len(), "relayed data in");
-                self.notify(RelayEvent::Data { peer, data })
-            }
-            ClientEvent::PermissionCreated { peers } => {
-                tracing::trace!(relay = self.relay, ?peers, "TURN permission installed");
-                for ip in peers {
-                    for (peer, data) in self.queued.remove(&ip).unwrap_or_default() {
-                        self.send_to(now, peer, data);
-                    }
-                }
-            }
-            ClientEvent::Error {
-                request,
-                code,
-                reason,
-            } => {
-                if request == Method::ALLOCATE && !self.reported {
-                    let kind = match code {
-                        None => CandidateErrorKind::Unreachable,
-                        Some(401 | 441) => CandidateErrorKind::AuthFailed,
-                        Some(_) => CandidateErrorKind::Rejected,
-                    };
-                    self.fail(ctx, kind, code, reason);
-                } else if request == Method::CREATE_PERMISSION {
-                    tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN permission refused");
-                    // Drop what waited and let a later send ask again.
-                    self.queued.clear();
-                    self.requested.clear();
-                } else {
-                    tracing::debug!(server = %self.server.addr, ?request, ?code, %reason, "TURN request failed");
-                }
-            }
-            ClientEvent::AllocationExpired | ClientEvent::Deleted => {
-                tracing::debug!(server = %self.server.addr, "TURN allocation gone");
-                if self.closing {
-                    ctx.stop();
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn permit(&mut self, now: Instant, ip: IpAddr) {
-        let Some(client) = self.client.as_mut() else {
+    fn permit(&mut self, ip: IpAddr) {
+        let Some(client) = self.client.as_ref().filter(|_| self.allocated) else {
             self.early_permits.push(ip);
             return;
         };
-        if client.state() != ClientState::Allocated {
-            self.early_permits.push(ip);
-            return;
-        }
         if self.requested.insert(ip) {
-            if let Err(e) = client.create_permission(now, &[ip]) {
-                tracing::debug!(peer = %ip, error = %e, "no TURN permission");
-                self.requested.remove(&ip);
-            }
+            client.addr().do_send(CreatePermission { peers: vec![ip] });
         }
     }
 
-    fn send_to(&mut self, now: Instant, peer: SocketAddr, data: Bytes) {
-        let Some(client) = self.client.as_mut() else {
+    fn bind(&mut self, peer: SocketAddr) {
+        let Some(client) = self.client.as_ref().filter(|_| self.allocated) else {
+            self.early_binds.push(peer);
             return;
         };
-        if client.state() != ClientState::Allocated {
-            return;
+        if self.bound.insert(peer) {
+            tracing::debug!(relay = self.relay, %peer, "TURN channel to the selected peer");
+            client.addr().do_send(ChannelBind { peer });
         }
-        if client.has_permission(now, peer.ip()) {
+    }
+
+    fn send_to(&mut self, peer: SocketAddr, data: Bytes) {
+        let Some(client) = self.client.as_ref().filter(|_| self.allocated) else {
+            return;
+        };
+        if self.installed.contains(&peer.ip()) {
             tracing::trace!(relay = self.relay, %peer, len = data.len(), "relayed data out");
-            if let Err(e) = client.send_to(now, peer, &data) {
-                tracing::debug!(%peer, error = %e, "not relayed");
-            }
+            client.addr().do_send(SendTo { peer, bytes: data });
             return;
         }
         tracing::trace!(relay = self.relay, %peer, "waiting for a TURN permission");
@@ -327,7 +216,23 @@ impl TurnRelay {
         if queue.len() < MAX_QUEUED_PER_PEER {
             queue.push((peer, data));
         }
-        self.permit(now, peer.ip());
+        self.permit(peer.ip());
+    }
+
+    fn connected(&mut self, ctx: &mut Context<Self>, client: TurnClientHandle) {
+        client
+            .addr()
+            .do_send(Subscribe(ctx.address().recipient::<TurnClientEvent>()));
+        let allocate = client.addr().send(Allocate);
+        self.client = Some(client);
+        ctx.spawn(allocate.into_actor(self).map(|res, act, ctx| {
+            let err = match res {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => TurnClientError::Closed.to_string(),
+            };
+            act.fail(ctx, CandidateErrorKind::Rejected, None, err);
+        }));
     }
 }
 
@@ -335,84 +240,107 @@ impl Actor for TurnRelay {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        match self.server.transport {
-            TurnTransport::Udp => {
-                let addr = SocketAddr::new(self.local_ip, 0);
-                match BatchSocket::bind(addr, &UdpSocketConfig::default()) {
-                    Ok(socket) => {
-                        let socket = Rc::new(socket);
-                        let local = socket.local_addr();
-                        ctx.add_stream(
-                            udp_datagrams(0, socket.clone())
-                                .map(|Datagram { from, data, .. }| FromServer { from, data }),
-                        );
-                        self.io = Io::Udp(socket);
-                        self.begin(ctx, local);
-                    }
-                    Err(e) => {
-                        self.fail(ctx, CandidateErrorKind::Unreachable, None, e.to_string());
-                    }
+        let config = self.client_config();
+        let server = self.server.addr;
+        ctx.wait(TurnClient::connect(config).into_actor(self).map(
+            move |res, act, ctx| match res {
+                Ok(client) => act.connected(ctx, client),
+                Err(e) => {
+                    let reason = match e {
+                        TurnClientError::Connect { .. }
+                        | TurnClientError::ConnectTimeout { .. } => {
+                            format!("TCP to {server}: {e}")
+                        }
+                        _ => e.to_string(),
+                    };
+                    act.fail(ctx, CandidateErrorKind::Unreachable, None, reason);
                 }
-            }
-            TurnTransport::Tcp => {
-                let server = self.server.addr;
-                let limit = self
-                    .transaction
-                    .reliable_timeout
-                    .max(Duration::from_secs(1));
-                let connect = async move {
-                    match tokio::time::timeout(limit, tokio::net::TcpStream::connect(server)).await
-                    {
-                        Ok(Ok(s)) => Ok(s),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("no TCP connection within {limit:?}")),
-                    }
-                };
-                ctx.wait(connect.into_actor(self).map(move |result, act, ctx| {
-                    let stream = match result {
-                        Ok(s) => s,
-                        Err(reason) => {
-                            let reason = format!("TCP to {server}: {reason}");
-                            return act.fail(ctx, CandidateErrorKind::Unreachable, None, reason);
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let Ok(local) = stream.local_addr() else {
-                        let reason = "TCP connection without a local address".to_owned();
-                        return act.fail(ctx, CandidateErrorKind::Unreachable, None, reason);
-                    };
-                    let (read, mut write) = stream.into_split();
-                    let (tx, mut rx) = unbounded_channel::<Bytes>();
-                    actix::spawn(async move {
-                        while let Some(b) = rx.recv().await {
-                            if write.write_all(&b).await.is_err() {
-                                break;
-                            }
-                        }
-                    });
-                    ctx.add_stream(
-                        tcp_frames(read).map(move |data| FromServer { from: server, data }),
-                    );
-                    act.io = Io::Tcp(tx);
-                    act.begin(ctx, local);
-                }));
-            }
-        }
+            },
+        ));
     }
 }
 
-impl StreamHandler<FromServer> for TurnRelay {
-    fn handle(&mut self, msg: FromServer, ctx: &mut Context<Self>) {
-        tracing::trace!(relay = self.relay, from = %msg.from, len = msg.data.len(), first = msg.data.first().copied(), "from the TURN server");
-        if let Some(c) = self.client.as_mut() {
-            c.handle_input(Instant::now(), msg.from, msg.data);
-        }
-        self.drive(ctx);
-    }
+impl Handler<TurnClientEvent> for TurnRelay {
+    type Result = ();
 
-    fn finished(&mut self, ctx: &mut Context<Self>) {
-        let reason = format!("the connection to {} closed", self.server.addr);
-        self.fail(ctx, CandidateErrorKind::Unreachable, None, reason);
+    fn handle(&mut self, event: TurnClientEvent, ctx: &mut Context<Self>) {
+        match event {
+            TurnClientEvent::Allocated {
+                relayed, mapped, ..
+            } => {
+                let Some(relayed) = relayed.first().copied() else {
+                    return;
+                };
+                tracing::debug!(server = %self.server.addr, %relayed, "relayed candidate allocated");
+                self.allocated = true;
+                self.reported = true;
+                self.notify(RelayEvent::Allocated { relayed, mapped });
+                for ip in std::mem::take(&mut self.early_permits) {
+                    self.permit(ip);
+                }
+                for peer in std::mem::take(&mut self.early_binds) {
+                    self.bind(peer);
+                }
+            }
+            TurnClientEvent::Data { peer, bytes } => {
+                tracing::trace!(relay = self.relay, %peer, len = bytes.len(), "relayed data in");
+                self.notify(RelayEvent::Data { peer, data: bytes })
+            }
+            TurnClientEvent::PermissionCreated { peers } => {
+                tracing::trace!(relay = self.relay, ?peers, "TURN permission installed");
+                for ip in peers {
+                    self.installed.insert(ip);
+                    for (peer, data) in self.queued.remove(&ip).unwrap_or_default() {
+                        self.send_to(peer, data);
+                    }
+                }
+            }
+            TurnClientEvent::ChannelBound { peer, channel } => {
+                tracing::debug!(relay = self.relay, %peer, channel, "TURN channel bound");
+            }
+            TurnClientEvent::Error {
+                request,
+                code,
+                reason,
+            } => match request {
+                Some(Method::ALLOCATE) | None if !self.reported => {
+                    let kind = match code {
+                        None => CandidateErrorKind::Unreachable,
+                        Some(401 | 441) => CandidateErrorKind::AuthFailed,
+                        Some(_) => CandidateErrorKind::Rejected,
+                    };
+                    self.fail(ctx, kind, code, reason);
+                }
+                Some(Method::CREATE_PERMISSION) => {
+                    tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN permission refused");
+                    // Drop what waited and let a later send ask again.
+                    self.queued.clear();
+                    self.requested.clear();
+                    self.installed.clear();
+                }
+                Some(Method::CHANNEL_BIND) => {
+                    tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN channel refused");
+                    self.bound.clear();
+                }
+                _ => {
+                    tracing::debug!(server = %self.server.addr, ?request, ?code, %reason, "TURN request failed");
+                }
+            },
+            TurnClientEvent::AllocationExpired | TurnClientEvent::Deleted => {
+                tracing::debug!(server = %self.server.addr, "TURN allocation gone");
+                self.allocated = false;
+            }
+            TurnClientEvent::Closed => {
+                self.client = None;
+                if self.closing || self.reported {
+                    ctx.stop();
+                } else {
+                    let reason = format!("the connection to {} closed", self.server.addr);
+                    self.fail(ctx, CandidateErrorKind::Unreachable, None, reason);
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -420,21 +348,25 @@ impl Handler<RelayCommand> for TurnRelay {
     type Result = ();
 
     fn handle(&mut self, msg: RelayCommand, ctx: &mut Context<Self>) {
-        let now = Instant::now();
         match msg {
-            RelayCommand::Permit(ip) => self.permit(now, ip),
-            RelayCommand::SendTo { peer, data } => self.send_to(now, peer, data),
+            RelayCommand::Permit(ip) => self.permit(ip),
+            RelayCommand::Bind(peer) => self.bind(peer),
+            RelayCommand::SendTo { peer, data } => self.send_to(peer, data),
             RelayCommand::Close => {
                 self.closing = true;
-                let deleting = self.client.as_mut().is_some_and(|c| c.delete(now).is_ok());
-                if deleting {
-                    // Give the Refresh a moment to leave and be answered.
-                    ctx.run_later(Duration::from_millis(200), |_, ctx| ctx.stop());
-                } else {
-                    ctx.stop();
+                match self.client.take() {
+                    // The client deletes the allocation, then stops; so do we.
+                    Some(c) => {
+                        ctx.wait(
+                            c.addr()
+                                .send(Close)
+                                .into_actor(self)
+                                .map(|_, _, ctx: &mut Context<Self>| ctx.stop()),
+                        );
+                    }
+                    None => ctx.stop(),
                 }
             }
         }
-        self.drive(ctx);
     }
 }
