@@ -39,7 +39,7 @@ const DEFER_AT_MOST: usize = 256;
 /// `epoll_wait` otherwise returns for about 5 datagrams, and each sleep and wake-up
 /// costs about as much as relaying them; after the nap one wake-up finds many sockets
 /// with several datagrams each. At most this much latency, and none when idle.
-pub(crate) const NAP: std::time::Duration = std::time::Duration::from_micros(50);
+pub(crate) const NAP: std::time::Duration = std::time::Duration::from_micros(200);
 /// Datagrams a wake-up must have brought for the nap (at least the first, less than
 /// the second): light traffic goes straight back to `epoll_wait`, where a nap would
 /// only add a sleep and a wake-up of its own, and an overloaded Arbiter, whose
