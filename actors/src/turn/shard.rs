@@ -45,6 +45,10 @@ pub(crate) const NAP: std::time::Duration = std::time::Duration::from_micros(200
 /// only add a sleep and a wake-up of its own, and an overloaded Arbiter, whose
 /// wake-ups already bring large batches, must not lose time sleeping.
 pub(crate) const NAP_DATAGRAMS: std::ops::Range<usize> = 4..64;
+/// And at least this many datagrams per receive call: when each socket has one
+/// datagram (many allocations at a paced rate) the nap saves no receive or send, only
+/// the `epoll_wait`, and costs a sleep of its own.
+pub(crate) const NAP_MIN_PER_RECEIVE: usize = 2;
 
 /// Relay sockets held for a RESERVATION-TOKEN, shared by every Arbiter of a server:
 /// bound but not registered, so whichever Arbiter redeems the token can take them.
@@ -188,8 +192,10 @@ pub(crate) struct Shard {
     /// Wakes the supervisor's flusher, which calls [`Shard::flush_deferred`].
     pub flush_wanted: Rc<tokio::sync::Notify>,
     flush_scheduled: bool,
-    /// Datagrams received since the supervisor's napper last ran.
+    /// Datagrams received, and receive calls that brought them, since the supervisor's
+    /// napper last ran.
     pub received: usize,
+    pub receives: usize,
     /// Wakes the supervisor's napper (see [`NAP`]) after the first batch of a wake-up.
     pub nap_wanted: Rc<tokio::sync::Notify>,
     pub nap_scheduled: bool,
@@ -228,6 +234,7 @@ impl Shard {
             flush_wanted: Rc::new(tokio::sync::Notify::new()),
             flush_scheduled: false,
             received: 0,
+            receives: 0,
             nap_wanted: Rc::new(tokio::sync::Notify::new()),
             nap_scheduled: false,
         }
@@ -587,6 +594,7 @@ impl Future for RecvLoop {
             let now = Instant::now();
             let mut shard = this.shard.borrow_mut();
             shard.received += received;
+            shard.receives += 1;
             match this.role {
                 LoopRole::Listener => {
                     for d in bufs.datagrams() {

@@ -21,7 +21,7 @@ use super::allocation::PanicAllocation;
 use super::relay::FailRelay;
 use super::shard::{
     LoopRole, ParkedRelays, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM, NAP,
-    NAP_DATAGRAMS,
+    NAP_DATAGRAMS, NAP_MIN_PER_RECEIVE,
 };
 use super::tcp_connection::TcpConnection;
 use super::{EventSink, Fault, TurnEvent};
@@ -148,12 +148,17 @@ impl Actor for AllocationSupervisor {
                     nap.notified().await;
                     tokio::task::yield_now().await;
                     tokio::task::yield_now().await;
-                    let received = {
+                    let (received, receives) = {
                         let mut s = napper.borrow_mut();
                         s.nap_scheduled = false;
-                        std::mem::take(&mut s.received)
+                        (
+                            std::mem::take(&mut s.received),
+                            std::mem::take(&mut s.receives),
+                        )
                     };
-                    if NAP_DATAGRAMS.contains(&received) {
+                    if NAP_DATAGRAMS.contains(&received)
+                        && received >= NAP_MIN_PER_RECEIVE * receives
+                    {
                         std::thread::sleep(NAP);
                     }
                 }
