@@ -34,6 +34,21 @@ pub(crate) const MAX_DATAGRAM: usize = 65_536;
 const BATCHES_PER_POLL: usize = 8;
 /// Datagrams for clients that relays may leave waiting for the flusher.
 const DEFER_AT_MOST: usize = 256;
+/// How long the Arbiter's thread sleeps after a busy wake-up, once it has sent what it
+/// had, before it looks at its sockets again. Interrupt moderation: under load every
+/// `epoll_wait` otherwise returns for about 5 datagrams, and each sleep and wake-up
+/// costs about as much as relaying them; after the nap one wake-up finds many sockets
+/// with several datagrams each. At most this much latency, and none when idle.
+pub(crate) const NAP: std::time::Duration = std::time::Duration::from_micros(200);
+/// Datagrams a wake-up must have brought for the nap (at least the first, less than
+/// the second): light traffic goes straight back to `epoll_wait`, where a nap would
+/// only add a sleep and a wake-up of its own, and an overloaded Arbiter, whose
+/// wake-ups already bring large batches, must not lose time sleeping.
+pub(crate) const NAP_DATAGRAMS: std::ops::Range<usize> = 4..64;
+/// And at least this many datagrams per receive call: when each socket has one
+/// datagram (many allocations at a paced rate) the nap saves no receive or send, only
+/// the `epoll_wait`, and costs a sleep of its own.
+pub(crate) const NAP_MIN_PER_RECEIVE: usize = 2;
 
 /// Relay sockets held for a RESERVATION-TOKEN, shared by every Arbiter of a server:
 /// bound but not registered, so whichever Arbiter redeems the token can take them.
@@ -177,6 +192,13 @@ pub(crate) struct Shard {
     /// Wakes the supervisor's flusher, which calls [`Shard::flush_deferred`].
     pub flush_wanted: Rc<tokio::sync::Notify>,
     flush_scheduled: bool,
+    /// Datagrams received, and receive calls that brought them, since the supervisor's
+    /// napper last ran.
+    pub received: usize,
+    pub receives: usize,
+    /// Wakes the supervisor's napper (see [`NAP`]) after the first batch of a wake-up.
+    pub nap_wanted: Rc<tokio::sync::Notify>,
+    pub nap_scheduled: bool,
 }
 
 pub(crate) type SharedShard = Rc<RefCell<Shard>>;
@@ -211,6 +233,10 @@ impl Shard {
             to_peers_relay: None,
             flush_wanted: Rc::new(tokio::sync::Notify::new()),
             flush_scheduled: false,
+            received: 0,
+            receives: 0,
+            nap_wanted: Rc::new(tokio::sync::Notify::new()),
+            nap_scheduled: false,
         }
     }
 
@@ -376,6 +402,10 @@ impl Shard {
     }
 
     fn finish_batch(&mut self, shard: &SharedShard, flush_clients: bool) {
+        if self.received > 0 && !self.nap_scheduled {
+            self.nap_scheduled = true;
+            self.nap_wanted.notify_one();
+        }
         while let Some(t) = self.core.poll_transmit() {
             let ft = FiveTuple {
                 client: t.destination,
@@ -556,13 +586,15 @@ impl Future for RecvLoop {
         let local = this.socket.local_addr();
         for _ in 0..BATCHES_PER_POLL {
             let mut bufs = this.bufs.borrow_mut();
-            match this.socket.poll_recv_batch(cx, &mut bufs) {
+            let received = match this.socket.poll_recv_batch(cx, &mut bufs) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(_)) => {}
-            }
+                Poll::Ready(Ok(n)) => n,
+            };
             let now = Instant::now();
             let mut shard = this.shard.borrow_mut();
+            shard.received += received;
+            shard.receives += 1;
             match this.role {
                 LoopRole::Listener => {
                     for d in bufs.datagrams() {

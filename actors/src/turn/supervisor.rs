@@ -20,7 +20,8 @@ use tokio_rustls::TlsAcceptor;
 use super::allocation::PanicAllocation;
 use super::relay::FailRelay;
 use super::shard::{
-    LoopRole, ParkedRelays, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM,
+    LoopRole, ParkedRelays, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM, NAP,
+    NAP_DATAGRAMS, NAP_MIN_PER_RECEIVE,
 };
 use super::tcp_connection::TcpConnection;
 use super::{EventSink, Fault, TurnEvent};
@@ -133,6 +134,33 @@ impl Actor for AllocationSupervisor {
                 loop {
                     wanted.notified().await;
                     flusher.borrow_mut().flush_deferred();
+                }
+            }
+            .into_actor(self),
+        );
+        // After a wake-up that brought data, lets the other tasks woken with it (relays,
+        // the flusher) run and send, then naps (see `shard::NAP`) so that the next
+        // wake-up finds more datagrams waiting.
+        let (napper, nap) = (shard.clone(), shard.borrow().nap_wanted.clone());
+        ctx.spawn(
+            async move {
+                loop {
+                    nap.notified().await;
+                    tokio::task::yield_now().await;
+                    tokio::task::yield_now().await;
+                    let (received, receives) = {
+                        let mut s = napper.borrow_mut();
+                        s.nap_scheduled = false;
+                        (
+                            std::mem::take(&mut s.received),
+                            std::mem::take(&mut s.receives),
+                        )
+                    };
+                    if NAP_DATAGRAMS.contains(&received)
+                        && received >= NAP_MIN_PER_RECEIVE * receives
+                    {
+                        std::thread::sleep(NAP);
+                    }
                 }
             }
             .into_actor(self),
