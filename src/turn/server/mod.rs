@@ -31,7 +31,7 @@ use crate::stun::attribute::*;
 use crate::stun::credentials::{
     userhash, IntegrityKey, PasswordAlgorithm as Algorithm, SecurityFeatures,
 };
-use crate::stun::{Class, Message, MessageEncoder, MessageType, Method, TransactionId};
+use crate::stun::{Class, Message, MessageEncoder, MessageType, Method, TransactionId, HEADER_LEN};
 use crate::transmit::Transmit;
 #[cfg(test)]
 use crate::transmit::Transport;
@@ -661,9 +661,14 @@ impl Server {
         data: Bytes,
         binder: &mut dyn RelayBinder,
     ) -> ClientOutput<'a> {
-        let Ok(msg) = Message::decode(data) else {
+        let msg = match Message::decode(data.clone()) {
+            Ok(msg) => msg,
+            Err(crate::stun::StunError::BadMagicCookie(_)) => {
+                self.classic_binding(ft, &data);
+                return ClientOutput::None;
+            }
             // Not even a well-formed STUN message: no transaction to answer.
-            return ClientOutput::None;
+            Err(_) => return ClientOutput::None,
         };
         match msg.class() {
             Class::Request => {
@@ -777,6 +782,36 @@ impl Server {
         self.respond(ft, msg, Method::BINDING.success(), None, |e| {
             e.add(&XorMappedAddress(ft.client))
                 .add(&MappedAddress(ft.client));
+        });
+    }
+
+    /// RFC 3489 §11.2.1 (RFC 8489 §12.2): a Binding request from a client that predates
+    /// the magic cookie gets MAPPED-ADDRESS, echoing its 128-bit transaction id. Other
+    /// RFC 3489 requests and attributes (CHANGE-REQUEST) are not served.
+    fn classic_binding(&mut self, ft: &FiveTuple, data: &[u8]) {
+        if data.len() < HEADER_LEN || data[..2] != [0x00, 0x01] {
+            return;
+        }
+        let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
+        if data.len() != HEADER_LEN + len || len % 4 != 0 {
+            return;
+        }
+        let mut out = BytesMut::with_capacity(HEADER_LEN + 24);
+        out.extend_from_slice(&[0x01, 0x01, 0, 0]);
+        out.extend_from_slice(&data[4..HEADER_LEN]);
+        let tid = TransactionId([0; 12]); // MAPPED-ADDRESS is not XORed
+        let mut value = BytesMut::new();
+        MappedAddress(ft.client).encode(&tid, &mut value);
+        out.extend_from_slice(&MappedAddress::TYPE.0.to_be_bytes());
+        out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        out.extend_from_slice(&value);
+        let body = (out.len() - HEADER_LEN) as u16;
+        out[2..4].copy_from_slice(&body.to_be_bytes());
+        self.transmits.push_back(Transmit {
+            source: ft.server,
+            destination: ft.client,
+            transport: ft.transport,
+            payload: out.freeze(),
         });
     }
 

@@ -867,3 +867,28 @@ fn lifetimes_are_raised_to_the_default_and_capped() {
     let r = h.request(Method::REFRESH, true, &[Lifetime(60).into()]);
     assert_eq!(r.get::<Lifetime>().unwrap().unwrap(), Lifetime(600));
 }
+
+#[test]
+fn rfc3489_binding_without_magic_cookie_gets_mapped_address() {
+    let mut h = Harness::new();
+    let mut req = vec![0x00, 0x01, 0x00, 0x00];
+    req.extend_from_slice(&[0xA5; 16]); // a 128-bit transaction id, no cookie
+    let ft = h.ft;
+    assert_eq!(
+        h.server.handle_client(h.now, &ft, &req, &mut h.binder),
+        ClientOutput::None
+    );
+    let t = h.server.poll_transmit().expect("an answer");
+    let r = &t.payload[..];
+    assert_eq!(&r[..2], &[0x01, 0x01], "Binding success");
+    assert_eq!(&r[4..20], &[0xA5; 16], "the transaction id echoed");
+    assert_eq!(usize::from(u16::from_be_bytes([r[2], r[3]])), r.len() - 20);
+    // MAPPED-ADDRESS, IPv4, the client's port and address in the clear.
+    assert_eq!(&r[20..24], &[0x00, 0x01, 0x00, 0x08]);
+    assert_eq!(u16::from_be_bytes([r[26], r[27]]), ft.client.port());
+    assert_eq!(&r[28..32], &[203, 0, 113, 9]);
+    // Anything else without a cookie is dropped.
+    req[1] = 0x03;
+    let _ = h.server.handle_client(h.now, &ft, &req, &mut h.binder);
+    assert!(h.server.poll_transmit().is_none());
+}
