@@ -3,14 +3,14 @@
 //! data stream.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
-use super::candidate::{candidate_foundation, candidate_priority, Candidate, CandidateKind};
+use super::candidate::{prepare_local_candidate, Candidate, LocalPreferences};
 use super::checklist::Checklist;
 use super::config::{IceConfig, IceRole};
 use super::credentials::IceCredentials;
@@ -54,7 +54,7 @@ pub struct IceAgent {
     remote_lite: bool,
     local_candidates: Vec<Candidate>,
     /// Base IPs in the order first seen: local preference 65535 - index.
-    interfaces: Vec<IpAddr>,
+    local_preferences: LocalPreferences,
     end_of_local: bool,
     checklist: Checklist,
     /// The checklist before an ICE restart, still carrying data.
@@ -100,7 +100,7 @@ impl IceAgent {
             tie_breaker,
             remote_lite: false,
             local_candidates: Vec::new(),
-            interfaces: Vec::new(),
+            local_preferences: LocalPreferences::default(),
             end_of_local: false,
             checklist,
             previous: None,
@@ -164,43 +164,13 @@ impl IceAgent {
     /// server-reflexive candidate equal to its host), peer-reflexive, or not a host
     /// candidate of a lite agent. Checks on it start at once if the agent runs
     /// (RFC 8838: gathering and checks overlap).
-    pub fn add_local_candidate(&mut self, mut candidate: Candidate) -> Option<Candidate> {
-        let base = candidate.base?;
-        if candidate.kind == CandidateKind::PeerReflexive
-            || (self.config.lite && candidate.kind != CandidateKind::Host)
-        {
-            return None;
-        }
-        if self.local_candidates.iter().any(|c| {
-            c.addr == candidate.addr
-                && c.base == candidate.base
-                && c.component == candidate.component
-                && c.transport == candidate.transport
-        }) {
-            return None;
-        }
-        if candidate.priority == 0 {
-            let local_preference = candidate.local_preference.unwrap_or_else(|| {
-                let index = match self.interfaces.iter().position(|ip| *ip == base.ip()) {
-                    Some(i) => i,
-                    None => {
-                        self.interfaces.push(base.ip());
-                        self.interfaces.len() - 1
-                    }
-                };
-                u16::MAX.saturating_sub(u16::try_from(index).unwrap_or(u16::MAX))
-            });
-            candidate.priority =
-                candidate_priority(candidate.kind, local_preference, candidate.component);
-        }
-        if candidate.foundation.is_empty() {
-            candidate.foundation = candidate_foundation(
-                candidate.kind,
-                base.ip(),
-                candidate.server,
-                candidate.transport,
-            );
-        }
+    pub fn add_local_candidate(&mut self, candidate: Candidate) -> Option<Candidate> {
+        let candidate = prepare_local_candidate(
+            candidate,
+            &self.local_candidates,
+            self.config.lite,
+            &mut self.local_preferences,
+        )?;
         self.local_candidates.push(candidate.clone());
         self.checklist.add_local_candidate(candidate.clone());
         Some(candidate)

@@ -577,3 +577,63 @@ impl FromStr for Candidate {
         Candidate::from_sdp(s)
     }
 }
+
+/// RFC 8445 §5.1.2.1: local preferences by base IP, 65535 for the first base seen, then
+/// 65534 and so on, so each interface keeps one preference for all its candidates.
+#[derive(Clone, Debug, Default)]
+pub struct LocalPreferences(Vec<IpAddr>);
+
+impl LocalPreferences {
+    /// The local preference of candidates on `base`.
+    pub fn of(&mut self, base: IpAddr) -> u16 {
+        let index = match self.0.iter().position(|ip| *ip == base) {
+            Some(i) => i,
+            None => {
+                self.0.push(base);
+                self.0.len() - 1
+            }
+        };
+        u16::MAX.saturating_sub(u16::try_from(index).unwrap_or(u16::MAX))
+    }
+}
+
+/// RFC 8445 §5.1.1.3, §5.1.2.1, §5.1.3: a local candidate ready to signal — priority and
+/// foundation filled in where unset — or `None` when it is redundant with one of
+/// `existing` (same address, base, component and transport), has no base, is
+/// peer-reflexive, or is not a host candidate of a lite agent.
+pub fn prepare_local_candidate(
+    mut candidate: Candidate,
+    existing: &[Candidate],
+    lite: bool,
+    preferences: &mut LocalPreferences,
+) -> Option<Candidate> {
+    let base = candidate.base?;
+    if candidate.kind == CandidateKind::PeerReflexive
+        || (lite && candidate.kind != CandidateKind::Host)
+    {
+        return None;
+    }
+    if existing.iter().any(|c| {
+        c.addr == candidate.addr
+            && c.base == candidate.base
+            && c.component == candidate.component
+            && c.transport == candidate.transport
+    }) {
+        return None;
+    }
+    if candidate.priority == 0 {
+        let preference = candidate
+            .local_preference
+            .unwrap_or_else(|| preferences.of(base.ip()));
+        candidate.priority = candidate_priority(candidate.kind, preference, candidate.component);
+    }
+    if candidate.foundation.is_empty() {
+        candidate.foundation = candidate_foundation(
+            candidate.kind,
+            base.ip(),
+            candidate.server,
+            candidate.transport,
+        );
+    }
+    Some(candidate)
+}

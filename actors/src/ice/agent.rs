@@ -1,6 +1,6 @@
 //! `IceAgent`: credentials, role, gathering, priorities, pacing; the public API.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use actix::{
@@ -8,8 +8,7 @@ use actix::{
 };
 use bytes::Bytes;
 use floe::ice::{
-    candidate_foundation, candidate_priority, Candidate, CandidateKind, IceCredentials, IceError,
-    IceRole, Pacer,
+    prepare_local_candidate, Candidate, IceCredentials, IceError, IceRole, LocalPreferences, Pacer,
 };
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
@@ -166,8 +165,8 @@ pub struct IceAgent {
     role: IceRole,
     rng: StdRng,
     streams: Vec<Stream>,
-    /// Base IPs in the order first seen: local preference 65535 - index.
-    interfaces: Vec<IpAddr>,
+    /// Local preferences by base IP, shared by the streams.
+    local_preferences: LocalPreferences,
     gathering: bool,
     gathering_complete: bool,
     pacer: Pacer,
@@ -200,7 +199,7 @@ impl IceAgent {
             tie_breaker,
             rng,
             streams: Vec::new(),
-            interfaces: Vec::new(),
+            local_preferences: LocalPreferences::default(),
             gathering: false,
             gathering_complete: false,
             slot_timer: None,
@@ -218,40 +217,13 @@ impl IceAgent {
     /// RFC 8445 §5.1.2 and §5.1.1.3: the priority and foundation of a local candidate,
     /// as [`floe::ice::IceAgent::add_local_candidate`] computes them; `None` when it is
     /// redundant (§5.1.3).
-    fn prioritise(&mut self, stream: usize, mut c: Candidate) -> Option<Candidate> {
-        let base = c.base()?;
-        if c.kind() == CandidateKind::PeerReflexive
-            || (self.config.ice.lite && c.kind() != CandidateKind::Host)
-        {
-            return None;
-        }
-        let local = &self.streams[stream].local;
-        if local.iter().any(|l| {
-            l.addr() == c.addr()
-                && l.base() == c.base()
-                && l.component() == c.component()
-                && l.transport() == c.transport()
-        }) {
-            return None;
-        }
-        if c.priority() == 0 {
-            let preference = c.local_preference().unwrap_or_else(|| {
-                let index = match self.interfaces.iter().position(|ip| *ip == base.ip()) {
-                    Some(i) => i,
-                    None => {
-                        self.interfaces.push(base.ip());
-                        self.interfaces.len() - 1
-                    }
-                };
-                u16::MAX.saturating_sub(u16::try_from(index).unwrap_or(u16::MAX))
-            });
-            let priority = candidate_priority(c.kind(), preference, c.component());
-            c = c.with_priority(priority);
-        }
-        if c.foundation().is_empty() {
-            let f = candidate_foundation(c.kind(), base.ip(), c.server(), c.transport());
-            c = c.with_foundation(f).ok()?;
-        }
+    fn prioritise(&mut self, stream: usize, c: Candidate) -> Option<Candidate> {
+        let c = prepare_local_candidate(
+            c,
+            &self.streams[stream].local,
+            self.config.ice.lite,
+            &mut self.local_preferences,
+        )?;
         self.streams[stream].local.push(c.clone());
         Some(c)
     }
