@@ -178,6 +178,33 @@ fn floe_controlling_with_aioice_controlled_over_host_candidates() {
 }
 
 #[test]
+fn floe_aggressive_controlling_with_aioice_controlled_over_host_candidates() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    cross(
+        spawn(
+            "floe controlling (aggressive)",
+            floe_ice_with(true, None, "from-a", &["--aggressive-nomination"]),
+        ),
+        spawn("aioice controlled", aioice(false, None, "from-b")),
+        "host",
+    );
+}
+
+#[test]
+fn floe_aggressive_controlling_with_itself_over_host_candidates() {
+    cross(
+        spawn(
+            "floe controlling (aggressive)",
+            floe_ice_with(true, None, "from-a", &["--aggressive-nomination"]),
+        ),
+        spawn("floe controlled", floe_ice(false, None, "from-b")),
+        "host",
+    );
+}
+
+#[test]
 fn aioice_controlling_with_floe_controlled_over_host_candidates() {
     if !require_peers(&["aioice"]) {
         return;

@@ -235,6 +235,10 @@ pub struct IceArgs {
     /// Ta, the pacing of new checks, in milliseconds [default: 50]
     #[arg(long, value_name = "MS")]
     pub ta: Option<u64>,
+    /// When controlling, nominate aggressively (USE-CANDIDATE on every check, RFC 5245,
+    /// as libnice does) instead of RFC 8445's regular nomination
+    #[arg(long)]
+    pub aggressive_nomination: bool,
     /// Log filter for stderr [default: warn]
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,

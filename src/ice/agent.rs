@@ -332,7 +332,9 @@ impl IceAgent {
             }
         };
         min(self.previous.as_ref().and_then(|p| p.poll_timeout()));
-        if self.started && self.checklist.wants_check() {
+        if self.started && self.checklist.wants_nomination_check() {
+            min(self.pacer.next_nomination_slot().or(self.last_now));
+        } else if self.started && self.checklist.wants_check() {
             min(self.pacer.next_slot().or(self.last_now));
         }
         t
@@ -352,12 +354,19 @@ impl IceAgent {
         self.events.pop_front()
     }
 
-    /// Runs the Ta pacer, then gathers the checklists' events.
+    /// Runs the Ta pacer (and the nomination slots), then gathers the checklists' events.
     fn drive(&mut self, now: Instant) {
         self.last_now = Some(now);
         if self.started {
             let checklist = &mut self.checklist;
-            self.pacer.take_slot(now, 1, |_| checklist.start_check(now));
+            if self
+                .pacer
+                .take_slot(now, 1, |_| checklist.start_check(now))
+                .is_none()
+            {
+                self.pacer
+                    .take_nomination_slot(now, 1, |_| checklist.start_nomination_check(now));
+            }
         }
         self.collect_events();
     }

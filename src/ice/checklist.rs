@@ -14,7 +14,7 @@ use super::candidate::{Candidate, CandidateKind};
 use super::check::{
     encode_check, encode_error, encode_keepalive, encode_success, validate_check, CheckRequest,
 };
-use super::config::{IceConfig, IceRole};
+use super::config::{IceConfig, IceRole, Nomination};
 use super::consent::Consent;
 use super::credentials::IceCredentials;
 use super::event::{ChecklistState, IceEvent};
@@ -410,17 +410,36 @@ impl Checklist {
     /// §6.1.4.2): a triggered check, a Waiting pair, or a Frozen pair whose foundation
     /// no Waiting or In-Progress pair has.
     pub fn wants_check(&self) -> bool {
-        self.next_check().is_some()
+        self.next_check(false).is_some()
+    }
+
+    /// Whether the checklist has a nomination check to send (RFC 8445 §8.1.1), which
+    /// needs only the 5 ms floor ([`Pacer::take_nomination_slot`](super::Pacer::take_nomination_slot)).
+    pub fn wants_nomination_check(&self) -> bool {
+        self.next_check(true).is_some()
     }
 
     /// RFC 8445 §6.1.4.2: uses one Ta slot: sends the first triggered check, else the
     /// highest-priority Waiting pair's, else unfreezes and checks a Frozen pair.
     /// Returns whether a check was sent.
     pub fn start_check(&mut self, now: Instant) -> bool {
-        let Some((id, triggered)) = self.next_check() else {
+        self.start_next(now, false)
+    }
+
+    /// RFC 8445 §8.1.1: uses a nomination slot: sends the first pending nomination check
+    /// (USE-CANDIDATE on a pair that succeeded). Returns whether a check was sent.
+    pub fn start_nomination_check(&mut self, now: Instant) -> bool {
+        self.start_next(now, true)
+    }
+
+    fn start_next(&mut self, now: Instant, nomination_only: bool) -> bool {
+        let Some((id, triggered)) = self.next_check(nomination_only) else {
             return false;
         };
-        if triggered {
+        if triggered && nomination_only {
+            self.triggered.retain(|&t| t != id);
+        } else if triggered {
+            // Entries before it are for pairs no longer Waiting: drop them.
             while let Some(front) = self.triggered.pop_front() {
                 if front == id {
                     break;
@@ -430,8 +449,9 @@ impl Checklist {
         let Some(i) = self.pair_index(id) else {
             return false;
         };
+        let aggressive = self.config.nomination == Nomination::Aggressive;
         let pair = &mut self.pairs[i];
-        let use_candidate = self.role == IceRole::Controlling && pair.nominating;
+        let use_candidate = self.role == IceRole::Controlling && (pair.nominating || aggressive);
         if pair.state != PairState::Succeeded {
             pair.state = PairState::InProgress;
         }
@@ -439,7 +459,9 @@ impl Checklist {
         true
     }
 
-    fn next_check(&self) -> Option<(PairId, bool)> {
+    /// The next check to start: `(pair, from the triggered queue)`. With
+    /// `nomination_only`, only a pending nomination check.
+    fn next_check(&self, nomination_only: bool) -> Option<(PairId, bool)> {
         if self.config.lite
             || self.retiring
             || self.remote_key.is_none()
@@ -453,13 +475,15 @@ impl Checklist {
         for &id in &self.triggered {
             if let Some(p) = self.pair(id) {
                 let nominating = p.nominating && self.role == IceRole::Controlling;
-                if p.state == PairState::Waiting || (p.state == PairState::Succeeded && nominating)
-                {
+                if nominating && p.state == PairState::Succeeded {
+                    return Some((id, true));
+                }
+                if p.state == PairState::Waiting && !nomination_only {
                     return Some((id, true));
                 }
             }
         }
-        if self.state != ChecklistState::Running {
+        if nomination_only || self.state != ChecklistState::Running {
             return None;
         }
         if let Some(p) = self.pairs.iter().find(|p| p.state == PairState::Waiting) {
@@ -843,7 +867,8 @@ impl Checklist {
     }
 
     /// RFC 8445 §8.1.1 / §7.3.1.5: the pair is nominated; the controlling agent selects
-    /// the first, the controlled agent the highest-priority nominated pair.
+    /// the first (with regular nomination), the controlled agent the highest-priority
+    /// nominated pair.
     fn nominate(&mut self, i: usize, now: Instant) {
         let pair = &mut self.pairs[i];
         pair.nominated = true;
@@ -857,9 +882,13 @@ impl Checklist {
             local: local.clone(),
             remote: remote.clone(),
         });
+        // The controlled agent (and an aggressive controlling one, RFC 5245 §8.1.2)
+        // selects the highest-priority nominated pair.
+        let follows_priority =
+            self.role == IceRole::Controlled || self.config.nomination == Nomination::Aggressive;
         let replace = match self.selected.iter().position(|s| s.component == component) {
             None => true,
-            Some(s) => self.role == IceRole::Controlled && priority > self.selected[s].priority,
+            Some(s) => follows_priority && priority > self.selected[s].priority,
         };
         if replace {
             let consent_interval = if self.config.lite {

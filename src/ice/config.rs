@@ -29,6 +29,20 @@ impl IceRole {
     }
 }
 
+/// How the controlling agent nominates (RFC 8445 §8.1.1; RFC 5245 §8.1.1.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Nomination {
+    /// RFC 8445 §8.1.1: once a pair has succeeded, check it again with USE-CANDIDATE.
+    #[default]
+    Regular,
+    /// RFC 5245 §8.1.1.2 (libnice's default, removed from RFC 8445): USE-CANDIDATE on
+    /// every check; the first pair to succeed is selected, and a higher-priority pair
+    /// that succeeds later replaces it. Saves one round trip and the nomination slot,
+    /// at the cost of the selected pair changing while checks finish. Peers of either
+    /// kind accept it: a controlled agent follows USE-CANDIDATE whenever it arrives.
+    Aggressive,
+}
+
 /// Timers and limits of an ICE agent (RFC 8445 §14, RFC 7675 §5.1).
 ///
 /// ```
@@ -61,6 +75,8 @@ pub struct IceConfig {
     /// for higher-priority pairs still being checked before it nominates the best valid
     /// pair (it nominates at once when no higher-priority pair is pending).
     pub nomination_delay: Duration,
+    /// Regular (RFC 8445, the default) or aggressive (RFC 5245) nomination.
+    pub nomination: Nomination,
     /// RFC 7675 §5.1: a consent check on each selected pair about every 5 s, randomised
     /// by a factor of 0.8..1.2. `None` turns consent freshness off (lite agents send no
     /// consent checks whatever this says).
@@ -90,6 +106,7 @@ impl IceConfig {
                 reliable_timeout: Duration::from_millis(11_500),
             },
             nomination_delay: Duration::from_millis(200),
+            nomination: Nomination::Regular,
             consent_interval: Some(Duration::from_secs(5)),
             consent_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(15),

@@ -39,7 +39,7 @@ pub use candidate::{
     Candidate, CandidateKind, CandidateTransport, LocalPreferences, TcpType,
 };
 pub use checklist::Checklist;
-pub use config::{IceConfig, IceRole, DEFAULT_TA, MIN_TA};
+pub use config::{IceConfig, IceRole, Nomination, DEFAULT_TA, MIN_TA};
 pub use credentials::{is_ice_char, IceCredentials, PWD_LEN, UFRAG_LEN};
 pub use error::IceError;
 pub use event::{ChecklistState, IceConnectionState, IceEvent};

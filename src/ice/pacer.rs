@@ -1,4 +1,5 @@
-//! Ta pacing (RFC 8445 §6.1.4.2, §14.2): one new check per Ta across all checklists.
+//! Ta pacing (RFC 8445 §6.1.4.2, §14.2): one new check per Ta across all checklists;
+//! a nomination check waits only for the 5 ms floor.
 
 use std::time::{Duration, Instant};
 
@@ -8,8 +9,12 @@ use super::config::MIN_TA;
 /// agent, and picks the checklists round-robin (RFC 8445 §6.1.4.2: "a single timer ...
 /// the checklists are traversed in order").
 ///
-/// Ordinary checks, triggered checks and nomination checks take a slot;
-/// retransmissions (which follow their RTO) and consent checks (RFC 7675) do not.
+/// Ordinary and triggered checks take a slot Ta after the previous one. A nomination
+/// check (RFC 8445 §8.1.1: the repeat, with USE-CANDIDATE, of a check that already
+/// succeeded) takes a slot as soon as the 5 ms floor of RFC 8445 §14.2 allows
+/// ([`Pacer::take_nomination_slot`]): it adds one transaction per component on a path
+/// just shown to work, and waiting a whole Ta for it would double the time to connect.
+/// Retransmissions (which follow their RTO) and consent checks (RFC 7675) take no slot.
 ///
 /// An [`IceAgent`](super::IceAgent) owns one. A driver that runs one
 /// [`Checklist`](super::Checklist) per data stream on its own (the actors) keeps one
@@ -27,6 +32,14 @@ use super::config::MIN_TA;
 /// let t1 = pacer.next_slot().unwrap();
 /// assert_eq!(t1 - t0, Duration::from_millis(5));
 /// assert_eq!(pacer.take_slot(t1, wants.len(), |i| wants[i]), Some(2));
+///
+/// let mut pacer = Pacer::new(Duration::from_millis(50));
+/// pacer.record(t0);
+/// assert_eq!(pacer.next_nomination_slot().unwrap() - t0, Duration::from_millis(5));
+/// let t2 = t0 + Duration::from_millis(5);
+/// assert_eq!(pacer.take_slot(t2, 1, |_| true), None); // Ta not yet over
+/// assert_eq!(pacer.take_nomination_slot(t2, 1, |_| true), Some(0));
+/// assert_eq!(pacer.next_slot().unwrap() - t2, Duration::from_millis(50));
 /// ```
 #[derive(Clone, Debug)]
 pub struct Pacer {
@@ -61,9 +74,20 @@ impl Pacer {
         self.last.map(|t| t + self.ta)
     }
 
+    /// The earliest instant of the next slot for a nomination check: the 5 ms floor
+    /// after the last check; `None` when no check was sent yet.
+    pub fn next_nomination_slot(&self) -> Option<Instant> {
+        self.last.map(|t| t + MIN_TA)
+    }
+
     /// Whether a slot is free at `now`.
     pub fn is_ready(&self, now: Instant) -> bool {
         self.next_slot().is_none_or(|t| now >= t)
+    }
+
+    /// Whether a slot for a nomination check is free at `now`.
+    pub fn is_ready_for_nomination(&self, now: Instant) -> bool {
+        self.next_nomination_slot().is_none_or(|t| now >= t)
     }
 
     /// Records that a check was sent at `now`, using the slot.
@@ -78,11 +102,35 @@ impl Pacer {
         &mut self,
         now: Instant,
         n: usize,
-        mut start: impl FnMut(usize) -> bool,
+        start: impl FnMut(usize) -> bool,
     ) -> Option<usize> {
-        if n == 0 || !self.is_ready(now) {
+        if !self.is_ready(now) {
             return None;
         }
+        self.offer(now, n, start)
+    }
+
+    /// Like [`Pacer::take_slot`], for nomination checks only: a slot is free once the
+    /// 5 ms floor has passed since the last check. `start` tries to start a nomination
+    /// check on checklist `i` ([`Checklist::start_nomination_check`](super::Checklist::start_nomination_check)).
+    pub fn take_nomination_slot(
+        &mut self,
+        now: Instant,
+        n: usize,
+        start: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        if !self.is_ready_for_nomination(now) {
+            return None;
+        }
+        self.offer(now, n, start)
+    }
+
+    fn offer(
+        &mut self,
+        now: Instant,
+        n: usize,
+        mut start: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
         for k in 0..n {
             let i = (self.next_index + k) % n;
             if start(i) {

@@ -89,6 +89,8 @@ pub struct Stop;
 #[rtype(result = "()")]
 pub(crate) struct WantsSlot {
     pub stream: usize,
+    /// The check is a nomination check, which may go at the 5 ms floor.
+    pub nomination: bool,
 }
 
 /// Checklist → agent: a local candidate, without priority and foundation yet.
@@ -129,6 +131,7 @@ pub(crate) struct StreamEvent {
 struct Stream {
     checklist: Addr<Checklist>,
     wants_slot: bool,
+    wants_nomination_slot: bool,
     gathered: bool,
     local: Vec<Candidate>,
 }
@@ -234,7 +237,8 @@ impl IceAgent {
         }
     }
 
-    /// RFC 8445 §6.1.4.2: one slot per Ta across all checklists, round-robin.
+    /// RFC 8445 §6.1.4.2: one slot per Ta across all checklists, round-robin; a
+    /// nomination check waits only for the 5 ms floor ([`Pacer::take_nomination_slot`]).
     fn offer_slot(&mut self, ctx: &mut Context<Self>) {
         if let Some(h) = self.slot_timer.take() {
             ctx.cancel_future(h);
@@ -243,26 +247,41 @@ impl IceAgent {
             return;
         }
         let now = Instant::now();
-        if self.pacer.is_ready(now) {
-            let streams = &mut self.streams;
-            self.pacer.take_slot(now, streams.len(), |i| {
-                if streams[i].wants_slot {
-                    streams[i].wants_slot = false;
-                    streams[i].checklist.do_send(Control::Slot);
-                    true
-                } else {
-                    false
+        let streams = &mut self.streams;
+        let give = |s: &mut Stream, control: Control| {
+            s.wants_slot = false;
+            s.wants_nomination_slot = false;
+            s.checklist.do_send(control);
+        };
+        let taken = self.pacer.take_slot(now, streams.len(), |i| {
+            let wants = streams[i].wants_slot;
+            if wants {
+                give(&mut streams[i], Control::Slot);
+            }
+            wants
+        });
+        if taken.is_none() {
+            self.pacer.take_nomination_slot(now, streams.len(), |i| {
+                let wants = streams[i].wants_nomination_slot;
+                if wants {
+                    give(&mut streams[i], Control::NominationSlot);
                 }
+                wants
             });
         }
-        if self.streams.iter().any(|s| s.wants_slot) {
-            if let Some(at) = self.pacer.next_slot() {
-                let wait = at.saturating_duration_since(now);
-                self.slot_timer = Some(ctx.run_later(wait, |act, ctx| {
-                    act.slot_timer = None;
-                    act.offer_slot(ctx);
-                }));
-            }
+        let next = if self.streams.iter().any(|s| s.wants_nomination_slot) {
+            self.pacer.next_nomination_slot()
+        } else if self.streams.iter().any(|s| s.wants_slot) {
+            self.pacer.next_slot()
+        } else {
+            None
+        };
+        if let Some(at) = next {
+            let wait = at.saturating_duration_since(now);
+            self.slot_timer = Some(ctx.run_later(wait, |act, ctx| {
+                act.slot_timer = None;
+                act.offer_slot(ctx);
+            }));
         }
     }
 }
@@ -285,6 +304,7 @@ impl Actor for IceAgent {
         self.streams.push(Stream {
             checklist,
             wants_slot: false,
+            wants_nomination_slot: false,
             gathered: false,
             local: Vec::new(),
         });
@@ -362,10 +382,13 @@ impl Handler<WantsSlot> for IceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: WantsSlot, ctx: &mut Context<Self>) {
-        if let Some(s) = self.streams.get_mut(msg.stream) {
-            s.wants_slot = true;
-        }
-        if self.slot_timer.is_none() {
+        let Some(s) = self.streams.get_mut(msg.stream) else {
+            return;
+        };
+        let sooner = msg.nomination && !s.wants_nomination_slot;
+        s.wants_slot = true;
+        s.wants_nomination_slot |= msg.nomination;
+        if self.slot_timer.is_none() || sooner {
             self.offer_slot(ctx);
         }
     }

@@ -75,7 +75,8 @@ pub struct Checklist {
     relays: Vec<RelaySlot>,
     gather_done: bool,
     remote_ips: HashSet<IpAddr>,
-    asked_slot: bool,
+    /// A slot was asked for (`Some`), and whether for a nomination check.
+    asked_slot: Option<bool>,
     timer: Option<SpawnHandle>,
     timer_at: Option<Instant>,
     subscribers: Subscribers<IceEvent>,
@@ -105,7 +106,7 @@ impl Checklist {
             relays: Vec::new(),
             gather_done: false,
             remote_ips: HashSet::new(),
-            asked_slot: false,
+            asked_slot: None,
             timer: None,
             timer_at: None,
             subscribers: Subscribers::default(),
@@ -314,7 +315,7 @@ impl Checklist {
             // A restart during a restart: the pair that carries data stays.
             tracing::debug!(connected = p.is_connected(), "ICE restart during a restart");
         }
-        self.asked_slot = false;
+        self.asked_slot = None;
         if self.started {
             self.core.start(now);
         }
@@ -382,11 +383,22 @@ impl Checklist {
             };
             self.publish(event);
         }
-        if !self.asked_slot && self.core.wants_check() {
-            self.asked_slot = true;
-            self.agent.do_send(WantsSlot {
-                stream: self.stream,
-            });
+        // Ask again when a nomination check appears: it needs only the 5 ms floor.
+        let wants = if self.core.wants_nomination_check() {
+            Some(true)
+        } else if self.core.wants_check() {
+            Some(false)
+        } else {
+            None
+        };
+        if let Some(nomination) = wants {
+            if self.asked_slot.is_none_or(|asked| nomination && !asked) {
+                self.asked_slot = Some(nomination);
+                self.agent.do_send(WantsSlot {
+                    stream: self.stream,
+                    nomination,
+                });
+            }
         }
         let mut next = self.core.poll_timeout();
         if let Some(t) = self.previous.as_ref().and_then(|p| p.poll_timeout()) {
@@ -599,6 +611,8 @@ pub(crate) enum Control {
     Restart(IceCredentials),
     /// One Ta slot (RFC 8445 §6.1.4.2): start one check if there is one.
     Slot,
+    /// A slot at the 5 ms floor: start a nomination check if there is one.
+    NominationSlot,
     SetRole(IceRole),
     Stop,
 }
@@ -626,8 +640,12 @@ impl Handler<Control> for Checklist {
             }
             Control::Restart(credentials) => self.restart(now, credentials),
             Control::Slot => {
-                self.asked_slot = false;
+                self.asked_slot = None;
                 self.core.start_check(now);
+            }
+            Control::NominationSlot => {
+                self.asked_slot = None;
+                self.core.start_nomination_check(now);
             }
             Control::SetRole(role) => {
                 self.core.set_role(role);

@@ -6,7 +6,7 @@
 //! {"ufrag":"...","pwd":"...","role":"controlling"}       the description, first
 //! {"candidate":"<RFC 8839 candidate-attribute value>"}    one per local candidate
 //! {"end-of-candidates":true}
-//! {"event":"nominated","local":"...","remote":"...","elapsed_ms":51.2}
+//! {"event":"nominated","local":"...","remote":"...","elapsed_ms":6.4}
 //! {"event":"connected"}
 //! {"event":"data","data":"..."}                           each datagram received
 //! {"event":"failed","reason":"..."}                       then exit status 1
@@ -30,7 +30,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use floe::ice::{Candidate, IceRole};
+use floe::ice::{Candidate, IceRole, Nomination};
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -60,6 +60,9 @@ pub fn agent_config(args: &IceArgs) -> Result<AgentConfig, String> {
     let mut config = AgentConfig::new(role);
     if let Some(ta) = args.ta {
         config.ice.ta = Duration::from_millis(ta);
+    }
+    if args.aggressive_nomination {
+        config.ice.nomination = Nomination::Aggressive;
     }
     config.gather = if args.loopback {
         GatherConfig::loopback_only()

@@ -29,7 +29,8 @@
 //!   them ([`IceEvent::Candidate`], [`IceEvent::GatheringComplete`]), and the one
 //!   [`floe::ice::Pacer`] of §6.1.4.2 / §14.2: a checklist that has a check to start
 //!   says so (`WantsSlot`); at each Ta the agent hands the slot to the next such
-//!   checklist, round-robin, which starts exactly one check with it.
+//!   checklist, round-robin, which starts exactly one check with it (a nomination check
+//!   gets its slot at the 5 ms floor instead).
 //! - **[`Checklist`]** owns what is per data stream: a [`floe::ice::Checklist`] (pairs,
 //!   the frozen algorithm, triggered checks, retransmissions, nomination, consent, the
 //!   selected pair), the stream's sockets (a UDP socket per host address, the Binding

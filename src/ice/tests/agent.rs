@@ -156,8 +156,9 @@ fn checks_are_paced_by_ta_and_never_faster_than_5_ms() {
 }
 
 #[test]
-fn triggered_and_nomination_checks_are_paced_too() {
+fn triggered_checks_are_paced_by_ta_and_nomination_checks_by_the_5_ms_floor() {
     let mut h = Harness::new(controlling(), controlled(), 8);
+    h.latency = Duration::from_micros(100);
     h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000", "10.0.1.2:6000"]);
     h.signal();
@@ -171,8 +172,92 @@ fn triggered_and_nomination_checks_are_paced_too() {
             .filter(|(t, _, _)| *t < Duration::from_secs(1))
             .collect();
         for w in checks.windows(2) {
-            assert!(w[1].0 - w[0].0 >= 50 * MS, "{:?}", w[1].0 - w[0].0);
+            let gap = w[1].0 - w[0].0;
+            if w[1].1.get::<UseCandidate>().is_some() {
+                assert!(gap >= 5 * MS, "nomination check {gap:?} after the previous");
+            } else {
+                assert!(gap >= 50 * MS, "{gap:?}");
+            }
         }
+    }
+    // A's first check succeeded within 0.2 ms: its nomination went at the floor.
+    let checks = h.a.new_checks();
+    let n = checks
+        .iter()
+        .position(|(_, m, _)| m.get::<UseCandidate>().is_some())
+        .expect("a nomination check");
+    assert_eq!(n, 1, "the nomination is A's second check");
+    assert_eq!(checks[1].0 - checks[0].0, 5 * MS);
+    let nominated = h.a.first(is_nominated).unwrap();
+    assert!(nominated < 6 * MS, "{nominated:?}");
+    assert_same_pair(&h);
+}
+
+fn aggressive() -> IceConfig {
+    let mut c = controlling();
+    c.nomination = Nomination::Aggressive;
+    c
+}
+
+#[test]
+fn aggressive_nomination_selects_on_the_first_check() {
+    for b in [controlled(), aggressive()] {
+        // The controlled side's own nomination setting does not matter.
+        let mut b = b;
+        b.role = IceRole::Controlled;
+        let mut h = Harness::new(aggressive(), b, 30);
+        h.latency = Duration::from_micros(100);
+        h.a.hosts(&["10.0.0.1:5000"]);
+        h.b.hosts(&["10.0.0.2:6000"]);
+        h.signal();
+        h.start();
+        assert!(h.connect(Duration::from_secs(5)));
+        let checks = h.a.new_checks();
+        assert!(checks
+            .iter()
+            .all(|(_, m, _)| m.get::<UseCandidate>().is_some()));
+        assert_eq!(h.a.first(is_nominated), Some(Duration::from_micros(200)));
+        assert!(h.b.first(is_nominated).unwrap() <= Duration::from_micros(200));
+        assert_same_pair(&h);
+        h.run_for(Duration::from_secs(1));
+        assert_eq!(
+            h.a.new_checks().len(),
+            1,
+            "no second check for the nomination"
+        );
+    }
+}
+
+#[test]
+fn aggressive_nomination_moves_to_a_higher_priority_pair_that_succeeds_later() {
+    let mut h = Harness::new(aggressive(), controlled(), 31);
+    h.latency = Duration::from_micros(100);
+    h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000"]);
+    h.b.hosts(&["10.0.0.2:6000", "10.0.1.2:6000"]);
+    h.signal();
+    // The best path (first interface) loses everything for its first 300 ms.
+    h.drop = Some(Box::new(|t, _, tx| {
+        t < 300 * MS && tx.destination.ip().to_string().starts_with("10.0.0.")
+    }));
+    h.start();
+    assert!(h.connect(Duration::from_secs(5)));
+    let (local, _) = h.a.agent.selected_pair().unwrap();
+    assert_eq!(
+        local.addr(),
+        addr("10.0.1.1:5000"),
+        "first selected: the path that works"
+    );
+    h.run_for(Duration::from_secs(3));
+    let (local, _) = h.a.agent.selected_pair().unwrap();
+    assert_eq!(
+        local.addr(),
+        addr("10.0.0.1:5000"),
+        "then the higher-priority path"
+    );
+    assert_same_pair(&h);
+    for p in [&h.a, &h.b] {
+        let changes = p.count(|e| matches!(e, IceEvent::SelectedPairChanged { .. }));
+        assert_eq!(changes, 2);
     }
 }
 
