@@ -85,10 +85,10 @@ class AioiceAgent:
 
 
 class FloeAgent:
-    def __init__(self, floe, controlling, ta=None):
+    def __init__(self, floe, controlling, extra=()):
         self.floe = floe
         self.role = "--controlling" if controlling else "--controlled"
-        self.extra = ["--ta", str(ta)] if ta else []
+        self.extra = list(extra)
 
     async def spawn(self):
         self.proc = await asyncio.create_subprocess_exec(
@@ -132,12 +132,13 @@ class FloeAgent:
             await self.proc.wait()
 
 
-async def run_once(kind_a, kind_b, floe, ta=None):
-    """One run; agent a controls. Returns {"a": ms, "b": ms, "a_connect": ms, ...}."""
+async def run_once(kind_a, kind_b, floe, extra=()):
+    """One run; agent a controls; `extra` are the floe agents' extra options.
+    Returns {"a": ms, "b": ms, "a_connect": ms, ...}."""
     agents = []
     for kind, controlling in ((kind_a, True), (kind_b, False)):
         if kind == "floe":
-            agent = FloeAgent(floe, controlling, ta)
+            agent = FloeAgent(floe, controlling, extra)
             await agent.spawn()
         else:
             agent = AioiceAgent(controlling)
@@ -178,21 +179,24 @@ async def main():
     p.add_argument("--floe", default="target/release/floe")
     p.add_argument("--runs", type=int, default=20)
     args = p.parse_args()
+    aggressive = ["--aggressive-nomination"]
     pairings = [
-        ("floe", "floe", None),
-        ("floe", "aioice", None),
-        ("aioice", "floe", None),
-        ("aioice", "aioice", None),
+        ("floe", "floe", [], ""),
+        ("floe", "aioice", [], ""),
+        ("aioice", "floe", [], ""),
+        ("aioice", "aioice", [], ""),
         # floe at aioice's Ta, for a comparison on equal pacing.
-        ("floe", "floe", 20),
+        ("floe", "floe", ["--ta", "20"], ", floe at Ta 20 ms"),
+        # aioice nominates aggressively (RFC 5245); floe can too, as an option.
+        ("floe", "floe", aggressive, ", floe --aggressive-nomination"),
+        ("floe", "aioice", aggressive, ", floe --aggressive-nomination"),
     ]
     print(f"median of {args.runs} runs; time from the agent's start to its nomination")
-    for kind_a, kind_b, ta in pairings:
+    for kind_a, kind_b, extra, note in pairings:
         runs = []
         for _ in range(args.runs):
-            runs.append(await run_once(kind_a, kind_b, args.floe, ta))
+            runs.append(await run_once(kind_a, kind_b, args.floe, extra))
         both = [max(r["a"], r["b"]) for r in runs]
-        note = f", floe at Ta {ta} ms" if ta else ""
         print(f"\n{kind_a} (controlling) <-> {kind_b} (controlled){note}")
         print(f"  controlling  {summary([r['a'] for r in runs])}")
         print(f"  controlled   {summary([r['b'] for r in runs])}")
