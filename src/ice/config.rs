@@ -38,8 +38,11 @@ pub enum Nomination {
     /// RFC 5245 §8.1.1.2 (libnice's default, removed from RFC 8445): USE-CANDIDATE on
     /// every check; the first pair to succeed is selected, and a higher-priority pair
     /// that succeeds later replaces it. Saves one round trip and the nomination slot,
-    /// at the cost of the selected pair changing while checks finish. Peers of either
-    /// kind accept it: a controlled agent follows USE-CANDIDATE whenever it arrives.
+    /// at the cost of the selected pair changing while checks finish. A controlled
+    /// agent of either kind follows USE-CANDIDATE whenever it arrives; when the
+    /// responses on a pair are lost but the requests are not, the controlled agent may
+    /// select a pair the controlling one saw fail (RFC 5245's known weakness; data
+    /// still flows both ways, each on its own selected pair).
     Aggressive,
 }
 
