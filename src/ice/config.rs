@@ -41,8 +41,9 @@ pub enum Nomination {
     /// at the cost of the selected pair changing while checks finish. A controlled
     /// agent of either kind follows USE-CANDIDATE whenever it arrives; when the
     /// responses on a pair are lost but the requests are not, the controlled agent may
-    /// select a pair the controlling one saw fail (RFC 5245's known weakness; data
-    /// still flows both ways, each on its own selected pair).
+    /// select a pair the controlling one saw fail, lose what it sends on it, and
+    /// finally lose consent (RFC 5245's known weakness, which regular nomination has
+    /// not).
     Aggressive,
 }
 
