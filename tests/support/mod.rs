@@ -27,6 +27,7 @@
 
 mod aioice;
 mod coturn;
+mod floe_serve;
 mod ports;
 mod process;
 mod stun;
@@ -39,6 +40,7 @@ pub use coturn::{
     rest_api_credentials, turnutils_stunclient, turnutils_uclient, Coturn, CoturnAuth, CoturnOpts,
     CoturnTls, StunclientReport, TurnutilsPeer, Uclient, UclientReport,
 };
+pub use floe_serve::{FloeServe, ServeOpts, REALM};
 pub use ports::{free_port, free_port_pair, PortBlock};
 pub use process::{
     json_lines, pair_json_lines, run, spawn, ChildGuard, Finished, LineProcess, PairOutcome,
