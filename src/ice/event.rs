@@ -3,7 +3,7 @@
 use super::candidate::Candidate;
 use super::config::IceRole;
 
-/// An event of an [`IceAgent`](super::IceAgent) or a [`Checklist`](super::Checklist),
+/// An event of an [`Agent`](super::Agent) or a [`Checklist`](super::Checklist),
 /// named as the seed names them (`PairNominated`, `PairFailed`, `Connected`,
 /// `Failed` ...). Local candidates are not events: `add_local_candidate` returns the
 /// candidate to signal. Application data is returned by `handle_input`.

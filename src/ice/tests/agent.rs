@@ -572,10 +572,13 @@ fn restart_keeps_data_on_the_old_pair_until_a_new_one_is_selected() {
     let connected_events = h.a.count(|e| *e == IceEvent::Connected);
 
     let now = h.now;
-    h.a.agent.restart(now);
-    h.b.agent.restart(now);
-    assert_ne!(h.a.agent.local_credentials().0, old_a);
-    assert_ne!(h.b.agent.local_credentials().0, old_b);
+    let new_a = h.a.agent.restart(now);
+    let new_b = h.b.agent.restart(now);
+    assert_ne!(new_a.ufrag, old_a);
+    assert_ne!(new_b.ufrag, old_b);
+    // restart() returns the credentials the agent now signals and checks with.
+    assert_eq!(h.a.agent.local_credentials(), (&*new_a.ufrag, &*new_a.pwd));
+    assert_eq!(h.b.agent.local_credentials(), (&*new_b.ufrag, &*new_b.pwd));
     // Only the credentials are signalled for now: the new checklists cannot select.
     h.give_credentials(Side::A, Side::B);
     h.give_credentials(Side::B, Side::A);
