@@ -63,6 +63,23 @@ pub enum IceEvent {
     Failed,
 }
 
+impl IceEvent {
+    /// The seed's name of the event (`OnICECandidatePairNominated`, `OnICEConnected` ...).
+    pub fn seed_name(&self) -> &'static str {
+        match self {
+            IceEvent::PeerReflexive { .. } => "OnICEPeerReflexiveCandidate",
+            IceEvent::PairNominated { .. } => "OnICECandidatePairNominated",
+            IceEvent::PairFailed { .. } => "OnICECandidatePairFailed",
+            IceEvent::SelectedPairChanged { .. } => "OnICESelectedPairChanged",
+            IceEvent::RoleChanged(_) => "OnICERoleChanged",
+            IceEvent::Connected => "OnICEConnected",
+            IceEvent::Disconnected => "OnICEDisconnected",
+            IceEvent::ConsentLost { .. } => "OnICEConsentLost",
+            IceEvent::Failed => "OnICEFailed",
+        }
+    }
+}
+
 /// The overall state of an agent, as its events leave it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum IceConnectionState {
