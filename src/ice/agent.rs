@@ -45,8 +45,8 @@ use crate::Transmit;
 /// The driver feeds it datagrams ([`Agent::handle_input`]) and time
 /// ([`Agent::handle_timeout`]), and drains [`Agent::poll_transmit`] and
 /// [`Agent::poll_event`] after every call, re-arming one timer at
-/// [`Agent::poll_timeout`]. Several data streams are several
-/// [`Checklist`]s sharing one [`Pacer`]; see [`Checklist`].
+/// [`Agent::poll_timeout`]. The `IceAgent` actor of `floe-actors` drives it this way
+/// over real sockets and TURN allocations, and adds nothing to its rules.
 pub struct Agent {
     config: IceConfig,
     rng: Box<dyn RngCore + Send>,

@@ -38,14 +38,15 @@
 //!
 //! # The data path
 //!
-//! Application data from a socket to a subscriber crosses at most one mailbox: the
+//! Application data from a host socket to a subscriber crosses one mailbox: the
 //! subscriber's. The host sockets are streams of the agent's own context, so a
-//! datagram goes socket → `Agent::handle_input` → subscribers without a hop. Relayed
-//! data is read by the [`TurnClient`](crate::turn::client::TurnClient) actor that owns
-//! the server connection, and reaches the agent through that client's event channel,
-//! which the agent polls as a stream of its context; from there it is one publish to
-//! the subscribers. Sending is a direct call: [`Send`] → `Agent::send` → the socket
-//! (or the client's `SendTo`).
+//! datagram goes socket → `Agent::handle_input` → one publish, with no hop between
+//! actors. Relayed data is read by the [`TurnClient`](crate::turn::client::TurnClient)
+//! actor that owns the connection to the TURN server (UDP or TCP, with its refreshes
+//! and channels); it reaches the agent through that client's event channel, which the
+//! agent polls as a stream of its context, and then takes the same one publish: two
+//! queues in all, the least that keeps the TURN session in its own actor. Sending is a
+//! direct call: [`Send`] → `Agent::send` → the socket (or the client's `SendTo`).
 //!
 //! # ICE restart
 //!
