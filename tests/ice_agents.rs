@@ -455,6 +455,9 @@ async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected
     let (ra, rb) = (a.restart().await, b.restart().await);
     assert_ne!(ra.credentials, da.credentials);
     assert_ne!(rb.credentials, db.credentials);
+    // The candidates are kept: the restart answers the same ones to signal again.
+    assert_eq!(ra.candidates, ca);
+    assert_eq!(rb.candidates, cb);
     sa.clear();
     sb.clear();
     // ... and until the new checklists select, the old pair carries data both ways.

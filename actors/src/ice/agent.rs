@@ -97,7 +97,7 @@ impl IceAgent {
         }
     }
 
-    /// The local credentials and the current role.
+    /// The local credentials, the current role and the local candidates.
     pub(super) fn description(&self) -> Description {
         let (ufrag, pwd) = self.core.local_credentials();
         Description {
@@ -106,6 +106,7 @@ impl IceAgent {
                 pwd: pwd.to_owned(),
             },
             role: self.core.role(),
+            candidates: self.core.local_candidates().to_vec(),
         }
     }
 

@@ -32,6 +32,10 @@ pub struct Description {
     pub credentials: IceCredentials,
     /// The current role.
     pub role: IceRole,
+    /// The local candidates gathered so far, with their priorities and foundations
+    /// (each was also an [`IceEvent::Candidate`]); after a [`Restart`], the ones to
+    /// signal again with the new credentials.
+    pub candidates: Vec<Candidate>,
 }
 
 /// The remote side's ufrag and password (RFC 8445 §5.3), the candidates known so far
@@ -67,7 +71,8 @@ pub struct EndOfRemoteCandidates;
 pub struct Start;
 
 /// RFC 8445 §9: ICE restart. The agent takes new local credentials (answered, to
-/// signal with the candidates, which are kept) and starts a fresh checklist; the pair
+/// signal with the candidates, which are kept and answered too) and starts a fresh
+/// checklist; the pair
 /// selected before keeps carrying data and consent until the new checks select one.
 /// Then give the remote side's new credentials and candidates with [`SetRemote`]
 /// (the peer restarts too when it sees new credentials).
@@ -275,7 +280,7 @@ impl IceAgentHandle {
             .unwrap_or(Err(IceError::NotConnected))
     }
 
-    /// [`Restart`]: answers the new ufrag and password to signal.
+    /// [`Restart`]: answers the new ufrag and password, and the candidates, to signal.
     pub async fn restart(&self) -> Description {
         self.addr
             .send(Restart)
