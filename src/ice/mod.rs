@@ -35,8 +35,8 @@ mod pair;
 
 pub use agent::Agent;
 pub use candidate::{
-    candidate_foundation, candidate_priority, is_valid_foundation, prepare_local_candidate,
-    Candidate, CandidateKind, CandidateTransport, LocalPreferences, TcpType,
+    candidate_foundation, candidate_priority, is_valid_foundation, Candidate, CandidateKind,
+    CandidateTransport, TcpType,
 };
 pub use checklist::Checklist;
 pub use config::{IceConfig, IceRole, Nomination, DEFAULT_TA, MIN_TA};
