@@ -22,7 +22,7 @@ impl Checklist {
     }
 
     /// Whether the checklist has a nomination check to send (RFC 8445 §8.1.1), which
-    /// needs only the 5 ms floor ([`Pacer::take_nomination_slot`](super::Pacer::take_nomination_slot)).
+    /// needs only the 5 ms floor ([`Pacer::take_nomination_slot`](crate::ice::Pacer::take_nomination_slot)).
     pub fn wants_nomination_check(&self) -> bool {
         self.next_check(true).is_some()
     }
