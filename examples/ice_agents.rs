@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use floe::ice::IceRole;
+use floe::ice::{IceEvent as CoreEvent, IceRole};
 use floe_actors::ice::{
     AgentConfig, GatherConfig, IceAgent, IceAgentHandle, IceEvent, TurnServerConfig,
 };
@@ -53,9 +53,9 @@ fn print(name: &str, started: Instant, e: &IceEvent) {
         } => {
             format!("{server}: {kind:?} {code:?} {reason}")
         }
-        IceEvent::PairNominated { local, remote }
-        | IceEvent::PairFailed { local, remote }
-        | IceEvent::SelectedPairChanged { local, remote } => {
+        IceEvent::Core(CoreEvent::PairNominated { local, remote })
+        | IceEvent::Core(CoreEvent::PairFailed { local, remote })
+        | IceEvent::Core(CoreEvent::SelectedPairChanged { local, remote }) => {
             format!(
                 "{} ({}) <-> {} ({})",
                 local.addr(),
@@ -64,7 +64,7 @@ fn print(name: &str, started: Instant, e: &IceEvent) {
                 remote.kind().as_sdp()
             )
         }
-        IceEvent::RoleChanged(role) => format!("{role:?}"),
+        IceEvent::Core(CoreEvent::RoleChanged(role)) => format!("{role:?}"),
         IceEvent::Data(d) => format!("{:?}", String::from_utf8_lossy(d)),
         _ => String::new(),
     };
@@ -105,7 +105,7 @@ async fn run(a: AgentConfig, b: AgentConfig) -> bool {
             match e {
                 IceEvent::Candidate(c) => other.add_remote_candidate(c),
                 IceEvent::GatheringComplete => other.end_of_remote_candidates(),
-                IceEvent::Connected => {
+                IceEvent::Core(CoreEvent::Connected) => {
                     let me = agents[i].clone();
                     let text = format!("hello from {}", names[i].trim());
                     actix_rt::spawn(async move {

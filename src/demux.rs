@@ -7,6 +7,11 @@
 //!   [20..63]   DTLS            [128..191]  RTP / RTCP
 //!   [4..15]    unassigned      [192..255]  QUIC (RFC 9443)
 //! ```
+//!
+//! This module is the one place floe tells them apart: the ICE agent uses [`is_stun`] to
+//! separate its checks from application data on a candidate's socket.
+
+use crate::stun::MAGIC_COOKIE;
 
 /// RFC 7983 §7 / RFC 9443: what a datagram carries, judged by its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,6 +54,16 @@ pub const fn classify_packet(packet: &[u8]) -> PacketKind {
         [first, ..] => classify(*first),
         [] => PacketKind::Unknown,
     }
+}
+
+/// RFC 7983 §7 and RFC 8489 §5: whether a datagram is a STUN message: its first byte is
+/// 0..=3, it holds at least the 20-byte header, and bytes 4..8 are the magic cookie
+/// (which rules out RFC 3489 messages and most stray data).
+#[inline]
+pub fn is_stun(packet: &[u8]) -> bool {
+    classify_packet(packet) == PacketKind::Stun
+        && packet.len() >= 20
+        && packet[4..8] == MAGIC_COOKIE.to_be_bytes()
 }
 
 #[cfg(test)]
@@ -122,6 +137,22 @@ mod tests {
         );
         assert_eq!(classify_packet(&[22, 0xFE, 0xFD]), PacketKind::Dtls);
         assert_eq!(classify_packet(&[0x80, 0x60]), PacketKind::Rtp);
+    }
+
+    #[test]
+    fn stun_needs_the_header_and_the_magic_cookie() {
+        let mut binding = [0u8; 20];
+        binding[1] = 0x01;
+        binding[4..8].copy_from_slice(&MAGIC_COOKIE.to_be_bytes());
+        assert!(is_stun(&binding));
+        assert!(!is_stun(&binding[..19]), "shorter than the header");
+        let mut no_cookie = binding;
+        no_cookie[4] ^= 1;
+        assert!(!is_stun(&no_cookie), "RFC 3489 or stray data");
+        let mut rtp = binding;
+        rtp[0] = 0x80;
+        assert!(!is_stun(&rtp));
+        assert!(!is_stun(b"ping"));
     }
 
     #[test]

@@ -8,11 +8,11 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use floe::ice::{CandidateKind, IceRole};
+use floe::ice::{CandidateKind, IceConfig, IceError, IceEvent as CoreEvent, IceRole};
 use floe_actors::config::{ServerConfig, UserCredential};
 use floe_actors::ice::{
-    AgentConfig, CandidateErrorKind, GatherConfig, IceAgent, IceAgentHandle, IceEvent,
-    TurnServerConfig,
+    AgentConfig, Candidate, CandidateErrorKind, Description, GatherConfig, IceAgent,
+    IceAgentHandle, IceEvent, TurnServerConfig,
 };
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::TurnServer;
@@ -39,6 +39,9 @@ fn relay_only(role: IceRole, turn: TurnServerConfig) -> AgentConfig {
 struct Seen {
     events: Vec<IceEvent>,
     received: Vec<String>,
+    /// The role its description gave once the remote description was set, before
+    /// any check.
+    role_before_checks: Option<IceRole>,
 }
 
 impl Seen {
@@ -46,7 +49,9 @@ impl Seen {
         self.events
             .iter()
             .filter_map(|e| match e {
-                IceEvent::PairNominated { local, remote } => Some((local.kind(), remote.kind())),
+                IceEvent::Core(CoreEvent::PairNominated { local, remote }) => {
+                    Some((local.kind(), remote.kind()))
+                }
                 _ => None,
             })
             .collect()
@@ -61,6 +66,11 @@ impl Seen {
 /// starts both, and once each is connected sends `"from <name>"`; returns when each
 /// has received the other's text, or at [`LIMIT`] (then the assertions say why).
 async fn pair(a: AgentConfig, b: AgentConfig) -> (Seen, Seen) {
+    pair_with(a, b, false).await
+}
+
+/// [`pair`], with `a` told that `b` is a lite agent when `b_lite`.
+async fn pair_with(a: AgentConfig, b: AgentConfig, b_lite: bool) -> (Seen, Seen) {
     if let Ok(filter) = std::env::var("FLOE_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -73,11 +83,17 @@ async fn pair(a: AgentConfig, b: AgentConfig) -> (Seen, Seen) {
     a.gather();
     b.gather();
     let (da, db) = (a.local_description().await, b.local_description().await);
-    a.set_remote(db.credentials.ufrag, db.credentials.pwd, Vec::new());
+    if b_lite {
+        a.set_remote_lite(db.credentials.ufrag, db.credentials.pwd, Vec::new());
+    } else {
+        a.set_remote(db.credentials.ufrag, db.credentials.pwd, Vec::new());
+    }
     b.set_remote(da.credentials.ufrag, da.credentials.pwd, Vec::new());
+    let (mut sa, mut sb) = (Seen::default(), Seen::default());
+    sa.role_before_checks = Some(a.local_description().await.role);
+    sb.role_before_checks = Some(b.local_description().await.role);
     a.start();
     b.start();
-    let (mut sa, mut sb) = (Seen::default(), Seen::default());
     let deadline = tokio::time::Instant::now() + LIMIT;
     fn on_event(
         e: &IceEvent,
@@ -89,7 +105,7 @@ async fn pair(a: AgentConfig, b: AgentConfig) -> (Seen, Seen) {
         match e {
             IceEvent::Candidate(c) => other.add_remote_candidate(c.clone()),
             IceEvent::GatheringComplete => other.end_of_remote_candidates(),
-            IceEvent::Connected => {
+            IceEvent::Core(CoreEvent::Connected) => {
                 let me = me.clone();
                 let text = format!("from {name}");
                 actix_rt::spawn(async move {
@@ -122,12 +138,18 @@ fn assert_connected(a: &Seen, b: &Seen, kind: CandidateKind) {
             nominated.iter().all(|(l, _)| *l == kind),
             "nominated a pair not of {kind:?}\n{report}"
         );
-        assert!(seen.has(|e| matches!(e, IceEvent::Connected)), "{report}");
+        assert!(
+            seen.has(|e| matches!(e, IceEvent::Core(CoreEvent::Connected))),
+            "{report}"
+        );
         assert!(
             seen.has(|e| matches!(e, IceEvent::GatheringComplete)),
             "{report}"
         );
-        assert!(!seen.has(|e| matches!(e, IceEvent::Failed)), "{report}");
+        assert!(
+            !seen.has(|e| matches!(e, IceEvent::Core(CoreEvent::Failed))),
+            "{report}"
+        );
         assert!(
             seen.received.iter().any(|t| t == other),
             "{other:?} not received\n{report}"
@@ -153,7 +175,14 @@ async fn a_role_conflict_is_resolved_between_two_controlling_agents() {
     assert_connected(&a, &b, CandidateKind::Host);
     let switched = [&a, &b]
         .iter()
-        .filter(|s| s.has(|e| matches!(e, IceEvent::RoleChanged(IceRole::Controlled))))
+        .filter(|s| {
+            s.has(|e| {
+                matches!(
+                    e,
+                    IceEvent::Core(CoreEvent::RoleChanged(IceRole::Controlled))
+                )
+            })
+        })
         .count();
     assert_eq!(switched, 1, "exactly one agent switches\n{a:#?}\n{b:#?}");
 }
@@ -325,16 +354,34 @@ fn is_data(text: &'static str) -> impl Fn(&IceEvent) -> bool {
     move |e| matches!(e, IceEvent::Data(d) if d.as_ref() == text.as_bytes())
 }
 
-#[actix_rt::test]
-async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected() {
+/// Two agents that gathered fully, exchanged everything and are connected, with what
+/// they signalled (so that it can be signalled again after a restart).
+struct Connected {
+    a: IceAgentHandle,
+    b: IceAgentHandle,
+    ea: floe_actors::events::EventStream<IceEvent>,
+    eb: floe_actors::events::EventStream<IceEvent>,
+    sa: Vec<IceEvent>,
+    sb: Vec<IceEvent>,
+    da: Description,
+    db: Description,
+    ca: Vec<Candidate>,
+    cb: Vec<Candidate>,
+}
+
+fn connected(e: &IceEvent) -> bool {
+    matches!(e, IceEvent::Core(CoreEvent::Connected))
+}
+
+async fn connect_two(config_a: AgentConfig, config_b: AgentConfig) -> Connected {
     if let Ok(filter) = std::env::var("FLOE_TEST_LOG") {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_test_writer()
             .try_init();
     }
-    let a = IceAgent::spawn(config(IceRole::Controlling));
-    let b = IceAgent::spawn(config(IceRole::Controlled));
+    let a = IceAgent::spawn(config_a);
+    let b = IceAgent::spawn(config_b);
     let (mut ea, mut eb) = (a.events(), b.events());
     let (mut sa, mut sb) = (Vec::new(), Vec::new());
     a.gather();
@@ -371,9 +418,36 @@ async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected
     );
     a.start();
     b.start();
-    let connected = |e: &IceEvent| matches!(e, IceEvent::Connected);
     wait_for(&mut ea, &mut sa, "Connected (a)", connected).await;
     wait_for(&mut eb, &mut sb, "Connected (b)", connected).await;
+    Connected {
+        a,
+        b,
+        ea,
+        eb,
+        sa,
+        sb,
+        da,
+        db,
+        ca,
+        cb,
+    }
+}
+
+#[actix_rt::test]
+async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected() {
+    let Connected {
+        a,
+        b,
+        mut ea,
+        mut eb,
+        mut sa,
+        mut sb,
+        da,
+        db,
+        ca,
+        cb,
+    } = connect_two(config(IceRole::Controlling), config(IceRole::Controlled)).await;
     a.send("before").await.expect("a sends");
     wait_for(&mut eb, &mut sb, "\"before\" at b", is_data("before")).await;
 
@@ -381,6 +455,9 @@ async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected
     let (ra, rb) = (a.restart().await, b.restart().await);
     assert_ne!(ra.credentials, da.credentials);
     assert_ne!(rb.credentials, db.credentials);
+    // The candidates are kept: the restart answers the same ones to signal again.
+    assert_eq!(ra.candidates, ca);
+    assert_eq!(rb.candidates, cb);
     sa.clear();
     sb.clear();
     // ... and until the new checklists select, the old pair carries data both ways.
@@ -416,11 +493,13 @@ async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected
     for seen in [&sa, &sb] {
         assert!(
             seen.iter()
-                .any(|e| matches!(e, IceEvent::PairNominated { .. })),
+                .any(|e| matches!(e, IceEvent::Core(CoreEvent::PairNominated { .. }))),
             "no new nomination: {seen:#?}"
         );
         assert!(
-            !seen.iter().any(|e| matches!(e, IceEvent::Failed)),
+            !seen
+                .iter()
+                .any(|e| matches!(e, IceEvent::Core(CoreEvent::Failed))),
             "{seen:#?}"
         );
     }
@@ -430,4 +509,71 @@ async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected
     wait_for(&mut ea, &mut sa, "\"after\" at a", is_data("after")).await;
     a.stop();
     b.stop();
+}
+
+#[actix_rt::test]
+async fn a_full_agent_told_its_peer_is_lite_controls_it() {
+    // A starts controlled; the remote description's ice-lite makes it controlling
+    // (RFC 8445 §6.1.1) before any check, and the lite agent follows.
+    let mut lite = config(IceRole::Controlled);
+    lite.ice = IceConfig::lite();
+    let (a, b) = pair_with(config(IceRole::Controlled), lite, true).await;
+    assert_connected(&a, &b, CandidateKind::Host);
+    let report = format!("a: {a:#?}\nb: {b:#?}");
+    assert_eq!(a.role_before_checks, Some(IceRole::Controlling), "{report}");
+    assert_eq!(b.role_before_checks, Some(IceRole::Controlled), "{report}");
+    assert!(
+        a.has(|e| matches!(
+            e,
+            IceEvent::Core(CoreEvent::RoleChanged(IceRole::Controlling))
+        )),
+        "{report}"
+    );
+    assert!(
+        !b.has(|e| matches!(e, IceEvent::Core(CoreEvent::RoleChanged(_)))),
+        "a lite agent never changes role\n{report}"
+    );
+}
+
+#[actix_rt::test]
+async fn when_the_peer_stops_answering_consent_expires_and_the_agent_fails() {
+    // RFC 7675 §5.1 with short timers: a consent check about every 300 ms, consent
+    // lost 2 s after the last answer (instead of 5 s and 30 s).
+    let quick = |role| {
+        let mut c = config(role);
+        c.ice.consent_interval = Some(Duration::from_millis(300));
+        c.ice.consent_timeout = Duration::from_secs(2);
+        c
+    };
+    let Connected {
+        a,
+        b,
+        mut ea,
+        mut eb,
+        mut sa,
+        mut sb,
+        ..
+    } = connect_two(quick(IceRole::Controlling), quick(IceRole::Controlled)).await;
+    a.send("before").await.expect("a sends");
+    wait_for(&mut eb, &mut sb, "\"before\" at b", is_data("before")).await;
+
+    // B goes away without a word: its sockets close and nothing answers A's checks.
+    b.stop();
+    sa.clear();
+    wait_for(&mut ea, &mut sa, "Disconnected", |e| {
+        matches!(e, IceEvent::Core(CoreEvent::Disconnected))
+    })
+    .await;
+    wait_for(&mut ea, &mut sa, "Failed", |e| {
+        matches!(e, IceEvent::Core(CoreEvent::Failed))
+    })
+    .await;
+    assert!(
+        sa.iter()
+            .any(|e| matches!(e, IceEvent::Core(CoreEvent::ConsentLost { .. }))),
+        "{sa:#?}"
+    );
+    // RFC 7675 §5.1: no more data once consent is lost.
+    assert_eq!(a.send("after").await, Err(IceError::ConsentLost));
+    a.stop();
 }

@@ -8,7 +8,7 @@
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
 //! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`];
-//! - [`ice`]: the ICE agent (RFC 8445) as an `IceAgent` and its `Checklist`s.
+//! - [`ice`]: the ICE agent (RFC 8445) as an `IceAgent` actor driving the core `floe::ice::Agent`.
 //! - [`bench`](mod@bench): `floe bench`, the load generator that measures servers side by side.
 #![warn(missing_docs)]
 

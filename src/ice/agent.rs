@@ -17,7 +17,8 @@ use super::credentials::IceCredentials;
 use super::event::{IceConnectionState, IceEvent};
 use super::pacer::Pacer;
 use super::IceError;
-use crate::stun::{Class, Message, MAGIC_COOKIE};
+use crate::demux::is_stun;
+use crate::stun::{Class, Message};
 use crate::Transmit;
 
 /// A sans-IO ICE agent for one data stream (RFC 8445, RFC 8838 trickle, RFC 7675
@@ -26,9 +27,9 @@ use crate::Transmit;
 /// ```
 /// use std::time::Instant;
 /// use rand::{rngs::StdRng, SeedableRng};
-/// use floe::ice::{Candidate, IceAgent, IceConfig, IceRole};
+/// use floe::ice::{Candidate, Agent, IceConfig, IceRole};
 ///
-/// let mut agent = IceAgent::new(IceConfig::new(IceRole::Controlling), StdRng::seed_from_u64(1));
+/// let mut agent = Agent::new(IceConfig::new(IceRole::Controlling), StdRng::seed_from_u64(1));
 /// let host = agent.add_local_candidate(Candidate::host("127.0.0.1:5000".parse().unwrap())).unwrap();
 /// assert_eq!(host.priority(), 2130706431);
 /// let (ufrag, pwd) = agent.local_credentials();
@@ -41,12 +42,12 @@ use crate::Transmit;
 /// assert_eq!(check.destination.port(), 5001);
 /// ```
 ///
-/// The driver feeds it datagrams ([`IceAgent::handle_input`]) and time
-/// ([`IceAgent::handle_timeout`]), and drains [`IceAgent::poll_transmit`] and
-/// [`IceAgent::poll_event`] after every call, re-arming one timer at
-/// [`IceAgent::poll_timeout`]. Several data streams are several
-/// [`Checklist`]s sharing one [`Pacer`]; see [`Checklist`].
-pub struct IceAgent {
+/// The driver feeds it datagrams ([`Agent::handle_input`]) and time
+/// ([`Agent::handle_timeout`]), and drains [`Agent::poll_transmit`] and
+/// [`Agent::poll_event`] after every call, re-arming one timer at
+/// [`Agent::poll_timeout`]. The `IceAgent` actor of `floe-actors` drives it this way
+/// over real sockets and TURN allocations, and adds nothing to its rules.
+pub struct Agent {
     config: IceConfig,
     rng: Box<dyn RngCore + Send>,
     tie_breaker: u64,
@@ -73,12 +74,7 @@ fn checklist_rng(rng: &mut dyn RngCore) -> StdRng {
     StdRng::from_seed(seed)
 }
 
-/// RFC 7983 §7: a STUN message starts with 0..=3 and carries the magic cookie.
-fn is_stun(data: &[u8]) -> bool {
-    data.len() >= 20 && data[0] < 4 && data[4..8] == MAGIC_COOKIE.to_be_bytes()
-}
-
-impl IceAgent {
+impl Agent {
     /// A new agent. `rng` must be a CSPRNG (`rand::rngs::OsRng` or `StdRng::from_entropy()`;
     /// tests inject a seeded `StdRng`): it draws the ufrag and password (RFC 8445 §5.3,
     /// 48 and 144 bits), the tie-breaker (§7.1.3), and the checklists' transaction ids.
@@ -92,7 +88,7 @@ impl IceAgent {
             tie_breaker,
             checklist_rng(&mut *rng),
         );
-        IceAgent {
+        Agent {
             role: checklist.role(),
             pacer: Pacer::new(config.ta),
             config,
@@ -220,11 +216,11 @@ impl IceAgent {
         self.drive(now);
     }
 
-    /// RFC 8445 §9: ICE restart: new local credentials (signal them, with the
-    /// candidates, which are kept) and a fresh checklist; the peer's new credentials
+    /// RFC 8445 §9: ICE restart: new local credentials, returned to signal with the
+    /// candidates (which are kept), and a fresh checklist; the peer's new credentials
     /// and candidates are set as before. The old selected pair keeps carrying data and
     /// consent until the new checklist selects a pair.
-    pub fn restart(&mut self, now: Instant) {
+    pub fn restart(&mut self, now: Instant) -> IceCredentials {
         let credentials = IceCredentials::random(&mut *self.rng);
         let mut config = self.config.clone();
         config.role = self.role;
@@ -253,6 +249,7 @@ impl IceAgent {
             }
         }
         self.drive(now);
+        self.checklist.local_credentials().clone()
     }
 
     /// A datagram from `from` arrived on the local address `to` (a host candidate's
@@ -302,7 +299,7 @@ impl IceAgent {
         self.send_component(1, data)
     }
 
-    /// [`IceAgent::send`] on another component.
+    /// [`Agent::send`] on another component.
     pub fn send_component(&mut self, component: u16, data: Bytes) -> Result<(), IceError> {
         let t = match &mut self.previous {
             Some(p) if !self.checklist.has_selected_pair(component) => p.send(component, data),
@@ -323,7 +320,7 @@ impl IceAgent {
         self.drive(now);
     }
 
-    /// The next instant [`IceAgent::handle_timeout`] must run (maybe already past).
+    /// The next instant [`Agent::handle_timeout`] must run (maybe already past).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let mut t = self.checklist.poll_timeout();
         let mut min = |x: Option<Instant>| {

@@ -581,11 +581,11 @@ impl FromStr for Candidate {
 /// RFC 8445 §5.1.2.1: local preferences by base IP, 65535 for the first base seen, then
 /// 65534 and so on, so each interface keeps one preference for all its candidates.
 #[derive(Clone, Debug, Default)]
-pub struct LocalPreferences(Vec<IpAddr>);
+pub(crate) struct LocalPreferences(Vec<IpAddr>);
 
 impl LocalPreferences {
     /// The local preference of candidates on `base`.
-    pub fn of(&mut self, base: IpAddr) -> u16 {
+    pub(crate) fn of(&mut self, base: IpAddr) -> u16 {
         let index = match self.0.iter().position(|ip| *ip == base) {
             Some(i) => i,
             None => {
@@ -601,7 +601,7 @@ impl LocalPreferences {
 /// foundation filled in where unset — or `None` when it is redundant with one of
 /// `existing` (same address, base, component and transport), has no base, is
 /// peer-reflexive, or is not a host candidate of a lite agent.
-pub fn prepare_local_candidate(
+pub(crate) fn prepare_local_candidate(
     mut candidate: Candidate,
     existing: &[Candidate],
     lite: bool,

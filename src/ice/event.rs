@@ -3,7 +3,7 @@
 use super::candidate::Candidate;
 use super::config::IceRole;
 
-/// An event of an [`IceAgent`](super::IceAgent) or a [`Checklist`](super::Checklist),
+/// An event of an [`Agent`](super::Agent) or a [`Checklist`](super::Checklist),
 /// named as the seed names them (`PairNominated`, `PairFailed`, `Connected`,
 /// `Failed` ...). Local candidates are not events: `add_local_candidate` returns the
 /// candidate to signal. Application data is returned by `handle_input`.
@@ -61,6 +61,23 @@ pub enum IceEvent {
     /// RFC 8445 §8.1.2: every pair failed after end-of-candidates, the connect timeout
     /// passed, or consent was lost.
     Failed,
+}
+
+impl IceEvent {
+    /// The seed's name of the event (`OnICECandidatePairNominated`, `OnICEConnected` ...).
+    pub fn seed_name(&self) -> &'static str {
+        match self {
+            IceEvent::PeerReflexive { .. } => "OnICEPeerReflexiveCandidate",
+            IceEvent::PairNominated { .. } => "OnICECandidatePairNominated",
+            IceEvent::PairFailed { .. } => "OnICECandidatePairFailed",
+            IceEvent::SelectedPairChanged { .. } => "OnICESelectedPairChanged",
+            IceEvent::RoleChanged(_) => "OnICERoleChanged",
+            IceEvent::Connected => "OnICEConnected",
+            IceEvent::Disconnected => "OnICEDisconnected",
+            IceEvent::ConsentLost { .. } => "OnICEConsentLost",
+            IceEvent::Failed => "OnICEFailed",
+        }
+    }
 }
 
 /// The overall state of an agent, as its events leave it.

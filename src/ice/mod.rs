@@ -2,7 +2,7 @@
 //! checklists with pacing, triggered checks, nomination and role conflicts, consent
 //! freshness (RFC 7675), trickle ICE (RFC 8838), ICE restart and ice-lite.
 //!
-//! [`IceAgent`] is the agent of one data stream: it owns the credentials, role and
+//! [`Agent`] is the agent of one data stream: it owns the credentials, role and
 //! tie-breaker, computes candidate priorities and foundations, paces checks with a
 //! [`Pacer`], and drives one [`Checklist`]. Like every floe core it reads no clock and
 //! opens no socket:
@@ -33,10 +33,10 @@ mod event;
 mod pacer;
 mod pair;
 
-pub use agent::IceAgent;
+pub use agent::Agent;
 pub use candidate::{
-    candidate_foundation, candidate_priority, is_valid_foundation, prepare_local_candidate,
-    Candidate, CandidateKind, CandidateTransport, LocalPreferences, TcpType,
+    candidate_foundation, candidate_priority, is_valid_foundation, Candidate, CandidateKind,
+    CandidateTransport, TcpType,
 };
 pub use checklist::Checklist;
 pub use config::{IceConfig, IceRole, Nomination, DEFAULT_TA, MIN_TA};

@@ -16,10 +16,9 @@ use super::config::MIN_TA;
 /// just shown to work, and waiting a whole Ta for it would double the time to connect.
 /// Retransmissions (which follow their RTO) and consent checks (RFC 7675) take no slot.
 ///
-/// An [`IceAgent`](super::IceAgent) owns one. A driver that runs one
-/// [`Checklist`](super::Checklist) per data stream on its own (the actors) keeps one
-/// `Pacer` in the agent and, at each [`Pacer::next_slot`], gives the slot to the next
-/// checklist that [wants one](super::Checklist::wants_check):
+/// An [`Agent`](super::Agent) owns one and offers each slot to its checklists;
+/// [`Checklist::wants_check`](super::Checklist::wants_check) says whether a checklist
+/// has a check to start:
 ///
 /// ```
 /// use std::time::{Duration, Instant};

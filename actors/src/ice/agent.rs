@@ -1,144 +1,46 @@
-//! `IceAgent`: credentials, role, gathering, priorities, pacing; the public API.
+//! `IceAgent`: the actor around the core [`floe::ice::Agent`]: its sockets, its one
+//! timer, gathering IO, and its subscribers.
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
 use std::time::Instant;
 
-use actix::{
-    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, ResponseFuture, SpawnHandle,
-};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, SpawnHandle, StreamHandler, WrapFuture};
 use bytes::Bytes;
-use floe::ice::{
-    prepare_local_candidate, Candidate, IceCredentials, IceError, IceRole, LocalPreferences, Pacer,
-};
+use floe::ice::{Agent, Candidate, IceCredentials, IceError};
+use floe::Transmit;
+use futures_util::StreamExt;
 use rand::rngs::StdRng;
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 
-use super::checklist::{AddLocal, Checklist, Control, GatherOn, SendData};
+use super::api::Description;
 use super::config::AgentConfig;
-use super::gather::host_addresses;
-use super::{CandidateErrorKind, IceEvent, Send};
-use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
+use super::gather::{host_addresses, BindingOutcome, ServerBinding};
+use super::io::{udp_datagrams, Datagram};
+use super::relay::{self, RelayOutcome, RelaySession};
+use super::{CandidateErrorKind, IceEvent};
+use crate::events::Subscribers;
+use crate::turn::client::{Allocate, TurnClientEvent, TurnClientHandle};
+use crate::udp::{BatchSocket, Outgoing, UdpSocketConfig};
 
-/// Starts gathering (the seed's GatherCandidates): host candidates on the configured
-/// addresses, server-reflexive ones from the STUN servers, relayed ones from the TURN
-/// servers. Subscribe first: candidates come as [`IceEvent::Candidate`], then
-/// [`IceEvent::GatheringComplete`].
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Gather;
-
-/// The local ufrag, password and current role, to signal.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Description")]
-pub struct LocalDescription;
-
-/// The answer to [`LocalDescription`].
-#[derive(Debug, Clone, PartialEq, Eq, actix::MessageResponse)]
-pub struct Description {
-    /// The local ufrag and password.
-    pub credentials: IceCredentials,
-    /// The current role.
-    pub role: IceRole,
+/// A host socket: a host candidate's base.
+struct HostSocket {
+    addr: SocketAddr,
+    socket: Rc<BatchSocket>,
 }
 
-/// The remote side's ufrag and password (RFC 8445 §5.3) and the candidates known so
-/// far (more may follow with [`AddRemoteCandidate`]).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct SetRemote {
-    /// ice-ufrag.
-    pub ufrag: String,
-    /// ice-pwd.
-    pub pwd: String,
-    /// Candidates.
-    pub candidates: Vec<Candidate>,
+/// An event of the TURN client of relay number `relay`.
+pub(crate) struct RelayInput {
+    relay: usize,
+    event: TurnClientEvent,
 }
 
-/// A remote candidate, at any time (RFC 8838 trickle).
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub struct AddRemoteCandidate(pub Candidate);
-
-/// The remote side signalled end-of-candidates (RFC 8838 §8.2).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct EndOfRemoteCandidates;
-
-/// Starts the checks (the seed's ProcessCandidates; RFC 8445 §6.1.2.6). Checks go out
-/// once the remote credentials are known; candidates may still trickle in.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Start;
-
-/// RFC 8445 §9: ICE restart. The agent takes new local credentials (answered, to
-/// signal with the candidates, which are kept) and every checklist starts afresh; the
-/// pair selected before keeps carrying data and consent until the new checks select
-/// one. Then give the remote side's new credentials and candidates with
-/// [`SetRemote`] (the peer restarts too when it sees new credentials).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Description")]
-pub struct Restart;
-
-/// Stops the agent and its checklists; TURN allocations are deleted.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Stop;
-
-/// Checklist → agent: it has a check to start in the next Ta slot.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct WantsSlot {
-    pub stream: usize,
-    /// The check is a nomination check, which may go at the 5 ms floor.
-    pub nomination: bool,
-}
-
-/// Checklist → agent: a local candidate, without priority and foundation yet.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct Gathered {
-    pub stream: usize,
-    pub candidate: Candidate,
-}
-
-/// Checklist → agent: a server gave no candidate.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct GatherError {
-    pub stream: usize,
-    pub server: SocketAddr,
-    pub kind: CandidateErrorKind,
-    pub code: Option<u16>,
-    pub reason: String,
-}
-
-/// Checklist → agent: the stream has every candidate it will get.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct GatherDone {
-    pub stream: usize,
-}
-
-/// Checklist → agent: an event of the stream.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct StreamEvent {
-    pub stream: usize,
-    pub event: IceEvent,
-}
-
-/// One data stream as the agent sees it.
-struct Stream {
-    checklist: Addr<Checklist>,
-    wants_slot: bool,
-    wants_nomination_slot: bool,
-    gathered: bool,
-    local: Vec<Candidate>,
-}
-
-/// An ICE agent (RFC 8445): credentials, role and tie-breaker, gathering, the
-/// priorities of local candidates, and the Ta pacer shared by its [`Checklist`]s. See
-/// the [module documentation](super).
+/// An ICE agent (RFC 8445) as an actor: it drives one core [`floe::ice::Agent`] (which
+/// holds every protocol rule: candidates' priorities, pairing, Ta pacing, checks,
+/// nomination, role conflicts, consent, restart) and adds the IO: host UDP sockets,
+/// Bindings to STUN servers, TURN sessions for relayed candidates, one timer, and
+/// the subscribers of its [`IceEvent`]s. See the [module documentation](super).
 ///
 /// ```no_run
 /// # async fn demo() {
@@ -163,125 +65,335 @@ struct Stream {
 /// ```
 pub struct IceAgent {
     config: AgentConfig,
-    credentials: IceCredentials,
-    tie_breaker: u64,
-    role: IceRole,
-    rng: StdRng,
-    streams: Vec<Stream>,
-    /// Local preferences by base IP, shared by the streams.
-    local_preferences: LocalPreferences,
+    core: Agent,
+    sockets: Vec<HostSocket>,
+    bindings: Vec<ServerBinding>,
+    relays: Vec<RelaySession>,
     gathering: bool,
     gathering_complete: bool,
-    pacer: Pacer,
-    slot_timer: Option<SpawnHandle>,
-    subscribers: Subscribers<IceEvent>,
-}
-
-/// A running [`IceAgent`]: its address and the API as methods.
-#[derive(Clone)]
-pub struct IceAgentHandle {
-    addr: Addr<IceAgent>,
+    /// The remote candidates' IPs: each relay installs permissions for them.
+    remote_ips: HashSet<IpAddr>,
+    timer: Option<SpawnHandle>,
+    timer_at: Option<Instant>,
+    pub(super) subscribers: Subscribers<IceEvent>,
 }
 
 impl IceAgent {
-    /// An agent with fresh credentials (RFC 8445 §5.3, from the OS CSPRNG) and
-    /// tie-breaker (§7.1.3), not started.
+    /// An agent with fresh credentials (RFC 8445 §5.3) and tie-breaker (§7.1.3) from
+    /// the OS CSPRNG, not started.
     pub fn new(config: AgentConfig) -> Self {
-        let mut rng = StdRng::from_entropy();
-        let credentials = IceCredentials::random(&mut rng);
-        let tie_breaker = rng.next_u64();
         IceAgent {
-            role: if config.ice.lite {
-                IceRole::Controlled
-            } else {
-                config.ice.role
-            },
-            pacer: Pacer::new(config.ice.ta),
+            core: Agent::new(config.ice.clone(), StdRng::from_entropy()),
             config,
-            credentials,
-            tie_breaker,
-            rng,
-            streams: Vec::new(),
-            local_preferences: LocalPreferences::default(),
+            sockets: Vec::new(),
+            bindings: Vec::new(),
+            relays: Vec::new(),
             gathering: false,
             gathering_complete: false,
-            slot_timer: None,
+            remote_ips: HashSet::new(),
+            timer: None,
+            timer_at: None,
             subscribers: Subscribers::default(),
         }
     }
 
-    /// Starts an agent on the current Arbiter (its sockets are bound there).
-    pub fn spawn(config: AgentConfig) -> IceAgentHandle {
-        IceAgentHandle {
-            addr: IceAgent::new(config).start(),
+    /// The local credentials, the current role and the local candidates.
+    pub(super) fn description(&self) -> Description {
+        let (ufrag, pwd) = self.core.local_credentials();
+        Description {
+            credentials: IceCredentials {
+                ufrag: ufrag.to_owned(),
+                pwd: pwd.to_owned(),
+            },
+            role: self.core.role(),
+            candidates: self.core.local_candidates().to_vec(),
         }
     }
 
-    /// RFC 8445 §5.1.2 and §5.1.1.3: the priority and foundation of a local candidate,
-    /// as [`floe::ice::IceAgent::add_local_candidate`] computes them; `None` when it is
-    /// redundant (§5.1.3).
-    fn prioritise(&mut self, stream: usize, c: Candidate) -> Option<Candidate> {
-        let c = prepare_local_candidate(
-            c,
-            &self.streams[stream].local,
-            self.config.ice.lite,
-            &mut self.local_preferences,
-        )?;
-        self.streams[stream].local.push(c.clone());
-        Some(c)
-    }
-
-    fn to_all(&self, msg: impl Fn() -> Control) {
-        for s in &self.streams {
-            s.checklist.do_send(msg());
-        }
-    }
-
-    /// RFC 8445 §6.1.4.2: one slot per Ta across all checklists, round-robin; a
-    /// nomination check waits only for the 5 ms floor ([`Pacer::take_nomination_slot`]).
-    fn offer_slot(&mut self, ctx: &mut Context<Self>) {
-        if let Some(h) = self.slot_timer.take() {
-            ctx.cancel_future(h);
-        }
-        if !self.streams.iter().any(|s| s.wants_slot) {
+    /// Binds a host socket on each allowed address, starts the Bindings to STUN
+    /// servers and the TURN sessions.
+    pub(super) fn gather(&mut self, ctx: &mut Context<Self>) {
+        if std::mem::replace(&mut self.gathering, true) {
             return;
         }
-        let now = Instant::now();
-        let streams = &mut self.streams;
-        let give = |s: &mut Stream, control: Control| {
-            s.wants_slot = false;
-            s.wants_nomination_slot = false;
-            s.checklist.do_send(control);
-        };
-        let taken = self.pacer.take_slot(now, streams.len(), |i| {
-            let wants = streams[i].wants_slot;
-            if wants {
-                give(&mut streams[i], Control::Slot);
-            }
-            wants
+        let ips = host_addresses(&self.config.gather).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list the network interfaces");
+            Vec::new()
         });
-        if taken.is_none() {
-            self.pacer.take_nomination_slot(now, streams.len(), |i| {
-                let wants = streams[i].wants_nomination_slot;
-                if wants {
-                    give(&mut streams[i], Control::NominationSlot);
-                }
-                wants
-            });
+        tracing::debug!(?ips, "gathering");
+        let now = Instant::now();
+        let transaction = self.config.gather.transaction();
+        let relay_only = self.config.gather.relay_only;
+        for ip in ips {
+            let socket =
+                match BatchSocket::bind(SocketAddr::new(ip, 0), &UdpSocketConfig::default()) {
+                    Ok(s) => Rc::new(s),
+                    Err(e) => {
+                        tracing::warn!(%ip, error = %e, "no host candidate");
+                        continue;
+                    }
+                };
+            let addr = socket.local_addr();
+            ctx.add_stream(udp_datagrams(self.sockets.len(), socket.clone()));
+            self.sockets.push(HostSocket { addr, socket });
+            if !relay_only {
+                self.add_local(Candidate::host(addr));
+            }
         }
-        let next = if self.streams.iter().any(|s| s.wants_nomination_slot) {
-            self.pacer.next_nomination_slot()
-        } else if self.streams.iter().any(|s| s.wants_slot) {
-            self.pacer.next_slot()
-        } else {
-            None
+        if !relay_only {
+            for server in self.config.stun.clone() {
+                for (i, s) in self.sockets.iter().enumerate() {
+                    if s.addr.is_ipv4() == server.is_ipv4() {
+                        let b = ServerBinding::start(now, i, s.addr, server, transaction);
+                        self.bindings.push(b);
+                    }
+                }
+            }
+        }
+        for server in self.config.turn.clone() {
+            let local_ip = self
+                .sockets
+                .iter()
+                .map(|s| s.addr.ip())
+                .find(|ip| ip.is_ipv4() == server.addr.is_ipv4())
+                .unwrap_or(if server.addr.is_ipv4() {
+                    IpAddr::from([0, 0, 0, 0])
+                } else {
+                    IpAddr::from([0u16; 8])
+                });
+            let session = RelaySession::new(server);
+            let config = session.client_config(local_ip, transaction);
+            let index = self.relays.len();
+            self.relays.push(session);
+            ctx.spawn(
+                relay::connect(config)
+                    .into_actor(self)
+                    .map(move |res, act, ctx| act.relay_connected(ctx, index, res)),
+            );
+        }
+        self.check_gathering_done();
+        self.drive(ctx);
+    }
+
+    fn relay_connected(
+        &mut self,
+        ctx: &mut Context<Self>,
+        relay: usize,
+        res: Result<TurnClientHandle, String>,
+    ) {
+        let client = match res {
+            Ok(client) => client,
+            Err(reason) => {
+                let outcome =
+                    self.relays[relay].fail(CandidateErrorKind::Unreachable, None, reason);
+                self.relay_outcome(relay, outcome);
+                self.drive(ctx);
+                return;
+            }
         };
-        if let Some(at) = next {
-            let wait = at.saturating_duration_since(now);
-            self.slot_timer = Some(ctx.run_later(wait, |act, ctx| {
-                act.slot_timer = None;
-                act.offer_slot(ctx);
-            }));
+        ctx.add_stream(
+            client
+                .events()
+                .map(move |event| RelayInput { relay, event }),
+        );
+        let allocate = client.addr().send(Allocate);
+        self.relays[relay].connected(client);
+        ctx.spawn(allocate.into_actor(self).map(move |res, act, ctx| {
+            let reason = match res {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let outcome = act.relays[relay].fail(CandidateErrorKind::Rejected, None, reason);
+            act.relay_outcome(relay, outcome);
+            act.drive(ctx);
+        }));
+    }
+
+    /// RFC 8445 §5.1: the core gives the candidate its priority and foundation, or
+    /// drops it as redundant; what it keeps is signalled.
+    fn add_local(&mut self, candidate: Candidate) {
+        if let Some(c) = self.core.add_local_candidate(candidate) {
+            self.subscribers.publish(IceEvent::Candidate(c));
+        }
+    }
+
+    fn candidate_error(
+        &mut self,
+        server: SocketAddr,
+        kind: CandidateErrorKind,
+        code: Option<u16>,
+        reason: String,
+    ) {
+        tracing::debug!(%server, %reason, "no candidate");
+        self.subscribers.publish(IceEvent::CandidateError {
+            server,
+            kind,
+            code,
+            reason,
+        });
+    }
+
+    /// RFC 8838 §8.2: once every server has answered or failed, gathering is complete.
+    fn check_gathering_done(&mut self) {
+        if self.gathering_complete
+            || !self.gathering
+            || self.bindings.iter().any(|b| !b.is_done())
+            || self.relays.iter().any(|r| !r.is_done())
+        {
+            return;
+        }
+        self.gathering_complete = true;
+        self.core.end_of_local_candidates();
+        self.subscribers.publish(IceEvent::GatheringComplete);
+    }
+
+    fn binding_outcome(&mut self, i: usize) {
+        let Some(outcome) = self.bindings[i].poll_outcome() else {
+            return;
+        };
+        let server = self.bindings[i].server();
+        match outcome {
+            BindingOutcome::Mapped(mapped) => {
+                let base = self.sockets[self.bindings[i].socket()].addr;
+                self.add_local(Candidate::server_reflexive(mapped, base, server));
+            }
+            BindingOutcome::Failed { kind, code, reason } => {
+                self.candidate_error(server, kind, code, reason)
+            }
+        }
+        self.check_gathering_done();
+    }
+
+    fn relay_outcome(&mut self, relay: usize, outcome: Option<RelayOutcome>) {
+        let server = self.relays[relay].server();
+        match outcome {
+            None => {}
+            Some(RelayOutcome::Allocated { relayed, mapped }) => {
+                let mapped = mapped
+                    .or_else(|| {
+                        let s = self
+                            .sockets
+                            .iter()
+                            .find(|s| s.addr.is_ipv4() == relayed.is_ipv4());
+                        s.map(|s| s.addr)
+                    })
+                    .unwrap_or(relayed);
+                self.add_local(Candidate::relayed(relayed, mapped, server));
+                for ip in self.remote_ips.clone() {
+                    self.relays[relay].permit(ip);
+                }
+                self.check_gathering_done();
+            }
+            Some(RelayOutcome::Data { peer, data }) => {
+                if let Some(relayed) = self.relays[relay].relayed() {
+                    self.input(Instant::now(), peer, relayed, data);
+                }
+            }
+            Some(RelayOutcome::Failed { kind, code, reason }) => {
+                self.candidate_error(server, kind, code, reason);
+                self.check_gathering_done();
+            }
+        }
+    }
+
+    /// A datagram (or relayed data) for the core; application data goes straight to
+    /// the subscribers.
+    fn input(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Bytes) {
+        if let Some(data) = self.core.handle_input(now, from, to, data) {
+            self.subscribers.publish(IceEvent::Data(data));
+        }
+    }
+
+    /// RFC 8656 §9: relays let the remote candidates' IPs in.
+    pub(super) fn add_remote(&mut self, candidate: Candidate) {
+        if self.remote_ips.insert(candidate.addr().ip()) {
+            for r in &mut self.relays {
+                r.permit(candidate.addr().ip());
+            }
+        }
+        self.core.add_remote_candidate(candidate);
+    }
+
+    pub(super) fn core(&mut self) -> &mut Agent {
+        &mut self.core
+    }
+
+    /// Application data on the selected pair.
+    pub(super) fn send(&mut self, ctx: &mut Context<Self>, data: Bytes) -> Result<(), IceError> {
+        self.core.send(data)?;
+        self.drive(ctx);
+        Ok(())
+    }
+
+    /// Sends a transmit from its source: a host socket, or a relay for a relayed base.
+    fn route(&mut self, t: Transmit) {
+        if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source) {
+            if let Err(e) = s.socket.try_send(&Outgoing::new(t.destination, &t.payload)) {
+                tracing::debug!(from = %t.source, to = %t.destination, error = %e, "ICE datagram not sent");
+            }
+        } else if let Some(r) = self
+            .relays
+            .iter_mut()
+            .find(|r| r.relayed() == Some(t.source))
+        {
+            r.send_to(t.destination, t.payload);
+        } else {
+            tracing::debug!(from = %t.source, "no socket for an ICE transmit");
+        }
+    }
+
+    /// After every input: transmits out, events to the subscribers, the timer re-armed
+    /// at the earliest deadline of the core and the Bindings.
+    pub(super) fn drive(&mut self, ctx: &mut Context<Self>) {
+        while let Some(t) = self.core.poll_transmit() {
+            self.route(t);
+        }
+        for i in 0..self.bindings.len() {
+            while let Some(t) = self.bindings[i].poll_transmit() {
+                let s = &self.sockets[self.bindings[i].socket()];
+                let _ = s.socket.try_send(&Outgoing::new(t.destination, &t.payload));
+            }
+        }
+        while let Some(e) = self.core.poll_event() {
+            if let floe::ice::IceEvent::SelectedPairChanged { local, remote } = &e {
+                // RFC 8656 §12: a relayed pair that carries data gets a channel.
+                let base = local.base().unwrap_or(local.addr());
+                if let Some(r) = self.relays.iter_mut().find(|r| r.relayed() == Some(base)) {
+                    r.bind(remote.addr());
+                }
+            }
+            self.subscribers.publish(IceEvent::Core(e));
+        }
+        let next = self
+            .bindings
+            .iter()
+            .filter_map(ServerBinding::poll_timeout)
+            .chain(self.core.poll_timeout())
+            .min();
+        if next != self.timer_at {
+            if let Some(h) = self.timer.take() {
+                ctx.cancel_future(h);
+            }
+            self.timer_at = next;
+            if let Some(at) = next {
+                let wait = at.saturating_duration_since(Instant::now());
+                self.timer = Some(ctx.run_later(wait, |act, ctx| {
+                    act.timer = None;
+                    act.timer_at = None;
+                    act.on_timeout();
+                    act.drive(ctx);
+                }));
+            }
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let now = Instant::now();
+        self.core.handle_timeout(now);
+        for i in 0..self.bindings.len() {
+            self.bindings[i].handle_timeout(now);
+            self.binding_outcome(i);
         }
     }
 }
@@ -289,304 +401,42 @@ impl IceAgent {
 impl Actor for IceAgent {
     type Context = Context<Self>;
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let mut seed = [0u8; 32];
-        self.rng.fill_bytes(&mut seed);
-        let checklist = Checklist::new(
-            0,
-            ctx.address(),
-            self.config.clone(),
-            self.credentials.clone(),
-            self.tie_breaker,
-            StdRng::from_seed(seed),
-        )
-        .start();
-        self.streams.push(Stream {
-            checklist,
-            wants_slot: false,
-            wants_nomination_slot: false,
-            gathered: false,
-            local: Vec::new(),
-        });
-    }
-
     fn stopped(&mut self, _: &mut Context<Self>) {
-        self.to_all(|| Control::Stop);
-    }
-}
-
-impl Handler<Gather> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, _: Gather, _: &mut Context<Self>) {
-        if std::mem::replace(&mut self.gathering, true) {
-            return;
-        }
-        let ips = match host_addresses(&self.config.gather) {
-            Ok(ips) => ips,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the network interfaces");
-                Vec::new()
-            }
-        };
-        tracing::debug!(?ips, "gathering");
-        for s in &self.streams {
-            s.checklist.do_send(GatherOn(ips.clone()));
+        for r in &mut self.relays {
+            r.close();
         }
     }
 }
 
-impl Handler<Gathered> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: Gathered, _: &mut Context<Self>) {
-        if let Some(c) = self.prioritise(msg.stream, msg.candidate) {
-            self.streams[msg.stream]
-                .checklist
-                .do_send(AddLocal(c.clone()));
-            self.subscribers.publish(IceEvent::Candidate(c));
+impl StreamHandler<Datagram> for IceAgent {
+    fn handle(&mut self, d: Datagram, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if let Some(i) = self
+            .bindings
+            .iter()
+            .position(|b| b.is_for(d.socket, d.from))
+        {
+            self.bindings[i].handle_input(now, d.from, d.data);
+            self.binding_outcome(i);
+        } else {
+            self.input(now, d.from, d.to, d.data);
         }
+        self.drive(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // One socket stopped receiving (logged); the others carry on.
     }
 }
 
-impl Handler<GatherError> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: GatherError, _: &mut Context<Self>) {
-        tracing::debug!(stream = msg.stream, server = %msg.server, reason = %msg.reason, "no candidate");
-        self.subscribers.publish(IceEvent::CandidateError {
-            server: msg.server,
-            kind: msg.kind,
-            code: msg.code,
-            reason: msg.reason,
-        });
-    }
-}
-
-impl Handler<GatherDone> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: GatherDone, _: &mut Context<Self>) {
-        if let Some(s) = self.streams.get_mut(msg.stream) {
-            s.gathered = true;
-            s.checklist.do_send(Control::EndOfLocal);
-        }
-        if !self.gathering_complete && self.streams.iter().all(|s| s.gathered) {
-            self.gathering_complete = true;
-            self.subscribers.publish(IceEvent::GatheringComplete);
-        }
-    }
-}
-
-impl Handler<WantsSlot> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: WantsSlot, ctx: &mut Context<Self>) {
-        let Some(s) = self.streams.get_mut(msg.stream) else {
-            return;
-        };
-        let sooner = msg.nomination && !s.wants_nomination_slot;
-        s.wants_slot = true;
-        s.wants_nomination_slot |= msg.nomination;
-        if self.slot_timer.is_none() || sooner {
-            self.offer_slot(ctx);
-        }
-    }
-}
-
-impl Handler<StreamEvent> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: StreamEvent, _: &mut Context<Self>) {
-        if let IceEvent::RoleChanged(role) = msg.event {
-            // RFC 8445 §7.3.1.1: the agent has one role; every checklist follows.
-            self.role = role;
-            for (i, s) in self.streams.iter().enumerate() {
-                if i != msg.stream {
-                    s.checklist.do_send(Control::SetRole(role));
-                }
-            }
-        }
-        self.subscribers.publish(msg.event);
-    }
-}
-
-impl Handler<LocalDescription> for IceAgent {
-    type Result = Description;
-
-    fn handle(&mut self, _: LocalDescription, _: &mut Context<Self>) -> Self::Result {
-        Description {
-            credentials: self.credentials.clone(),
-            role: self.role,
-        }
-    }
-}
-
-impl Handler<SetRemote> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: SetRemote, _: &mut Context<Self>) {
-        let credentials = IceCredentials {
-            ufrag: msg.ufrag,
-            pwd: msg.pwd,
-        };
-        self.to_all(|| Control::RemoteCredentials(credentials.clone()));
-        for c in msg.candidates {
-            self.to_all(|| Control::AddRemote(c.clone()));
-        }
-    }
-}
-
-impl Handler<AddRemoteCandidate> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: AddRemoteCandidate, _: &mut Context<Self>) {
-        self.to_all(|| Control::AddRemote(msg.0.clone()));
-    }
-}
-
-impl Handler<EndOfRemoteCandidates> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, _: EndOfRemoteCandidates, _: &mut Context<Self>) {
-        self.to_all(|| Control::EndOfRemote);
-    }
-}
-
-impl Handler<Start> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, _: Start, _: &mut Context<Self>) {
-        self.to_all(|| Control::Start);
-    }
-}
-
-impl Handler<Send> for IceAgent {
-    type Result = ResponseFuture<Result<(), IceError>>;
-
-    fn handle(&mut self, msg: Send, _: &mut Context<Self>) -> Self::Result {
-        let checklist = self.streams[0].checklist.clone();
-        Box::pin(async move {
-            checklist
-                .send(SendData(msg.0))
-                .await
-                .unwrap_or(Err(IceError::NotConnected))
-        })
-    }
-}
-
-impl Handler<Restart> for IceAgent {
-    type Result = Description;
-
-    fn handle(&mut self, _: Restart, _: &mut Context<Self>) -> Self::Result {
-        self.credentials = IceCredentials::random(&mut self.rng);
-        let credentials = self.credentials.clone();
-        tracing::debug!(ufrag = %credentials.ufrag, "ICE restart");
-        self.to_all(|| Control::Restart(credentials.clone()));
-        Description {
-            credentials: self.credentials.clone(),
-            role: self.role,
-        }
-    }
-}
-
-impl Handler<Stop> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
-        ctx.stop();
-    }
-}
-
-impl Handler<Subscribe<IceEvent>> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: Subscribe<IceEvent>, _: &mut Context<Self>) {
-        self.subscribers.add(msg.0);
-    }
-}
-
-impl Handler<SubscribeChannel<IceEvent>> for IceAgent {
-    type Result = ();
-
-    fn handle(&mut self, msg: SubscribeChannel<IceEvent>, _: &mut Context<Self>) {
-        self.subscribers.add_channel(msg.0);
-    }
-}
-
-impl IceAgentHandle {
-    /// The agent's address, for [`Subscribe`] and the messages.
-    pub fn addr(&self) -> &Addr<IceAgent> {
-        &self.addr
+impl StreamHandler<RelayInput> for IceAgent {
+    fn handle(&mut self, msg: RelayInput, ctx: &mut Context<Self>) {
+        let outcome = self.relays[msg.relay].on_event(msg.event);
+        self.relay_outcome(msg.relay, outcome);
+        self.drive(ctx);
     }
 
-    /// The agent's events as a stream (subscribe before [`IceAgentHandle::gather`]).
-    pub fn events(&self) -> EventStream<IceEvent> {
-        let (stream, subscribe) = EventStream::new();
-        self.addr.do_send(subscribe);
-        stream
-    }
-
-    /// [`Gather`].
-    pub fn gather(&self) {
-        self.addr.do_send(Gather);
-    }
-
-    /// [`LocalDescription`]: the ufrag, password and role to signal.
-    pub async fn local_description(&self) -> Description {
-        self.addr
-            .send(LocalDescription)
-            .await
-            .expect("the ICE agent is running")
-    }
-
-    /// [`SetRemote`].
-    pub fn set_remote(
-        &self,
-        ufrag: impl Into<String>,
-        pwd: impl Into<String>,
-        candidates: Vec<Candidate>,
-    ) {
-        self.addr.do_send(SetRemote {
-            ufrag: ufrag.into(),
-            pwd: pwd.into(),
-            candidates,
-        });
-    }
-
-    /// [`AddRemoteCandidate`].
-    pub fn add_remote_candidate(&self, candidate: Candidate) {
-        self.addr.do_send(AddRemoteCandidate(candidate));
-    }
-
-    /// [`EndOfRemoteCandidates`].
-    pub fn end_of_remote_candidates(&self) {
-        self.addr.do_send(EndOfRemoteCandidates);
-    }
-
-    /// [`Start`] (the seed's ProcessCandidates).
-    pub fn start(&self) {
-        self.addr.do_send(Start);
-    }
-
-    /// [`Send`]: application data over the selected pair.
-    pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), IceError> {
-        self.addr
-            .send(Send(data.into()))
-            .await
-            .unwrap_or(Err(IceError::NotConnected))
-    }
-
-    /// [`Restart`]: answers the new ufrag and password to signal.
-    pub async fn restart(&self) -> Description {
-        self.addr
-            .send(Restart)
-            .await
-            .expect("the ICE agent is running")
-    }
-
-    /// [`Stop`].
-    pub fn stop(&self) {
-        self.addr.do_send(Stop);
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // A TURN client stopped; its Closed event said so.
     }
 }

@@ -18,7 +18,7 @@
 //!
 //! stdin: the remote's description, candidates and end-of-candidates, in any order and
 //! at any time (trickle); lines with an `"event"` key are ignored. Checks start when
-//! the remote description arrives.
+//! the remote description arrives; `"ice-lite":true` on it says the remote is lite.
 //!
 //! With `--send TEXT` the agent sends TEXT once connected, again every 0.5 s until
 //! something arrives, and exits 0 once it has both sent and received (after a second
@@ -30,7 +30,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use floe::ice::{Candidate, IceRole, Nomination};
+use floe::ice::{Candidate, IceEvent as CoreEvent, IceRole, Nomination};
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -151,7 +151,12 @@ fn remote_line(agent: &IceAgentHandle, line: &str) -> bool {
         msg.get("ufrag").and_then(Value::as_str),
         msg.get("pwd").and_then(Value::as_str),
     ) {
-        agent.set_remote(ufrag, pwd, Vec::new());
+        // RFC 8445 §6.1.1: a lite peer says so (`a=ice-lite`); this agent then controls.
+        if msg.get("ice-lite").and_then(Value::as_bool) == Some(true) {
+            agent.set_remote_lite(ufrag, pwd, Vec::new());
+        } else {
+            agent.set_remote(ufrag, pwd, Vec::new());
+        }
         return true;
     }
     if let Some(text) = msg.get("candidate").and_then(Value::as_str) {
@@ -231,7 +236,7 @@ async fn session(config: AgentConfig, send: Option<String>, timeout: Duration) -
                         code.map_or("null".to_owned(), |c| c.to_string()),
                         js(&reason)
                     )),
-                    IceEvent::PairNominated { local, remote } => {
+                    IceEvent::Core(CoreEvent::PairNominated { local, remote }) => {
                         let mut line = pair_line("nominated", &local, &remote);
                         if let Some(t) = started {
                             line.pop();
@@ -242,10 +247,10 @@ async fn session(config: AgentConfig, send: Option<String>, timeout: Duration) -
                         }
                         emit(&line);
                     }
-                    IceEvent::PairFailed { local, remote } => emit(&pair_line("pair-failed", &local, &remote)),
-                    IceEvent::SelectedPairChanged { local, remote } => emit(&pair_line("selected-pair", &local, &remote)),
-                    IceEvent::RoleChanged(role) => emit(&format!(r#"{{"event":"role","role":{}}}"#, js(role_name(role)))),
-                    IceEvent::Connected => {
+                    IceEvent::Core(CoreEvent::PairFailed { local, remote }) => emit(&pair_line("pair-failed", &local, &remote)),
+                    IceEvent::Core(CoreEvent::SelectedPairChanged { local, remote }) => emit(&pair_line("selected-pair", &local, &remote)),
+                    IceEvent::Core(CoreEvent::RoleChanged(role)) => emit(&format!(r#"{{"event":"role","role":{}}}"#, js(role_name(role)))),
+                    IceEvent::Core(CoreEvent::Connected) => {
                         emit(r#"{"event":"connected"}"#);
                         connected = true;
                         match &send {
@@ -254,8 +259,8 @@ async fn session(config: AgentConfig, send: Option<String>, timeout: Duration) -
                             None => {}
                         }
                     }
-                    IceEvent::Disconnected => emit(r#"{"event":"disconnected"}"#),
-                    IceEvent::Failed => {
+                    IceEvent::Core(CoreEvent::Disconnected) => emit(r#"{"event":"disconnected"}"#),
+                    IceEvent::Core(CoreEvent::Failed) => {
                         emit(r#"{"event":"failed","reason":"ICE failed: no pair could be nominated, or consent was lost"}"#);
                         break 1;
                     }
@@ -263,6 +268,7 @@ async fn session(config: AgentConfig, send: Option<String>, timeout: Duration) -
                         emit(&format!(r#"{{"event":"data","data":{}}}"#, js(&String::from_utf8_lossy(&data))));
                         received = true;
                     }
+                    IceEvent::Core(e) => tracing::debug!(event = ?e, "ICE"),
                 }
             },
             _ = resend.tick(), if connected && send.is_some() && !received => {

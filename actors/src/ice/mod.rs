@@ -1,78 +1,69 @@
-//! ICE (RFC 8445) as actors: an [`IceAgent`] and one [`Checklist`] per data stream,
-//! driving the sans-IO core of [`floe::ice`].
+//! ICE (RFC 8445) as an actor: [`IceAgent`] drives the sans-IO core
+//! [`floe::ice::Agent`] and adds only what the core leaves out: sockets, one timer,
+//! gathering IO, and subscribers.
 //!
 //! ```text
-//!   application ──SetRemote/AddRemoteCandidate/Start/Send──▶ IceAgent
-//!        ▲                                                   │  credentials, role, tie-breaker,
-//!        └──────────── IceEvent (Subscribe / events()) ──────┤  gathering plan, priorities,
-//!                                                            │  the Ta pacer
-//!                                 Slot / AddLocal / SetRole ─▼─▲─ WantsSlot / Gathered / events
-//!                                                         Checklist (one per data stream)
-//!                                                            │  floe::ice::Checklist: pairs, checks,
-//!                                                            │  nomination, selected pair, consent;
-//!                                                            │  the stream's sockets
-//!                                      host UDP sockets ─────┤
-//!                              STUN Bindings on them (srflx) ┤
-//!                          TurnClient (one per TURN server) ─┘  relayed candidates
+//!   application ──Gather/SetRemote/AddRemoteCandidate/Start/Send/Restart──▶ IceAgent
+//!        ▲                                                                 │
+//!        └────────── IceEvent (Subscribe / events()) ──────────────────────┤ floe::ice::Agent
+//!                                                                          │ (credentials, role,
+//!                      host UDP sockets (one per address) ◀──────────────▶ │  priorities, checklist,
+//!                      STUN Bindings on them (srflx) ◀───────────────────▶ │  Ta pacer, nomination,
+//!                      TurnClient actors (relayed candidates) ◀──────────▶ ┘  consent, restart)
 //! ```
 //!
-//! # How the core is split between the two actors
+//! # What the actor does, and what it leaves to the core
 //!
-//! The core's [`floe::ice::IceAgent`] bundles an agent and the checklist of its one
-//! stream. The actors take it apart along the line RFC 8445 draws:
+//! Every protocol rule — priorities and foundations of local candidates, pairing,
+//! the frozen algorithm, Ta pacing, triggered checks, nomination, role conflicts,
+//! consent freshness, keepalives, ICE restart, remote ice-lite — lives in
+//! [`floe::ice::Agent`]. The actor:
 //!
-//! - **[`IceAgent`]** owns what is per agent: the credentials and tie-breaker
-//!   (§5.3, §7.1.3), the role (§6.1.1, updated on a role conflict and relayed to every
-//!   checklist), the gathering plan (which interfaces, STUN and TURN servers), the
-//!   priorities and foundations of local candidates (§5.1.2, §5.1.1.3, the same
-//!   computation as [`floe::ice::IceAgent::add_local_candidate`]), the signalling of
-//!   them ([`IceEvent::Candidate`], [`IceEvent::GatheringComplete`]), and the one
-//!   [`floe::ice::Pacer`] of §6.1.4.2 / §14.2: a checklist that has a check to start
-//!   says so (`WantsSlot`); at each Ta the agent hands the slot to the next such
-//!   checklist, round-robin, which starts exactly one check with it (a nomination check
-//!   gets its slot at the 5 ms floor instead).
-//! - **[`Checklist`]** owns what is per data stream: a [`floe::ice::Checklist`] (pairs,
-//!   the frozen algorithm, triggered checks, retransmissions, nomination, consent, the
-//!   selected pair), the stream's sockets (a UDP socket per host address, the Binding
-//!   transactions to STUN servers on them, one `TurnClient` per TURN server) and
-//!   its timers. Datagrams never pass through the agent: a check arrives on a socket of
-//!   the checklist and is answered from there.
+//! - feeds it every datagram (`handle_input`) and runs `handle_timeout` from exactly
+//!   one actor timer, re-armed after every input at `poll_timeout` (the earliest of
+//!   the core's deadline and the STUN Bindings');
+//! - sends each `poll_transmit` from its source: a host socket, or — when the source is
+//!   a relayed address — through that TURN server's client (`SendTo`; a channel is
+//!   bound once a relayed pair is selected, RFC 8656 §12);
+//! - hands each `poll_event` to the subscribers as [`IceEvent::Core`], with the events
+//!   only the actor knows about: [`IceEvent::Candidate`], [`IceEvent::CandidateError`],
+//!   [`IceEvent::GatheringComplete`] and [`IceEvent::Data`];
+//! - gathers: a host socket per allowed address, a Binding from each to each STUN
+//!   server (RFC 8445 §5.1.1.2), an allocation on each TURN server; what they give goes
+//!   to the core's `add_local_candidate`, which names its priority and foundation.
 //!
-//! One data stream is the main case; the agent is written for several (a `Vec` of
-//! checklists sharing the pacer), but the public API addresses stream 0 only.
+//! There is no checklist actor: the core agent owns its checklist (and, during a
+//! restart, the retiring one) and the one pacer. One data stream per agent; an
+//! application with several streams runs one agent per stream.
 //!
-//! # Relayed candidates
+//! # The data path
 //!
-//! The checklist reaches TURN servers through a small seam, `relay`: it sends
-//! `RelayCommand`s (send to a peer, install a permission, bind a channel) and receives
-//! `RelayEvent`s (allocated, data from a peer, error). The seam is implemented by
-//! `TurnRelay`, a small adapter over the [`TurnClient`](crate::turn::client::TurnClient)
-//! actor (UDP or TCP to the server) that holds data for a peer until its permission is
-//! installed. A local candidate whose base is a relayed address is just another local
-//! socket: a transmit from the core with `source == relayed` goes out through the
-//! client's `SendTo(peer)`, and data the client receives from `peer` is fed to the core
-//! as `handle_input(from = peer, to = relayed)`. Once the selected pair is a relayed
-//! one, the checklist binds a channel to the remote (RFC 8656 §12), and data goes as
-//! ChannelData instead of Send and Data indications.
+//! Application data from a host socket to a subscriber crosses one mailbox: the
+//! subscriber's. The host sockets are streams of the agent's own context, so a
+//! datagram goes socket → `Agent::handle_input` → one publish, with no hop between
+//! actors. Relayed data is read by the [`TurnClient`](crate::turn::client::TurnClient)
+//! actor that owns the connection to the TURN server (UDP or TCP, with its refreshes
+//! and channels); it reaches the agent through that client's event channel, which the
+//! agent polls as a stream of its context, and then takes the same one publish: two
+//! queues in all, the least that keeps the TURN session in its own actor. Sending is a
+//! direct call: [`Send`] → `Agent::send` → the socket (or the client's `SendTo`).
 //!
 //! # ICE restart
 //!
-//! [`Restart`] (RFC 8445 §9) gives the agent new local credentials, which it answers
-//! to signal, and each checklist a fresh [`floe::ice::Checklist`] with the same local
-//! candidates. The old one, if it had selected a pair, is retired: it keeps that pair's
-//! consent and carries the data until the new one selects a pair (its `Connected`);
-//! checks with the old ufrag and answers to its transactions still reach it. The
-//! remote side's new credentials and candidates come with [`SetRemote`] as before.
+//! [`Restart`] (RFC 8445 §9) answers the new local credentials to signal; the core
+//! keeps the old selected pair carrying data and consent until the new checklist
+//! selects one. The remote side's new credentials and candidates come with
+//! [`SetRemote`] as before.
 //!
 //! # Events
 //!
 //! [`IceEvent`] uses the seed's names: `Candidate` (OnICECandidate), `CandidateError`
-//! (OnICECandidateError), `GatheringComplete`, `PairNominated`
-//! (OnICECandidatePairNominated), `PairFailed` (OnICECandidatePairFailed), `Connected`,
-//! `Disconnected`, `Failed`, and `Data` for what arrives, relayed or direct.
+//! (OnICECandidateError), `GatheringComplete`, `Data`, and the core's events
+//! (`PairNominated`, `PairFailed`, `SelectedPairChanged`, `RoleChanged`, `Connected`,
+//! `Disconnected`, `ConsentLost`, `Failed` ...) wrapped in [`IceEvent::Core`].
 
 mod agent;
-mod checklist;
+mod api;
 pub mod command;
 mod config;
 mod gather;
@@ -85,11 +76,11 @@ use actix::Message;
 use bytes::Bytes;
 pub use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
 
-pub use agent::{
-    AddRemoteCandidate, Description, EndOfRemoteCandidates, Gather, IceAgent, IceAgentHandle,
+pub use agent::IceAgent;
+pub use api::{
+    AddRemoteCandidate, Description, EndOfRemoteCandidates, Gather, IceAgentHandle,
     LocalDescription, Restart, SetRemote, Start, Stop,
 };
-pub use checklist::Checklist;
 pub use config::{AgentConfig, GatherConfig, TurnServerConfig, TurnTransport};
 pub use gather::host_addresses;
 
@@ -110,8 +101,8 @@ pub enum CandidateErrorKind {
     Rejected,
 }
 
-/// What an [`IceAgent`] and its [`Checklist`]s tell their subscribers, named as the
-/// seed names them.
+/// What an [`IceAgent`] tells its subscribers: the core agent's events, and what only
+/// the actor knows (gathering, received data).
 #[derive(Clone, Debug, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 #[non_exhaustive]
@@ -133,39 +124,11 @@ pub enum IceEvent {
     /// Every host, server-reflexive and relayed candidate has been signalled (or has
     /// failed): signal end-of-candidates (RFC 8838 §8.2).
     GatheringComplete,
-    /// OnICECandidatePairNominated (RFC 8445 §8.1.1, §7.3.1.5).
-    PairNominated {
-        /// The local candidate of the valid pair.
-        local: Candidate,
-        /// The remote candidate.
-        remote: Candidate,
-    },
-    /// OnICECandidatePairFailed (RFC 8445 §7.2.5.2).
-    PairFailed {
-        /// The local candidate.
-        local: Candidate,
-        /// The remote candidate.
-        remote: Candidate,
-    },
-    /// Data now goes over this pair (RFC 8445 §12.1).
-    SelectedPairChanged {
-        /// The local candidate.
-        local: Candidate,
-        /// The remote candidate.
-        remote: Candidate,
-    },
-    /// A role conflict switched the agent's role (RFC 8445 §7.3.1.1).
-    RoleChanged(IceRole),
-    /// Every component of the stream has a selected pair (again, after a consent gap).
-    Connected,
-    /// A consent check went unanswered (RFC 7675); data may still flow.
-    Disconnected,
-    /// The stream failed: every pair failed, the connect timeout passed, or consent
-    /// was lost (RFC 8445 §8.1.2, RFC 7675 §5.1).
-    Failed,
-    /// Application data that arrived on the selected pair or any valid one, relayed or
-    /// direct.
+    /// Application data from a remote candidate, relayed or direct.
     Data(Bytes),
+    /// An event of the core agent: `PairNominated`, `SelectedPairChanged`,
+    /// `Connected`, `Disconnected`, `Failed` ...
+    Core(floe::ice::IceEvent),
 }
 
 impl IceEvent {
@@ -175,14 +138,14 @@ impl IceEvent {
             IceEvent::Candidate(_) => "OnICECandidate",
             IceEvent::CandidateError { .. } => "OnICECandidateError",
             IceEvent::GatheringComplete => "OnICEGatheringComplete",
-            IceEvent::PairNominated { .. } => "OnICECandidatePairNominated",
-            IceEvent::PairFailed { .. } => "OnICECandidatePairFailed",
-            IceEvent::SelectedPairChanged { .. } => "OnICESelectedPairChanged",
-            IceEvent::RoleChanged(_) => "OnICERoleChanged",
-            IceEvent::Connected => "OnICEConnected",
-            IceEvent::Disconnected => "OnICEDisconnected",
-            IceEvent::Failed => "OnICEFailed",
             IceEvent::Data(_) => "OnICEData",
+            IceEvent::Core(e) => e.seed_name(),
         }
+    }
+}
+
+impl From<floe::ice::IceEvent> for IceEvent {
+    fn from(e: floe::ice::IceEvent) -> Self {
+        IceEvent::Core(e)
     }
 }

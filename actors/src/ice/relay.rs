@@ -1,21 +1,18 @@
-//! The seam between a [`Checklist`](super::Checklist) and a TURN client: [`TurnRelay`],
-//! a small adapter that drives one [`TurnClient`](crate::turn::client::TurnClient) actor
-//! (over UDP or TCP to the server) on behalf of a checklist.
+//! The seam between the [`IceAgent`](super::IceAgent) and a TURN server: one
+//! [`RelaySession`] per TURN server, over a [`TurnClient`] actor (UDP or TCP to the
+//! server).
 //!
-//! A checklist only ever sends [`RelayCommand`]s to a `Recipient<RelayCommand>` and
-//! handles [`RelayNotice`]s; the adapter translates them to the `TurnClient`'s messages
-//! (`Allocate`, `CreatePermission`, `ChannelBind`, `SendTo`, `Close`) and its
-//! [`TurnClientEvent`]s back. It adds what ICE needs on top: data for a peer waits
-//! until the peer's permission is installed.
+//! The agent subscribes to the client's events itself (so relayed data crosses one
+//! channel to reach the agent) and hands each to [`RelaySession::on_event`], which
+//! keeps the TURN-side bookkeeping and tells the agent what matters to ICE: the
+//! relayed address, data from a peer, or failure. Going the other way, the agent calls
+//! [`RelaySession::send_to`], [`RelaySession::permit`] and [`RelaySession::bind`]; a
+//! datagram for a peer waits here until the peer's permission is installed.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
-    WrapFuture,
-};
 use bytes::Bytes;
 use floe::stun::transaction::TransactionConfig;
 use floe::stun::Method;
@@ -23,39 +20,17 @@ use floe::Transport;
 
 use super::config::{TurnServerConfig, TurnTransport};
 use super::CandidateErrorKind;
-use crate::events::Subscribe;
 use crate::turn::client::{
-    Allocate, ChannelBind, Close, CreatePermission, SendTo, TurnClient, TurnClientConfig,
-    TurnClientError, TurnClientEvent, TurnClientHandle,
+    ChannelBind, Close, CreatePermission, SendTo, TurnClient, TurnClientConfig, TurnClientEvent,
+    TurnClientHandle,
 };
 
 /// Most datagrams held per peer IP while its permission is being installed.
 const MAX_QUEUED_PER_PEER: usize = 32;
 
-/// What a checklist asks of its TURN client.
-#[derive(Debug, Clone, Message)]
-#[rtype(result = "()")]
-pub(crate) enum RelayCommand {
-    /// RFC 8656 §9: install (and keep refreshed) a permission for this peer IP.
-    Permit(IpAddr),
-    /// RFC 8656 §12: bind (and keep refreshed) a channel to this peer, so that data to
-    /// and from it goes as ChannelData rather than Send and Data indications.
-    Bind(SocketAddr),
-    /// RFC 8656 §11, §12: send `data` to `peer` from the relayed address; queued until
-    /// the peer's permission is installed.
-    SendTo {
-        /// The peer.
-        peer: SocketAddr,
-        /// The datagram.
-        data: Bytes,
-    },
-    /// Delete the allocation (RFC 8656 §7.2, Refresh with LIFETIME 0) and stop.
-    Close,
-}
-
-/// What a TURN client tells its checklist.
-#[derive(Debug, Clone)]
-pub(crate) enum RelayEvent {
+/// What a TURN session tells the agent.
+#[derive(Debug)]
+pub(crate) enum RelayOutcome {
     /// RFC 8656 §7.3: the relayed address, and the client's reflexive address.
     Allocated {
         relayed: SocketAddr,
@@ -71,97 +46,64 @@ pub(crate) enum RelayEvent {
     },
 }
 
-/// A [`RelayEvent`] of relay number `relay`.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct RelayNotice {
-    pub relay: usize,
-    pub event: RelayEvent,
-}
-
-/// Starts a TURN session with `server` from `local_ip` on the current Arbiter, and
-/// returns where to send its commands. Its events go to `events`, tagged `relay`.
-pub(crate) fn spawn_relay(
-    relay: usize,
+/// One TURN session of the agent: the relayed candidate's base.
+pub(crate) struct RelaySession {
     server: TurnServerConfig,
-    local_ip: IpAddr,
-    transaction: TransactionConfig,
-    events: Recipient<RelayNotice>,
-) -> Recipient<RelayCommand> {
-    TurnRelay {
-        relay,
-        server,
-        local_ip,
-        transaction,
-        events,
-        client: None,
-        allocated: false,
-        installed: HashSet::new(),
-        queued: HashMap::new(),
-        requested: HashSet::new(),
-        early_permits: Vec::new(),
-        early_binds: Vec::new(),
-        bound: HashSet::new(),
-        reported: false,
-        closing: false,
-    }
-    .start()
-    .recipient()
-}
-
-/// One TURN session of a checklist, through a [`TurnClient`] actor.
-pub(crate) struct TurnRelay {
-    relay: usize,
-    server: TurnServerConfig,
-    local_ip: IpAddr,
-    transaction: TransactionConfig,
-    events: Recipient<RelayNotice>,
     client: Option<TurnClientHandle>,
-    /// Whether the allocation exists.
-    allocated: bool,
+    /// The relayed address, once allocated.
+    relayed: Option<SocketAddr>,
+    /// Whether Allocated or Failed was reported (gathering is done with it).
+    reported: bool,
     /// Peer IPs whose permission is installed.
     installed: HashSet<IpAddr>,
-    /// Datagrams waiting for their peer's permission.
-    queued: HashMap<IpAddr, Vec<(SocketAddr, Bytes)>>,
     /// Permissions asked for (installed or under way).
     requested: HashSet<IpAddr>,
-    /// Permissions asked for before the allocation existed.
+    /// Datagrams waiting for their peer's permission.
+    queued: HashMap<IpAddr, Vec<(SocketAddr, Bytes)>>,
+    /// Permissions and channels asked for before the allocation existed.
     early_permits: Vec<IpAddr>,
-    /// Channels asked for before the allocation existed.
     early_binds: Vec<SocketAddr>,
     /// Peers a channel was asked for.
     bound: HashSet<SocketAddr>,
-    /// Whether Allocated or Failed was reported.
-    reported: bool,
-    closing: bool,
 }
 
-impl TurnRelay {
-    fn notify(&self, event: RelayEvent) {
-        self.events.do_send(RelayNotice {
-            relay: self.relay,
-            event,
-        });
+impl RelaySession {
+    pub(crate) fn new(server: TurnServerConfig) -> Self {
+        RelaySession {
+            server,
+            client: None,
+            relayed: None,
+            reported: false,
+            installed: HashSet::new(),
+            requested: HashSet::new(),
+            queued: HashMap::new(),
+            early_permits: Vec::new(),
+            early_binds: Vec::new(),
+            bound: HashSet::new(),
+        }
     }
 
-    fn fail(
-        &mut self,
-        ctx: &mut Context<Self>,
-        kind: CandidateErrorKind,
-        code: Option<u16>,
-        reason: String,
-    ) {
-        if !self.reported {
-            self.reported = true;
-            self.notify(RelayEvent::Failed { kind, code, reason });
-        }
-        if let Some(c) = self.client.take() {
-            c.addr().do_send(Close);
-        }
-        ctx.stop();
+    /// The TURN server.
+    pub(crate) fn server(&self) -> SocketAddr {
+        self.server.addr
     }
 
-    fn client_config(&self) -> TurnClientConfig {
+    /// The relayed address, once allocated.
+    pub(crate) fn relayed(&self) -> Option<SocketAddr> {
+        self.relayed
+    }
+
+    /// Whether gathering is done with this server (allocated or failed).
+    pub(crate) fn is_done(&self) -> bool {
+        self.reported
+    }
+
+    /// The client's configuration: from `local_ip`, with the gathering timers.
+    pub(crate) fn client_config(
+        &self,
+        local_ip: IpAddr,
+        transaction: TransactionConfig,
+    ) -> TurnClientConfig {
         let transport = match self.server.transport {
             TurnTransport::Udp => Transport::Udp,
             TurnTransport::Tcp => Transport::Tcp,
@@ -172,17 +114,50 @@ impl TurnRelay {
             self.server.password.expose(),
         )
         .with_transport(transport);
-        config.bind = Some(SocketAddr::new(self.local_ip, 0));
-        config.transaction = self.transaction;
-        config.connect_timeout = self
-            .transaction
-            .reliable_timeout
-            .max(Duration::from_secs(1));
+        config.bind = Some(SocketAddr::new(local_ip, 0));
+        config.transaction = transaction;
+        config.connect_timeout = transaction.reliable_timeout.max(Duration::from_secs(1));
         config
     }
 
-    fn permit(&mut self, ip: IpAddr) {
-        let Some(client) = self.client.as_ref().filter(|_| self.allocated) else {
+    /// The client is connected; the agent has subscribed and asked for the allocation.
+    pub(crate) fn connected(&mut self, client: TurnClientHandle) {
+        self.client = Some(client);
+    }
+
+    /// No allocation (connect or Allocate failed): reported once.
+    pub(crate) fn fail(
+        &mut self,
+        kind: CandidateErrorKind,
+        code: Option<u16>,
+        reason: String,
+    ) -> Option<RelayOutcome> {
+        self.close();
+        if std::mem::replace(&mut self.reported, true) {
+            return None;
+        }
+        Some(RelayOutcome::Failed { kind, code, reason })
+    }
+
+    /// Deletes the allocation (RFC 8656 §7.2, Refresh with LIFETIME 0); the client
+    /// stops after it.
+    pub(crate) fn close(&mut self) {
+        if let Some(c) = self.client.take() {
+            c.addr().do_send(Close);
+        }
+        self.relayed = None;
+    }
+
+    fn allocated_client(&self) -> Option<TurnClientHandle> {
+        self.client.clone().filter(|_| self.relayed.is_some())
+    }
+
+    /// RFC 8656 §9: install (and keep refreshed) a permission for this peer IP.
+    pub(crate) fn permit(&mut self, ip: IpAddr) {
+        if self.relayed.is_some_and(|r| r.is_ipv4() != ip.is_ipv4()) {
+            return;
+        }
+        let Some(client) = self.allocated_client() else {
             self.early_permits.push(ip);
             return;
         };
@@ -191,27 +166,29 @@ impl TurnRelay {
         }
     }
 
-    fn bind(&mut self, peer: SocketAddr) {
-        let Some(client) = self.client.as_ref().filter(|_| self.allocated) else {
+    /// RFC 8656 §12: bind (and keep refreshed) a channel to `peer`, so that data to
+    /// and from it goes as ChannelData (4 bytes of overhead instead of 36).
+    pub(crate) fn bind(&mut self, peer: SocketAddr) {
+        let Some(client) = self.allocated_client() else {
             self.early_binds.push(peer);
             return;
         };
         if self.bound.insert(peer) {
-            tracing::debug!(relay = self.relay, %peer, "TURN channel to the selected peer");
+            tracing::debug!(server = %self.server.addr, %peer, "TURN channel to the selected peer");
             client.addr().do_send(ChannelBind { peer });
         }
     }
 
-    fn send_to(&mut self, peer: SocketAddr, data: Bytes) {
-        let Some(client) = self.client.as_ref().filter(|_| self.allocated) else {
+    /// RFC 8656 §11, §12: `data` to `peer` from the relayed address, once the peer's
+    /// permission is installed.
+    pub(crate) fn send_to(&mut self, peer: SocketAddr, data: Bytes) {
+        let Some(client) = self.allocated_client() else {
             return;
         };
         if self.installed.contains(&peer.ip()) {
-            tracing::trace!(relay = self.relay, %peer, len = data.len(), "relayed data out");
             client.addr().do_send(SendTo { peer, bytes: data });
             return;
         }
-        tracing::trace!(relay = self.relay, %peer, "waiting for a TURN permission");
         let queue = self.queued.entry(peer.ip()).or_default();
         if queue.len() < MAX_QUEUED_PER_PEER {
             queue.push((peer, data));
@@ -219,84 +196,40 @@ impl TurnRelay {
         self.permit(peer.ip());
     }
 
-    fn connected(&mut self, ctx: &mut Context<Self>, client: TurnClientHandle) {
-        client
-            .addr()
-            .do_send(Subscribe(ctx.address().recipient::<TurnClientEvent>()));
-        let allocate = client.addr().send(Allocate);
-        self.client = Some(client);
-        ctx.spawn(allocate.into_actor(self).map(|res, act, ctx| {
-            let err = match res {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => TurnClientError::Closed.to_string(),
-            };
-            act.fail(ctx, CandidateErrorKind::Rejected, None, err);
-        }));
-    }
-}
-
-impl Actor for TurnRelay {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let config = self.client_config();
-        let server = self.server.addr;
-        ctx.wait(TurnClient::connect(config).into_actor(self).map(
-            move |res, act, ctx| match res {
-                Ok(client) => act.connected(ctx, client),
-                Err(e) => {
-                    let reason = match e {
-                        TurnClientError::Connect { .. }
-                        | TurnClientError::ConnectTimeout { .. } => {
-                            format!("TCP to {server}: {e}")
-                        }
-                        _ => e.to_string(),
-                    };
-                    act.fail(ctx, CandidateErrorKind::Unreachable, None, reason);
-                }
-            },
-        ));
-    }
-}
-
-impl Handler<TurnClientEvent> for TurnRelay {
-    type Result = ();
-
-    fn handle(&mut self, event: TurnClientEvent, ctx: &mut Context<Self>) {
+    /// One event of the TURN client.
+    pub(crate) fn on_event(&mut self, event: TurnClientEvent) -> Option<RelayOutcome> {
         match event {
             TurnClientEvent::Allocated {
                 relayed, mapped, ..
             } => {
-                let Some(relayed) = relayed.first().copied() else {
-                    return;
-                };
+                let relayed = relayed.first().copied()?;
                 tracing::debug!(server = %self.server.addr, %relayed, "relayed candidate allocated");
-                self.allocated = true;
-                self.reported = true;
-                self.notify(RelayEvent::Allocated { relayed, mapped });
+                self.relayed = Some(relayed);
+                let first = !std::mem::replace(&mut self.reported, true);
                 for ip in std::mem::take(&mut self.early_permits) {
                     self.permit(ip);
                 }
                 for peer in std::mem::take(&mut self.early_binds) {
                     self.bind(peer);
                 }
+                first.then_some(RelayOutcome::Allocated { relayed, mapped })
             }
             TurnClientEvent::Data { peer, bytes } => {
-                tracing::trace!(relay = self.relay, %peer, len = bytes.len(), "relayed data in");
-                self.notify(RelayEvent::Data { peer, data: bytes })
+                self.relayed?;
+                Some(RelayOutcome::Data { peer, data: bytes })
             }
             TurnClientEvent::PermissionCreated { peers } => {
-                tracing::trace!(relay = self.relay, ?peers, "TURN permission installed");
                 for ip in peers {
                     self.installed.insert(ip);
                     for (peer, data) in self.queued.remove(&ip).unwrap_or_default() {
                         self.send_to(peer, data);
                     }
                 }
+                None
             }
             TurnClientEvent::ChannelBound { peer, channel } => {
-                tracing::debug!(relay = self.relay, %peer, channel, "TURN channel bound");
+                tracing::debug!(server = %self.server.addr, %peer, channel, "TURN channel bound");
+                None
             }
             TurnClientEvent::Error {
                 request,
@@ -309,7 +242,7 @@ impl Handler<TurnClientEvent> for TurnRelay {
                         Some(401 | 441) => CandidateErrorKind::AuthFailed,
                         Some(_) => CandidateErrorKind::Rejected,
                     };
-                    self.fail(ctx, kind, code, reason);
+                    self.fail(kind, code, reason)
                 }
                 Some(Method::CREATE_PERMISSION) => {
                     tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN permission refused");
@@ -317,56 +250,42 @@ impl Handler<TurnClientEvent> for TurnRelay {
                     self.queued.clear();
                     self.requested.clear();
                     self.installed.clear();
+                    None
                 }
                 Some(Method::CHANNEL_BIND) => {
                     tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN channel refused");
                     self.bound.clear();
+                    None
                 }
                 _ => {
                     tracing::debug!(server = %self.server.addr, ?request, ?code, %reason, "TURN request failed");
+                    None
                 }
             },
             TurnClientEvent::AllocationExpired | TurnClientEvent::Deleted => {
                 tracing::debug!(server = %self.server.addr, "TURN allocation gone");
-                self.allocated = false;
+                self.relayed = None;
+                None
             }
             TurnClientEvent::Closed => {
                 self.client = None;
-                if self.closing || self.reported {
-                    ctx.stop();
-                } else {
-                    let reason = format!("the connection to {} closed", self.server.addr);
-                    self.fail(ctx, CandidateErrorKind::Unreachable, None, reason);
-                }
+                self.relayed = None;
+                let reason = format!("the connection to {} closed", self.server.addr);
+                self.fail(CandidateErrorKind::Unreachable, None, reason)
             }
-            _ => {}
+            _ => None,
         }
     }
 }
 
-impl Handler<RelayCommand> for TurnRelay {
-    type Result = ();
-
-    fn handle(&mut self, msg: RelayCommand, ctx: &mut Context<Self>) {
-        match msg {
-            RelayCommand::Permit(ip) => self.permit(ip),
-            RelayCommand::Bind(peer) => self.bind(peer),
-            RelayCommand::SendTo { peer, data } => self.send_to(peer, data),
-            RelayCommand::Close => {
-                self.closing = true;
-                match self.client.take() {
-                    // The client deletes the allocation, then stops; so do we.
-                    Some(c) => {
-                        ctx.wait(
-                            c.addr()
-                                .send(Close)
-                                .into_actor(self)
-                                .map(|_, _, ctx: &mut Context<Self>| ctx.stop()),
-                        );
-                    }
-                    None => ctx.stop(),
-                }
-            }
+/// Connects a [`TurnClient`] for `config`.
+pub(crate) async fn connect(config: TurnClientConfig) -> Result<TurnClientHandle, String> {
+    let server = config.server;
+    TurnClient::connect(config).await.map_err(|e| match e {
+        crate::turn::client::TurnClientError::Connect { .. }
+        | crate::turn::client::TurnClientError::ConnectTimeout { .. } => {
+            format!("TCP to {server}: {e}")
         }
-    }
+        _ => e.to_string(),
+    })
 }

@@ -1,6 +1,6 @@
 //! Two agents over the in-memory network: pacing, the frozen algorithm, nomination,
-//! role conflicts, failure, consent, restart, trickle, peer-reflexive candidates and
-//! ice-lite.
+//! role conflicts, failure and retransmission; and the helpers of the other agent tests
+//! (`lifecycle`, `topology`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,22 +12,22 @@ use crate::ice::*;
 use crate::stun::attribute::{ErrorCode, IceControlling, UseCandidate, Username};
 use crate::stun::{AttributeCodec, Class, Message};
 
-const MS: Duration = Duration::from_millis(1);
+pub(super) const MS: Duration = Duration::from_millis(1);
 
-fn addr(s: &str) -> SocketAddr {
+pub(super) fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-fn controlling() -> IceConfig {
+pub(super) fn controlling() -> IceConfig {
     IceConfig::new(IceRole::Controlling)
 }
 
-fn controlled() -> IceConfig {
+pub(super) fn controlled() -> IceConfig {
     IceConfig::new(IceRole::Controlled)
 }
 
 /// Two agents with one host candidate each, fully signalled.
-fn simple(seed: u64) -> Harness {
+pub(super) fn simple(seed: u64) -> Harness {
     let mut h = Harness::new(controlling(), controlled(), seed);
     h.a.hosts(&["10.0.0.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000"]);
@@ -35,12 +35,12 @@ fn simple(seed: u64) -> Harness {
     h
 }
 
-fn is_nominated(e: &IceEvent) -> bool {
+pub(super) fn is_nominated(e: &IceEvent) -> bool {
     matches!(e, IceEvent::PairNominated { .. })
 }
 
 /// Both sides nominated the same pair: A's local is B's remote and vice versa.
-fn assert_same_pair(h: &Harness) {
+pub(super) fn assert_same_pair(h: &Harness) {
     let (al, ar) = h.a.agent.selected_pair().expect("A selected a pair");
     let (bl, br) = h.b.agent.selected_pair().expect("B selected a pair");
     assert_eq!(al.addr(), br.addr());
@@ -461,314 +461,6 @@ fn without_end_of_candidates_the_connect_timeout_fails_it() {
 }
 
 #[test]
-fn consent_is_lost_30_s_after_the_last_response() {
-    let mut h = simple(13);
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    h.run_for(Duration::from_secs(12));
-    let cut = h.elapsed();
-    // Consent checks were answered until now.
-    let last_answer =
-        h.a.sent
-            .iter()
-            .chain(h.b.sent.iter())
-            .filter_map(|(t, tx)| Message::decode(tx.payload.clone()).ok().map(|m| (*t, m)))
-            .filter(|(_, m)| m.class() == Class::Success)
-            .map(|(t, _)| t)
-            .max()
-            .unwrap();
-    h.drop = Some(Box::new(|_, _, _| true));
-    h.run_for(Duration::from_secs(40));
-    for p in [&h.a, &h.b] {
-        let disconnected = p.first(|e| *e == IceEvent::Disconnected).unwrap();
-        let lost = p
-            .first(|e| matches!(e, IceEvent::ConsentLost { .. }))
-            .unwrap();
-        let failed = p.first(|e| *e == IceEvent::Failed).unwrap();
-        assert!(
-            disconnected > cut && disconnected < lost,
-            "{disconnected:?} {lost:?}"
-        );
-        // RFC 7675 §5.1: 30 s after the last authenticated response.
-        assert!(lost >= cut + Duration::from_secs(24), "{lost:?}");
-        assert!(
-            lost <= last_answer + Duration::from_secs(30) + 2 * MS,
-            "{lost:?} {last_answer:?}"
-        );
-        assert_eq!(failed, lost);
-    }
-    assert_eq!(
-        h.a.agent.send(Bytes::from_static(b"x")),
-        Err(IceError::ConsentLost)
-    );
-    assert_eq!(h.a.agent.state(), IceConnectionState::Failed);
-}
-
-#[test]
-fn consent_checks_keep_the_pair_alive_every_5_s_with_jitter() {
-    let mut h = simple(14);
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    let connected = h.elapsed();
-    h.run_for(Duration::from_secs(120));
-    assert_eq!(h.a.count(|e| *e == IceEvent::Disconnected), 0);
-    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
-    let consent: Vec<Duration> =
-        h.a.new_checks()
-            .into_iter()
-            .map(|(t, _, _)| t)
-            .filter(|t| *t > connected)
-            .collect();
-    assert!(consent.len() >= 20, "{}", consent.len());
-    let gaps: Vec<Duration> = consent.windows(2).map(|w| w[1] - w[0]).collect();
-    assert!(gaps
-        .iter()
-        .all(|g| *g >= 4 * Duration::from_secs(1) && *g <= 6 * Duration::from_secs(1)));
-    assert!(gaps.iter().any(|g| *g != gaps[0]), "jittered");
-    // Consent checks count as keepalives: no Binding indications.
-    let indications =
-        h.a.sent
-            .iter()
-            .filter_map(|(_, t)| Message::decode(t.payload.clone()).ok())
-            .filter(|m| m.class() == Class::Indication)
-            .count();
-    assert_eq!(indications, 0);
-}
-
-#[test]
-fn keepalives_without_consent_checks() {
-    let mut ca = controlling();
-    ca.consent_interval = None;
-    let mut h = Harness::new(ca, controlled(), 15);
-    h.a.hosts(&["10.0.0.1:5000"]);
-    h.b.hosts(&["10.0.0.2:6000"]);
-    h.signal();
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    h.run_for(Duration::from_secs(61));
-    let indications: Vec<Duration> =
-        h.a.sent
-            .iter()
-            .filter(|(_, t)| {
-                Message::decode(t.payload.clone()).is_ok_and(|m| m.class() == Class::Indication)
-            })
-            .map(|(t, _)| *t)
-            .collect();
-    assert_eq!(indications.len(), 4, "{indications:?}");
-    assert!(h
-        .a
-        .sent
-        .iter()
-        .all(|(_, t)| t.destination == addr("10.0.0.2:6000")));
-}
-
-#[test]
-fn restart_keeps_data_on_the_old_pair_until_a_new_one_is_selected() {
-    let mut h = simple(16);
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    let old_a = h.a.agent.local_credentials().0.to_owned();
-    let old_b = h.b.agent.local_credentials().0.to_owned();
-    let connected_events = h.a.count(|e| *e == IceEvent::Connected);
-
-    let now = h.now;
-    h.a.agent.restart(now);
-    h.b.agent.restart(now);
-    assert_ne!(h.a.agent.local_credentials().0, old_a);
-    assert_ne!(h.b.agent.local_credentials().0, old_b);
-    // Only the credentials are signalled for now: the new checklists cannot select.
-    h.give_credentials(Side::A, Side::B);
-    h.give_credentials(Side::B, Side::A);
-    h.run_for(Duration::from_secs(1));
-    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
-    h.a.agent
-        .send(Bytes::from_static(b"during restart"))
-        .unwrap();
-    h.b.agent.send(Bytes::from_static(b"back")).unwrap();
-    h.run_for(10 * MS);
-    assert_eq!(
-        h.b.received.last().unwrap().1,
-        Bytes::from_static(b"during restart")
-    );
-    assert_eq!(h.a.received.last().unwrap().1, Bytes::from_static(b"back"));
-
-    // Consent on the old pair goes on meanwhile.
-    h.run_for(Duration::from_secs(20));
-    assert_eq!(h.a.count(|e| *e == IceEvent::Disconnected), 0);
-    h.a.agent.send(Bytes::from_static(b"still old")).unwrap();
-    h.run_for(10 * MS);
-    assert_eq!(
-        h.b.received.last().unwrap().1,
-        Bytes::from_static(b"still old")
-    );
-
-    // Now the candidates: the new checklist selects, and data follows it.
-    h.give_candidates(Side::A, Side::B);
-    h.give_candidates(Side::B, Side::A);
-    assert!(h.run_until(Duration::from_secs(30), |h| {
-        h.a.count(|e| *e == IceEvent::Connected) > connected_events
-            && h.b.count(|e| *e == IceEvent::Connected) > connected_events
-    }));
-    assert_same_pair(&h);
-    assert_eq!(
-        h.a.count(|e| matches!(e, IceEvent::SelectedPairChanged { .. })),
-        2
-    );
-    // The new checks use the new credentials.
-    let last_check = h.a.requests().last().unwrap().2.clone();
-    let username = last_check.get::<Username>().unwrap().unwrap();
-    assert!(username.as_str().ends_with(h.a.agent.local_credentials().0));
-    h.a.agent.send(Bytes::from_static(b"new pair")).unwrap();
-    h.run_for(10 * MS);
-    assert_eq!(
-        h.b.received.last().unwrap().1,
-        Bytes::from_static(b"new pair")
-    );
-    h.run_for(Duration::from_secs(40));
-    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
-}
-
-#[test]
-fn trickled_candidates_after_start_still_connect() {
-    let mut h = Harness::new(controlling(), controlled(), 17);
-    h.a.hosts(&["10.0.0.1:5000"]);
-    h.b.hosts(&["10.0.0.2:6000"]);
-    h.give_credentials(Side::A, Side::B);
-    h.give_credentials(Side::B, Side::A);
-    h.start();
-    h.run_for(Duration::from_millis(300));
-    assert!(h.a.sent.is_empty() && h.b.sent.is_empty(), "no pairs yet");
-    // A gathers one more candidate late; both trickle.
-    h.a.hosts(&["10.0.1.1:5000"]);
-    h.give_candidates(Side::B, Side::A);
-    h.run_for(Duration::from_millis(20));
-    h.give_candidates(Side::A, Side::B);
-    h.a.agent.end_of_local_candidates();
-    h.b.agent.end_of_remote_candidates();
-    assert!(h.connect(Duration::from_secs(5)));
-    assert_same_pair(&h);
-    assert!(h.a.first(is_nominated).unwrap() < Duration::from_millis(500));
-}
-
-#[test]
-fn remote_peer_reflexive_candidate_from_a_check() {
-    let mut h = Harness::new(controlling(), controlled(), 18);
-    h.a.hosts(&["10.0.0.1:5000"]);
-    h.b.hosts(&["10.0.0.2:6000"]);
-    // B learns everything; A only B's credentials: B's address comes with its check.
-    h.give_credentials(Side::A, Side::B);
-    h.give_candidates(Side::A, Side::B);
-    h.give_credentials(Side::B, Side::A);
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    let prflx =
-        h.a.events
-            .iter()
-            .find_map(|(_, e)| match e {
-                IceEvent::PeerReflexive {
-                    candidate,
-                    local: false,
-                } => Some(candidate.clone()),
-                _ => None,
-            })
-            .expect("A learnt B as peer-reflexive");
-    assert_eq!(prflx.addr(), addr("10.0.0.2:6000"));
-    assert_eq!(prflx.kind(), CandidateKind::PeerReflexive);
-    // RFC 8445 §7.1.1: its priority is the PRIORITY B's check carried.
-    assert_eq!(
-        prflx.priority(),
-        candidate_priority(CandidateKind::PeerReflexive, 65535, 1)
-    );
-    let (_, remote) = h.a.agent.selected_pair().unwrap();
-    assert_eq!(remote.kind(), CandidateKind::PeerReflexive);
-    assert_same_pair(&h);
-
-    // Signalled later, the candidate is updated in place (RFC 8838 §11).
-    h.give_candidates(Side::B, Side::A);
-    let known = h.a.agent.checklist().remote_candidates();
-    assert_eq!(known.len(), 1);
-    assert_eq!(known[0].kind(), CandidateKind::Host);
-}
-
-#[test]
-fn local_peer_reflexive_candidate_behind_a_nat() {
-    let mut h = Harness::new(controlling(), controlled(), 19);
-    h.a.hosts(&["192.0.2.1:5000"]);
-    h.b.hosts(&["10.0.0.2:6000"]);
-    h.nat_b = vec![(addr("10.0.0.2:6000"), addr("203.0.113.7:40000"))];
-    h.signal();
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    // A saw B's checks from the NAT's address; B learnt that address from A's response.
-    let b_local =
-        h.b.events
-            .iter()
-            .find_map(|(_, e)| match e {
-                IceEvent::PeerReflexive {
-                    candidate,
-                    local: true,
-                } => Some(candidate.clone()),
-                _ => None,
-            })
-            .expect("B learnt a local peer-reflexive candidate");
-    assert_eq!(b_local.addr(), addr("203.0.113.7:40000"));
-    assert_eq!(b_local.base(), Some(addr("10.0.0.2:6000")));
-    let (al, ar) = h.a.agent.selected_pair().unwrap();
-    let (bl, br) = h.b.agent.selected_pair().unwrap();
-    assert_eq!(ar.addr(), addr("203.0.113.7:40000"));
-    assert_eq!(bl.addr(), addr("203.0.113.7:40000"));
-    assert_eq!(bl.kind(), CandidateKind::PeerReflexive);
-    assert_eq!(al.addr(), br.addr());
-    // The nominated pairs agree too.
-    assert_eq!(h.b.nominated()[0].0.addr(), h.a.nominated()[0].1.addr());
-    // Data from B leaves from its base, and arrives at A through the NAT.
-    h.b.agent
-        .send(Bytes::from_static(b"through the nat"))
-        .unwrap();
-    h.run_for(10 * MS);
-    assert_eq!(
-        h.a.received.last().unwrap().1,
-        Bytes::from_static(b"through the nat")
-    );
-}
-
-#[test]
-fn full_agent_against_a_lite_peer() {
-    // A is configured controlled, but a lite peer makes it controlling.
-    let mut h = Harness::new(controlled(), IceConfig::lite(), 20);
-    h.a.hosts(&["10.0.0.1:5000"]);
-    h.b.hosts(&["10.0.0.2:6000"]);
-    h.signal();
-    h.a.agent.set_remote_lite(true);
-    assert_eq!(h.a.agent.role(), IceRole::Controlling);
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    assert_same_pair(&h);
-    assert!(h.b.requests().is_empty(), "a lite agent sends no checks");
-    assert_eq!(h.b.nominated().len(), 1);
-    h.run_for(Duration::from_secs(60));
-    assert_eq!(h.a.agent.state(), IceConnectionState::Connected);
-    assert_eq!(h.b.agent.state(), IceConnectionState::Connected);
-    h.b.agent.send(Bytes::from_static(b"lite")).unwrap();
-    h.run_for(10 * MS);
-    assert_eq!(h.a.received.last().unwrap().1, Bytes::from_static(b"lite"));
-}
-
-#[test]
-fn lite_agent_refuses_to_control() {
-    // A full agent that believes itself controlled meets a lite agent without knowing
-    // it: the lite agent answers 487 and the full agent takes control (§7.2.5.1).
-    let mut h = Harness::new(controlled(), IceConfig::lite(), 21);
-    h.a.hosts(&["10.0.0.1:5000"]);
-    h.b.hosts(&["10.0.0.2:6000"]);
-    h.signal();
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    assert_eq!(h.a.agent.role(), IceRole::Controlling);
-    assert_eq!(h.b.agent.role(), IceRole::Controlled);
-}
-
-#[test]
 fn asymmetric_response_fails_the_pair() {
     let mut h = simple(22);
     // B's responses come back from another port (RFC 8445 §7.2.5.2.1).
@@ -826,109 +518,6 @@ fn latency_and_loss_with_several_interfaces() {
             assert_eq!(p.local_addr().is_ipv4(), p.remote_addr().is_ipv4());
         }
     }
-}
-
-#[test]
-fn two_components_pair_separately_and_both_must_be_nominated() {
-    let mut h = Harness::new(controlling(), controlled(), 26);
-    for (p, ip) in [(&mut h.a, "10.0.0.1"), (&mut h.b, "10.0.0.2")] {
-        for component in [1u16, 2] {
-            let a: SocketAddr = format!("{ip}:{}", 5000 + component).parse().unwrap();
-            p.addrs.push(a);
-            p.agent
-                .add_local_candidate(Candidate::host(a).with_component(component))
-                .unwrap();
-        }
-    }
-    h.signal();
-    assert_eq!(h.a.agent.checklist().pairs().len(), 2);
-    for p in h.a.agent.checklist().pairs() {
-        assert_eq!(p.local_addr().port() - 5000, p.component());
-        assert_eq!(p.remote_addr().port() - 5000, p.component());
-    }
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    for p in [&h.a, &h.b] {
-        let nominated = p.nominated();
-        assert_eq!(nominated.len(), 2);
-        let connected = p.first(|e| *e == IceEvent::Connected).unwrap();
-        let last_nomination = p
-            .events
-            .iter()
-            .filter(|(_, e)| is_nominated(e))
-            .map(|(t, _)| *t)
-            .max()
-            .unwrap();
-        assert!(connected >= last_nomination);
-    }
-    h.a.agent
-        .send_component(2, Bytes::from_static(b"rtcp"))
-        .unwrap();
-    h.run_for(10 * MS);
-    let (_, t) =
-        h.a.sent
-            .iter()
-            .find(|(_, t)| t.payload[..] == b"rtcp"[..])
-            .unwrap();
-    assert_eq!((t.source.port(), t.destination.port()), (5002, 5002));
-    assert_eq!(h.b.received.last().unwrap().1, Bytes::from_static(b"rtcp"));
-}
-
-#[test]
-fn relayed_candidates_check_and_send_from_the_relayed_address() {
-    let mut h = Harness::new(controlling(), controlled(), 27);
-    let relayed = addr("192.0.2.100:49152");
-    h.a.addrs.push(relayed);
-    let relay =
-        h.a.agent
-            .add_local_candidate(Candidate::relayed(
-                relayed,
-                addr("198.51.100.1:6000"),
-                addr("192.0.2.100:3478"),
-            ))
-            .unwrap();
-    h.b.hosts(&["10.0.0.2:6000"]);
-    h.signal();
-    h.start();
-    assert!(h.connect(Duration::from_secs(5)));
-    assert_same_pair(&h);
-    let (local, _) = h.a.agent.selected_pair().unwrap();
-    assert_eq!(local.kind(), CandidateKind::Relayed);
-    assert_eq!(local.addr(), relay.addr());
-    assert!(h.a.sent.iter().all(|(_, t)| t.source == relayed));
-    h.a.agent.send(Bytes::from_static(b"relayed")).unwrap();
-    h.run_for(10 * MS);
-    assert_eq!(
-        h.b.received.last().unwrap().1,
-        Bytes::from_static(b"relayed")
-    );
-    let (_, t) = h.a.sent.last().unwrap();
-    assert_eq!(t.source, relayed);
-}
-
-#[test]
-fn server_reflexive_candidates_are_pruned_to_their_base() {
-    let mut h = Harness::new(controlling(), controlled(), 28);
-    h.a.hosts(&["10.0.0.1:5000"]);
-    let srflx =
-        h.a.agent
-            .add_local_candidate(Candidate::server_reflexive(
-                addr("198.51.100.1:6000"),
-                addr("10.0.0.1:5000"),
-                addr("192.0.2.100:3478"),
-            ))
-            .unwrap();
-    assert_eq!(srflx.kind(), CandidateKind::ServerReflexive);
-    h.b.hosts(&["10.0.0.2:6000", "10.0.1.2:6000"]);
-    h.signal();
-    // RFC 8445 §6.1.2.4: the srflx candidate is replaced by its base, whose pairs exist.
-    let pairs = h.a.agent.checklist().pairs();
-    assert_eq!(pairs.len(), 2);
-    assert!(pairs
-        .iter()
-        .all(|p| p.local_addr() == addr("10.0.0.1:5000")));
-    // B pairs A's srflx candidate like any remote candidate.
-    assert_eq!(h.b.agent.checklist().pairs().len(), 4);
 }
 
 #[test]

@@ -164,7 +164,7 @@ fn priorities_follow_rfc8445_5_1_2_1() {
     );
     assert_eq!(candidate_priority(CandidateKind::Host, 0, 256), 126 << 24);
 
-    let mut agent = IceAgent::new(IceConfig::default(), StdRng::seed_from_u64(1));
+    let mut agent = Agent::new(IceConfig::default(), StdRng::seed_from_u64(1));
     let h1 = agent
         .add_local_candidate(Candidate::host(addr("10.0.0.1:5000")))
         .unwrap();
@@ -222,7 +222,7 @@ fn priorities_follow_rfc8445_5_1_2_1() {
 
 #[test]
 fn foundations_follow_rfc8445_5_1_1_3() {
-    let mut agent = IceAgent::new(IceConfig::default(), StdRng::seed_from_u64(2));
+    let mut agent = Agent::new(IceConfig::default(), StdRng::seed_from_u64(2));
     let stun1 = addr("192.0.2.100:3478");
     let stun2 = addr("192.0.2.200:3478");
     let h1 = agent
@@ -282,7 +282,7 @@ fn foundations_follow_rfc8445_5_1_1_3() {
 
 #[test]
 fn redundant_candidates_are_not_signalled() {
-    let mut agent = IceAgent::new(IceConfig::default(), StdRng::seed_from_u64(3));
+    let mut agent = Agent::new(IceConfig::default(), StdRng::seed_from_u64(3));
     let host = addr("192.0.2.1:5000");
     assert!(agent.add_local_candidate(Candidate::host(host)).is_some());
     assert!(agent.add_local_candidate(Candidate::host(host)).is_none());
@@ -294,7 +294,7 @@ fn redundant_candidates_are_not_signalled() {
 
 #[test]
 fn lite_agents_only_signal_host_candidates() {
-    let mut agent = IceAgent::new(IceConfig::lite(), StdRng::seed_from_u64(4));
+    let mut agent = Agent::new(IceConfig::lite(), StdRng::seed_from_u64(4));
     assert_eq!(agent.role(), IceRole::Controlled);
     assert!(agent
         .add_local_candidate(Candidate::host(addr("192.0.2.1:5000")))
@@ -311,7 +311,7 @@ fn lite_agents_only_signal_host_candidates() {
 fn credentials_are_random_ice_chars_of_enough_entropy() {
     let mut seen = std::collections::HashSet::new();
     for seed in 0..50 {
-        let agent = IceAgent::new(IceConfig::default(), StdRng::seed_from_u64(seed));
+        let agent = Agent::new(IceConfig::default(), StdRng::seed_from_u64(seed));
         let (ufrag, pwd) = agent.local_credentials();
         // 8 and 24 chars of a 64-symbol alphabet: 48 and 144 bits (>= 24 and 128).
         assert_eq!(ufrag.len(), UFRAG_LEN);

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::ice::{Candidate, IceAgent, IceConfig, IceEvent};
+use crate::ice::{Agent, Candidate, IceConfig, IceEvent};
 use crate::stun::{Class, Message, TransactionId};
 use crate::Transmit;
 
@@ -22,7 +22,7 @@ pub enum Side {
 
 /// One agent and what happened to it.
 pub struct Peer {
-    pub agent: IceAgent,
+    pub agent: Agent,
     /// Addresses this peer receives on (host bases, relayed addresses).
     pub addrs: Vec<SocketAddr>,
     pub events: Vec<(Duration, IceEvent)>,
@@ -34,7 +34,7 @@ pub struct Peer {
 impl Peer {
     fn new(config: IceConfig, seed: u64) -> Self {
         Peer {
-            agent: IceAgent::new(config, StdRng::seed_from_u64(seed)),
+            agent: Agent::new(config, StdRng::seed_from_u64(seed)),
             addrs: Vec::new(),
             events: Vec::new(),
             received: Vec::new(),

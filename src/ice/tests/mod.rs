@@ -4,4 +4,6 @@ mod agent;
 mod candidates;
 mod fuzz;
 mod harness;
+mod lifecycle;
+mod topology;
 mod wire;

@@ -28,7 +28,7 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 struct Scripted {
-    agent: IceAgent,
+    agent: Agent,
     now: Instant,
     ufrag: String,
     pwd: String,
@@ -36,7 +36,7 @@ struct Scripted {
 
 impl Scripted {
     fn new(config: IceConfig) -> Self {
-        let mut agent = IceAgent::new(config, StdRng::seed_from_u64(42));
+        let mut agent = Agent::new(config, StdRng::seed_from_u64(42));
         agent
             .add_local_candidate(Candidate::host(addr(LOCAL)))
             .unwrap();

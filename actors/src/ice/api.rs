@@ -1,0 +1,295 @@
+//! The messages an application sends an [`IceAgent`], and [`IceAgentHandle`], the same
+//! API as methods.
+
+use std::time::Instant;
+
+use actix::{Actor, ActorContext, Addr, Context, Handler, Message};
+use bytes::Bytes;
+use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
+
+use super::agent::IceAgent;
+use super::config::AgentConfig;
+use super::{IceEvent, Send};
+use crate::events::{EventStream, Subscribe, SubscribeChannel};
+
+/// Starts gathering (the seed's GatherCandidates): host candidates on the configured
+/// addresses, server-reflexive ones from the STUN servers, relayed ones from the TURN
+/// servers. Subscribe first: candidates come as [`IceEvent::Candidate`], then
+/// [`IceEvent::GatheringComplete`].
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Gather;
+
+/// The local ufrag, password and current role, to signal.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Description")]
+pub struct LocalDescription;
+
+/// The answer to [`LocalDescription`] and [`Restart`].
+#[derive(Debug, Clone, PartialEq, Eq, actix::MessageResponse)]
+pub struct Description {
+    /// The local ufrag and password.
+    pub credentials: IceCredentials,
+    /// The current role.
+    pub role: IceRole,
+    /// The local candidates gathered so far, with their priorities and foundations
+    /// (each was also an [`IceEvent::Candidate`]); after a [`Restart`], the ones to
+    /// signal again with the new credentials.
+    pub candidates: Vec<Candidate>,
+}
+
+/// The remote side's ufrag and password (RFC 8445 §5.3), the candidates known so far
+/// (more may follow with [`AddRemoteCandidate`]), and whether it is a lite
+/// implementation (`a=ice-lite`, RFC 8445 §6.1.1: a full agent then controls).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SetRemote {
+    /// ice-ufrag.
+    pub ufrag: String,
+    /// ice-pwd.
+    pub pwd: String,
+    /// Candidates.
+    pub candidates: Vec<Candidate>,
+    /// The remote agent is lite (RFC 8445 §2.5).
+    pub lite: bool,
+}
+
+/// A remote candidate, at any time (RFC 8838 trickle).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AddRemoteCandidate(pub Candidate);
+
+/// The remote side signalled end-of-candidates (RFC 8838 §8.2).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct EndOfRemoteCandidates;
+
+/// Starts the checks (the seed's ProcessCandidates; RFC 8445 §6.1.2.6). Checks go out
+/// once the remote credentials are known; candidates may still trickle in.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Start;
+
+/// RFC 8445 §9: ICE restart. The agent takes new local credentials (answered, to
+/// signal with the candidates, which are kept and answered too) and starts a fresh
+/// checklist; the pair
+/// selected before keeps carrying data and consent until the new checks select one.
+/// Then give the remote side's new credentials and candidates with [`SetRemote`]
+/// (the peer restarts too when it sees new credentials).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Description")]
+pub struct Restart;
+
+/// Stops the agent; its TURN allocations are deleted.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+impl Handler<Gather> for IceAgent {
+    type Result = ();
+
+    fn handle(&mut self, _: Gather, ctx: &mut Context<Self>) {
+        self.gather(ctx);
+    }
+}
+
+impl Handler<LocalDescription> for IceAgent {
+    type Result = Description;
+
+    fn handle(&mut self, _: LocalDescription, _: &mut Context<Self>) -> Description {
+        self.description()
+    }
+}
+
+impl Handler<SetRemote> for IceAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: SetRemote, ctx: &mut Context<Self>) {
+        self.core().set_remote_credentials(msg.ufrag, msg.pwd);
+        if msg.lite {
+            self.core().set_remote_lite(true);
+        }
+        for c in msg.candidates {
+            self.add_remote(c);
+        }
+        self.drive(ctx);
+    }
+}
+
+impl Handler<AddRemoteCandidate> for IceAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: AddRemoteCandidate, ctx: &mut Context<Self>) {
+        self.add_remote(msg.0);
+        self.drive(ctx);
+    }
+}
+
+impl Handler<EndOfRemoteCandidates> for IceAgent {
+    type Result = ();
+
+    fn handle(&mut self, _: EndOfRemoteCandidates, ctx: &mut Context<Self>) {
+        self.core().end_of_remote_candidates();
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Start> for IceAgent {
+    type Result = ();
+
+    fn handle(&mut self, _: Start, ctx: &mut Context<Self>) {
+        self.core().start(Instant::now());
+        self.drive(ctx);
+    }
+}
+
+impl Handler<Send> for IceAgent {
+    type Result = Result<(), IceError>;
+
+    fn handle(&mut self, msg: Send, ctx: &mut Context<Self>) -> Self::Result {
+        self.send(ctx, msg.0)
+    }
+}
+
+impl Handler<Restart> for IceAgent {
+    type Result = Description;
+
+    fn handle(&mut self, _: Restart, ctx: &mut Context<Self>) -> Description {
+        let credentials = self.core().restart(Instant::now());
+        tracing::debug!(ufrag = %credentials.ufrag, "ICE restart");
+        self.drive(ctx);
+        self.description()
+    }
+}
+
+impl Handler<Stop> for IceAgent {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<Subscribe<IceEvent>> for IceAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: Subscribe<IceEvent>, _: &mut Context<Self>) {
+        self.subscribers.add(msg.0);
+    }
+}
+
+impl Handler<SubscribeChannel<IceEvent>> for IceAgent {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeChannel<IceEvent>, _: &mut Context<Self>) {
+        self.subscribers.add_channel(msg.0);
+    }
+}
+
+/// A running [`IceAgent`]: its address and the API as methods.
+#[derive(Clone)]
+pub struct IceAgentHandle {
+    addr: Addr<IceAgent>,
+}
+
+impl IceAgent {
+    /// Starts an agent on the current Arbiter (its sockets are bound there).
+    pub fn spawn(config: AgentConfig) -> IceAgentHandle {
+        IceAgentHandle {
+            addr: IceAgent::new(config).start(),
+        }
+    }
+}
+
+impl IceAgentHandle {
+    /// The agent's address, for [`Subscribe`] and the messages.
+    pub fn addr(&self) -> &Addr<IceAgent> {
+        &self.addr
+    }
+
+    /// The agent's events as a stream (subscribe before [`IceAgentHandle::gather`]).
+    pub fn events(&self) -> EventStream<IceEvent> {
+        let (stream, subscribe) = EventStream::new();
+        self.addr.do_send(subscribe);
+        stream
+    }
+
+    /// [`Gather`].
+    pub fn gather(&self) {
+        self.addr.do_send(Gather);
+    }
+
+    /// [`LocalDescription`]: the ufrag, password and role to signal.
+    pub async fn local_description(&self) -> Description {
+        self.addr
+            .send(LocalDescription)
+            .await
+            .expect("the ICE agent is running")
+    }
+
+    /// [`SetRemote`] for a full (not lite) remote agent.
+    pub fn set_remote(
+        &self,
+        ufrag: impl Into<String>,
+        pwd: impl Into<String>,
+        candidates: Vec<Candidate>,
+    ) {
+        self.addr.do_send(SetRemote {
+            ufrag: ufrag.into(),
+            pwd: pwd.into(),
+            candidates,
+            lite: false,
+        });
+    }
+
+    /// [`SetRemote`] for a lite remote agent (`a=ice-lite`): this agent controls.
+    pub fn set_remote_lite(
+        &self,
+        ufrag: impl Into<String>,
+        pwd: impl Into<String>,
+        candidates: Vec<Candidate>,
+    ) {
+        self.addr.do_send(SetRemote {
+            ufrag: ufrag.into(),
+            pwd: pwd.into(),
+            candidates,
+            lite: true,
+        });
+    }
+
+    /// [`AddRemoteCandidate`].
+    pub fn add_remote_candidate(&self, candidate: Candidate) {
+        self.addr.do_send(AddRemoteCandidate(candidate));
+    }
+
+    /// [`EndOfRemoteCandidates`].
+    pub fn end_of_remote_candidates(&self) {
+        self.addr.do_send(EndOfRemoteCandidates);
+    }
+
+    /// [`Start`] (the seed's ProcessCandidates).
+    pub fn start(&self) {
+        self.addr.do_send(Start);
+    }
+
+    /// [`Send`]: application data over the selected pair.
+    pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), IceError> {
+        self.addr
+            .send(Send(data.into()))
+            .await
+            .unwrap_or(Err(IceError::NotConnected))
+    }
+
+    /// [`Restart`]: answers the new ufrag and password, and the candidates, to signal.
+    pub async fn restart(&self) -> Description {
+        self.addr
+            .send(Restart)
+            .await
+            .expect("the ICE agent is running")
+    }
+
+    /// [`Stop`].
+    pub fn stop(&self) {
+        self.addr.do_send(Stop);
+    }
+}
