@@ -1,10 +1,19 @@
-//! The TURN server as actors: [`TurnServer`] runs one [`AllocationSupervisor`] per
-//! Arbiter, each with its own SO_REUSEPORT listeners, an [`Allocation`] actor per
-//! allocation, a [`Relay`] actor per relayed address, and a [`TcpConnection`] per
-//! TCP client.
+//! The TURN server as actors: [`TurnServer`] runs one `AllocationSupervisor` per
+//! Arbiter, each with its own SO_REUSEPORT listeners, an `Allocation` actor per
+//! allocation, a `Relay` actor per relayed address, and a `TcpConnection` per TCP
+//! client. The state of an Arbiter's allocations has one owner, `shard`; its module doc
+//! states the data-path rule, and `supervisor`'s what happens when something fails.
+//!
+//! Modules depend one way: `server → supervisor → {shard, relay, allocation,
+//! tcp_connection, recv_loop, binder}`; `relay`, `allocation`, `tcp_connection` and
+//! `recv_loop` know only `shard`, which reaches its supervisor through a trait object.
 
 mod allocation;
+mod binder;
 pub mod client;
+mod outbox;
+mod quota;
+mod recv_loop;
 mod relay;
 mod server;
 mod shard;
@@ -17,14 +26,10 @@ use std::time::Duration;
 use actix::Message;
 pub use floe::turn::server::FiveTuple;
 
-pub use allocation::Allocation;
 pub use client::{
     TurnClient, TurnClientConfig, TurnClientError, TurnClientEvent, TurnClientHandle,
 };
-pub use relay::Relay;
 pub use server::{core_config, core_config_with, ServerHandle, TurnServer};
-pub use supervisor::AllocationSupervisor;
-pub use tcp_connection::TcpConnection;
 
 /// What the TURN server tells its subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Message)]
@@ -59,7 +64,8 @@ pub enum TurnEvent {
         /// its 5-tuple
         five_tuple: FiveTuple,
     },
-    /// Its actor died; the allocation was freed (a `Deleted` follows).
+    /// Its actor died, or its relay could not be bound again; the allocation was freed
+    /// (a `Deleted` follows) and its client's next request gets 437.
     AllocationFailed {
         /// its 5-tuple
         five_tuple: FiveTuple,
@@ -91,7 +97,8 @@ pub enum TurnEvent {
         /// the error code
         code: u16,
     },
-    /// A relay socket failed and was bound again on the same address.
+    /// A relay socket failed (or its actor panicked) and was bound again on the same
+    /// address; the allocation kept its permissions and channels.
     RelayRestarted {
         /// the allocation's 5-tuple
         five_tuple: FiveTuple,
@@ -131,6 +138,8 @@ impl EventSink {
 pub enum Fault {
     /// The relay socket fails as on a receive error.
     RelaySocketError,
+    /// The relay's actor panics.
+    RelayPanic,
     /// The allocation's actor panics.
     AllocationPanic,
 }

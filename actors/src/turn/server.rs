@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, Message, ResponseFuture};
-use floe::turn::server::{self as core, Authenticator, Quotas, RestApiSecrets, StaticUsers};
+use floe::turn::server::{self as core, Authenticator, RestApiSecrets, StaticUsers};
 use rand::RngCore;
 
-use super::shard::ParkedRelays;
+use super::binder::ParkedRelays;
+use super::quota::Quotas;
 use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
 use super::{EventSink, Fault, TurnEvent};
 use crate::config::ServerConfig;
@@ -82,8 +83,6 @@ pub fn core_config_with(
     c.credentials.custom = authenticator;
     c.min_port = config.min_port;
     c.max_port = config.max_port;
-    c.user_quota = config.user_quota;
-    c.total_quota = config.total_quota;
     c.max_lifetime = Duration::from_secs(u64::from(config.max_lifetime.max(1)));
     c.default_lifetime = c.default_lifetime.min(c.max_lifetime);
     if config.allow_loopback_peers {
@@ -101,7 +100,6 @@ pub fn core_config_with(
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     c.nonce_secret = secret;
-    c.quotas = Arc::new(Quotas::default());
     c
 }
 
@@ -190,13 +188,20 @@ impl TurnServer {
         let mut listen = config.listen.clone();
         let mut supervisors = Vec::new();
         let mut arbiters = Vec::new();
+        // Shared by the Arbiters: an Allocate may reach any of them.
         let parked = ParkedRelays::default();
+        let quotas = Arc::new(Quotas::new(config.user_quota, config.total_quota));
         for _ in 0..config.threads.max(1) {
             let arbiter = Arbiter::new();
-            let (c, m, p) = (core.clone(), metrics.clone(), parked.clone());
+            let (c, m, p, q) = (
+                core.clone(),
+                metrics.clone(),
+                parked.clone(),
+                quotas.clone(),
+            );
             let r = EventSink::new(server.clone().recipient(), wanted.clone());
             let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                AllocationSupervisor::new(c, m, r, p)
+                AllocationSupervisor::new(c, m, r, q, p)
             });
             // The first Arbiter picks the ports (port 0 in tests); the others share them.
             let bound: BoundShard = sup
