@@ -4,9 +4,18 @@
 //! client. The state of an Arbiter's allocations has one owner, `shard`; its module doc
 //! states the data-path rule, and `supervisor`'s what happens when something fails.
 //!
-//! Modules depend one way: `server → supervisor → {shard, relay, allocation,
-//! tcp_connection, recv_loop, binder}`; `relay`, `allocation`, `tcp_connection` and
-//! `recv_loop` know only `shard`, which reaches its supervisor through a trait object.
+//! Modules depend one way, with no cycle:
+//!
+//! ```text
+//! server ─→ supervisor ─→ relay ─→ recv_loop ─→ shard ─→ binder ─→ quota
+//!              │  ├─────→ allocation ─────────→ shard ─→ outbox
+//!              │  └─────→ tcp_connection ─────→ shard
+//!              └────────→ shard, recv_loop, binder, quota
+//! ```
+//!
+//! (`server` also makes the cross-thread `quota` and `binder`'s parked-socket table that
+//! every Arbiter shares.) `shard` reaches its supervisor only through the `Supervision` trait object, and the
+//! actors report failures through `Recipient`s of their own messages.
 
 mod allocation;
 mod binder;

@@ -13,8 +13,8 @@
 //!
 //! Nothing outside this module sees its fields: loops and actors call the few methods of
 //! [`ShardHandle`], and the owner reaches its supervisor only through [`Supervision`],
-//! so the modules depend one way: `server → supervisor → {shard, relay, allocation,
-//! tcp_connection}`, and `relay`, `allocation` and `tcp_connection` know only `shard`.
+//! so the modules depend one way (drawn in `turn/mod.rs`): the supervisor knows the
+//! owner and the actors, the actors know the owner, the owner knows neither.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
