@@ -362,3 +362,66 @@ async fn unreachable_peers_cost_only_their_datagrams() {
     }
     assert_eq!(server.shutdown().await, 1);
 }
+
+#[actix_rt::test]
+async fn quotas_hold_across_threads_and_come_back_when_an_allocation_ends() {
+    let mut config = server_config();
+    config.user_quota = 1;
+    config.threads = 2;
+    let server = TurnServer::start(&config, Metrics::new()).await.unwrap();
+    let mut a = Client::new(server.local_addrs()[0]).await;
+    let mut b = Client::new(server.local_addrs()[0]).await;
+    a.allocate().await;
+    // Whichever thread b reaches, bob has used his one allocation.
+    b.core.allocate(Instant::now()).unwrap();
+    let e = b
+        .until(|e| matches!(e, ClientEvent::Allocated { .. } | ClientEvent::Error { .. }))
+        .await;
+    assert!(
+        matches!(
+            e,
+            ClientEvent::Error {
+                code: Some(486),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    a.core.delete(Instant::now()).unwrap();
+    a.until(|e| matches!(e, ClientEvent::Deleted)).await;
+    b.allocate().await;
+    assert_eq!(server.shutdown().await, 1);
+}
+
+#[actix_rt::test]
+async fn an_earlier_deadline_rearms_the_timer() {
+    let server = start(|c| {
+        c.default_lifetime = Duration::from_secs(1);
+        c.max_lifetime = Duration::from_secs(3600);
+    })
+    .await;
+    let mut events = server.events();
+    let with_lifetime = |client: &mut Client, secs: u64| {
+        let mut c = ClientConfig::new(
+            server.local_addrs()[0],
+            client.sock.local_addr().unwrap(),
+            "bob",
+            "secret",
+        );
+        c.lifetime = Duration::from_secs(secs);
+        client.core = TurnClient::new(c, StdRng::seed_from_u64(secs));
+    };
+    // The first allocation arms the timer far out (its lifetime; it has no permission).
+    let mut long = Client::new(server.local_addrs()[0]).await;
+    with_lifetime(&mut long, 3600);
+    long.allocate().await;
+    // The second one's lifetime ends first: it must expire on time, not after the first.
+    let mut short = Client::new(server.local_addrs()[0]).await;
+    with_lifetime(&mut short, 1);
+    short.allocate().await;
+    let e = next_event(&mut events, |e| matches!(e, TurnEvent::Expired { .. })).await;
+    assert!(
+        matches!(e, TurnEvent::Expired { five_tuple } if five_tuple.client == short.sock.local_addr().unwrap())
+    );
+    assert_eq!(server.shutdown().await, 1, "the long one is still there");
+}
