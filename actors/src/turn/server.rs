@@ -22,7 +22,7 @@ use crate::metrics::Metrics;
 /// The IPv4 address relays use when none is configured: the listen address if it is
 /// specific, else the source address the kernel would route public traffic from
 /// (found with an unconnected-socket `connect`, which sends nothing), else loopback.
-pub fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
+pub(crate) fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
     if let Some(a) = listen
         .iter()
         .find(|a| a.is_ipv4() && !a.ip().is_unspecified())
@@ -38,7 +38,8 @@ pub fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// Maps the operator's configuration onto the core's.
+/// Maps the operator's configuration onto the core's. Quotas are not the core's:
+/// [`TurnServer::start`] counts them across its Arbiters.
 pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
     core_config_with(config, None)
 }
@@ -133,7 +134,7 @@ struct Register {
 /// allocations were deleted.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct Shutdown;
+pub(crate) struct Shutdown;
 
 #[derive(Message)]
 #[rtype(result = "bool")]

@@ -7,8 +7,9 @@
 //! thread that read them: the listener, relay and TCP loops of an Arbiter call
 //! [`ShardHandle`] once per batch, and it routes each datagram through the core's
 //! per-thread indexes (5-tuple → allocation, relayed address → allocation) without a
-//! mailbox hop, a lock, a string or a heap allocation. The data path skips mailboxes
-//! only through this index that one owner keeps. Everything else the owner's actors do
+//! mailbox hop, a lock or a string (and, for ChannelData over UDP, without a heap
+//! allocation). The data path skips mailboxes only through this index that one owner
+//! keeps. Everything else the owner's actors do
 //! (start, stop, fail, time out) goes through typed messages.
 //!
 //! Nothing outside this module sees its fields: loops and actors call the few methods of
@@ -27,7 +28,7 @@ use bytes::Bytes;
 use floe::framing::StreamFramer;
 use floe::transmit::Transport;
 use floe::turn::server::{
-    AllocationId, ClientOutput, FiveTuple, PeerOutput, Server, ServerEvent, PEER_HEADROOM,
+    AllocationId, ClientOutput, FiveTuple, PeerOutput, RelayAsk, Server, ServerEvent, PEER_HEADROOM,
 };
 use tokio::sync::mpsc::Sender;
 
@@ -380,6 +381,10 @@ impl Shard {
     fn serve_relay_requests(&mut self, now: Instant) {
         while let Some(request) = self.core.poll_relay_request() {
             let (id, user) = (request.id, request.username.clone());
+            let token = match &request.relays {
+                RelayAsk::Bind { reservation, .. } => *reservation,
+                RelayAsk::Redeem { .. } => None,
+            };
             let relays = &self.relays;
             match self.binder.fulfil(request, |a| relays.contains_key(&a)) {
                 Ok((grant, bound)) => {
@@ -388,6 +393,9 @@ impl Shard {
                     } else {
                         // No allocation came of it: `bound` closes as it drops.
                         self.binder.release(&user);
+                        if let Some(token) = token {
+                            self.binder.unpark(&token);
+                        }
                     }
                 }
                 Err(refusal) => {
