@@ -96,7 +96,7 @@ pub enum ServerEvent {
     },
 }
 
-/// Where relayed data goes after [`Server::handle_client`].
+/// Where relayed data goes after [`Server::handle_client`](super::Server::handle_client).
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientOutput<'a> {
     /// Nothing to relay (a control message, or dropped).
@@ -125,7 +125,7 @@ pub enum ClientOutput<'a> {
     },
 }
 
-/// Where data from a peer goes after [`Server::handle_peer`].
+/// Where data from a peer goes after [`Server::handle_peer`](super::Server::handle_peer).
 #[derive(Debug, PartialEq, Eq)]
 pub enum PeerOutput {
     /// No permission or no allocation: dropped (RFC 8656 §10.3).
@@ -146,5 +146,5 @@ pub enum PeerOutput {
     },
 }
 
-/// Bytes the caller leaves in front of peer data in [`Server::handle_peer`].
+/// Bytes the caller leaves in front of peer data in [`Server::handle_peer`](super::Server::handle_peer).
 pub const PEER_HEADROOM: usize = ChannelData::HEADER_LEN;
