@@ -233,7 +233,76 @@ async fn a_panicking_allocation_is_freed_and_the_others_keep_relaying() {
         b.echo(peer, &[b'b', i]).await;
     }
     a.no_echo(peer, b"a2", Duration::from_millis(500)).await;
-    assert_eq!(server.shutdown().await, 1, "only b's allocation was left");
+    // The clear error to its client: the next request on its 5-tuple gets 437.
+    a.core
+        .refresh(Instant::now(), Duration::from_secs(600))
+        .unwrap();
+    let e = a
+        .until(|e| matches!(e, ClientEvent::Error { .. } | ClientEvent::Refreshed { .. }))
+        .await;
+    assert!(
+        matches!(
+            e,
+            ClientEvent::Error {
+                code: Some(437),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // And it may allocate again.
+    let mut again = Client {
+        core: TurnClient::new(
+            ClientConfig::new(
+                server.local_addrs()[0],
+                a.sock.local_addr().unwrap(),
+                "bob",
+                "secret",
+            ),
+            StdRng::seed_from_u64(2),
+        ),
+        sock: a.sock,
+    };
+    again.allocate().await;
+    again.bind(peer).await;
+    again.echo(peer, b"a3").await;
+    assert_eq!(server.shutdown().await, 2, "b's and a's new allocation");
+}
+
+#[actix_rt::test]
+async fn a_panicking_relay_is_restarted_in_place_with_its_channels() {
+    let server = start(|_| {}).await;
+    let mut events = server.events();
+    let (peer, mut seen) = echo_peer().await;
+    let mut a = Client::new(server.local_addrs()[0]).await;
+    let mut b = Client::new(server.local_addrs()[0]).await;
+    let relay_a = a.allocate().await;
+    b.allocate().await;
+    a.bind(peer).await;
+    b.bind(peer).await;
+    a.echo(peer, b"a1").await;
+
+    assert!(server.inject_fault(relay_a, Fault::RelayPanic).await);
+    let e = next_event(&mut events, |e| {
+        matches!(
+            e,
+            TurnEvent::RelayRestarted { .. } | TurnEvent::AllocationFailed { .. }
+        )
+    })
+    .await;
+    assert!(
+        matches!(e, TurnEvent::RelayRestarted { relayed, .. } if relayed == relay_a),
+        "{e:?}"
+    );
+    // The channel bound before the panic still relays, from the same address, without
+    // the client binding it again; the other allocation never noticed.
+    for i in 0..10u8 {
+        a.echo(peer, &[b'a', i]).await;
+        b.echo(peer, &[b'b', i]).await;
+    }
+    let from_a: Vec<SocketAddr> = std::iter::from_fn(|| seen.try_recv().ok()).collect();
+    assert!(from_a.contains(&relay_a));
+    assert_eq!(server.shutdown().await, 2);
 }
 
 #[actix_rt::test]
@@ -292,4 +361,67 @@ async fn unreachable_peers_cost_only_their_datagrams() {
         client.echo(peer, &[b'e', i]).await;
     }
     assert_eq!(server.shutdown().await, 1);
+}
+
+#[actix_rt::test]
+async fn quotas_hold_across_threads_and_come_back_when_an_allocation_ends() {
+    let mut config = server_config();
+    config.user_quota = 1;
+    config.threads = 2;
+    let server = TurnServer::start(&config, Metrics::new()).await.unwrap();
+    let mut a = Client::new(server.local_addrs()[0]).await;
+    let mut b = Client::new(server.local_addrs()[0]).await;
+    a.allocate().await;
+    // Whichever thread b reaches, bob has used his one allocation.
+    b.core.allocate(Instant::now()).unwrap();
+    let e = b
+        .until(|e| matches!(e, ClientEvent::Allocated { .. } | ClientEvent::Error { .. }))
+        .await;
+    assert!(
+        matches!(
+            e,
+            ClientEvent::Error {
+                code: Some(486),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    a.core.delete(Instant::now()).unwrap();
+    a.until(|e| matches!(e, ClientEvent::Deleted)).await;
+    b.allocate().await;
+    assert_eq!(server.shutdown().await, 1);
+}
+
+#[actix_rt::test]
+async fn an_earlier_deadline_rearms_the_timer() {
+    let server = start(|c| {
+        c.default_lifetime = Duration::from_secs(1);
+        c.max_lifetime = Duration::from_secs(3600);
+    })
+    .await;
+    let mut events = server.events();
+    let with_lifetime = |client: &mut Client, secs: u64| {
+        let mut c = ClientConfig::new(
+            server.local_addrs()[0],
+            client.sock.local_addr().unwrap(),
+            "bob",
+            "secret",
+        );
+        c.lifetime = Duration::from_secs(secs);
+        client.core = TurnClient::new(c, StdRng::seed_from_u64(secs));
+    };
+    // The first allocation arms the timer far out (its lifetime; it has no permission).
+    let mut long = Client::new(server.local_addrs()[0]).await;
+    with_lifetime(&mut long, 3600);
+    long.allocate().await;
+    // The second one's lifetime ends first: it must expire on time, not after the first.
+    let mut short = Client::new(server.local_addrs()[0]).await;
+    with_lifetime(&mut short, 1);
+    short.allocate().await;
+    let e = next_event(&mut events, |e| matches!(e, TurnEvent::Expired { .. })).await;
+    assert!(
+        matches!(e, TurnEvent::Expired { five_tuple } if five_tuple.client == short.sock.local_addr().unwrap())
+    );
+    assert_eq!(server.shutdown().await, 1, "the long one is still there");
 }

@@ -1,22 +1,15 @@
 //! RFC 8656: a TURN server core fed arbitrary client and peer datagrams never panics.
 #![no_main]
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use floe::transmit::Transport;
-use floe::turn::server::{FiveTuple, RelayBinder, Server, ServerConfig, PEER_HEADROOM};
+use floe::turn::server::{
+    FiveTuple, RelayAsk, RelayGrant, RelayRefusal, Server, ServerConfig, PEER_HEADROOM,
+};
 use libfuzzer_sys::fuzz_target;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-
-struct Binder;
-
-impl RelayBinder for Binder {
-    fn bind(&mut self, _: SocketAddr) -> bool {
-        true
-    }
-}
 
 fuzz_target!(|input: &[u8]| {
     let t0 = Instant::now();
@@ -35,7 +28,22 @@ fuzz_target!(|input: &[u8]| {
         let n = usize::from(len).min(tail.len());
         let (datagram, tail) = tail.split_at(n);
         rest = tail;
-        let _ = server.handle_client(now, &ft, datagram, &mut Binder);
+        let _ = server.handle_client(now, &ft, datagram);
+        // A driver that binds the first candidate it is offered.
+        while let Some(req) = server.poll_relay_request() {
+            let result = match req.relays {
+                RelayAsk::Bind { mut primary, .. } => primary
+                    .next_free(|_| false)
+                    .map(|c| RelayGrant {
+                        relayed: c.relay,
+                        reserved: c.reserved,
+                        additional: None,
+                    })
+                    .ok_or(RelayRefusal::InsufficientCapacity),
+                RelayAsk::Redeem { .. } => Err(RelayRefusal::InsufficientCapacity),
+            };
+            let _ = server.relay_ready(now, req.id, result);
+        }
         let mut buf = vec![0u8; PEER_HEADROOM + datagram.len() + 4];
         buf[PEER_HEADROOM..PEER_HEADROOM + datagram.len()].copy_from_slice(datagram);
         let _ = server.handle_peer(now, "192.0.2.1:50000".parse().unwrap(), "203.0.113.1:9".parse().unwrap(), &mut buf, datagram.len());

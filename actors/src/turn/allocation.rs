@@ -1,44 +1,41 @@
 //! `Allocation`: the actor of one allocation, the unit of failure the supervisor watches.
 //!
-//! Its state (permissions, channels, lifetime) lives in the Arbiter's sans-IO core so the
-//! data path needs no mailbox hop; the actor stands for the allocation's life. If it dies
-//! (a panic in one of its handlers), the supervisor frees the allocation and says so,
-//! and every other allocation carries on.
+//! Its state (permissions, channels, lifetime, relayed addresses) is kept by the
+//! Arbiter's owner (`shard`) so the data path needs no mailbox hop; the actor stands for
+//! the allocation's life and takes its commands. If it dies (a panic in one of its
+//! handlers), the supervisor ends the allocation with an `AllocationFailed` event, its
+//! client's next request gets 437, and every other allocation carries on.
 
-use std::net::SocketAddr;
+use actix::{Actor, ActorContext, Context, Handler, Message, Recipient};
+use floe::turn::server::{AllocationId, FiveTuple};
 
-use actix::{Actor, ActorContext, Addr, Context, Handler, Message};
-use floe::turn::server::AllocationId;
+use super::shard::Command;
+use super::Fault;
 
-use super::supervisor::{AllocationEnded, AllocationSupervisor};
-
-/// Stops the actor (its allocation was deleted or expired).
+/// An allocation actor is gone without being stopped.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopAllocation;
-
-/// Makes the actor panic (fault injection for tests and drills).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PanicAllocation;
+pub(crate) struct AllocationEnded {
+    pub(crate) id: AllocationId,
+}
 
 /// One allocation.
-pub struct Allocation {
+pub(crate) struct Allocation {
     id: AllocationId,
-    relayed: Vec<SocketAddr>,
-    supervisor: Addr<AllocationSupervisor>,
+    five_tuple: FiveTuple,
+    supervisor: Recipient<AllocationEnded>,
     stopped_cleanly: bool,
 }
 
 impl Allocation {
     pub(crate) fn new(
         id: AllocationId,
-        relayed: Vec<SocketAddr>,
-        supervisor: Addr<AllocationSupervisor>,
+        five_tuple: FiveTuple,
+        supervisor: Recipient<AllocationEnded>,
     ) -> Self {
         Allocation {
             id,
-            relayed,
+            five_tuple,
             supervisor,
             stopped_cleanly: false,
         }
@@ -49,29 +46,27 @@ impl Actor for Allocation {
     type Context = Context<Self>;
 }
 
-impl Handler<StopAllocation> for Allocation {
+impl Handler<Command> for Allocation {
     type Result = ();
 
-    fn handle(&mut self, _: StopAllocation, ctx: &mut Context<Self>) {
-        self.stopped_cleanly = true;
-        ctx.stop();
-    }
-}
-
-impl Handler<PanicAllocation> for Allocation {
-    type Result = ();
-
-    fn handle(&mut self, _: PanicAllocation, _: &mut Context<Self>) {
-        panic!(
-            "injected panic in the allocation relaying on {:?}",
-            self.relayed
-        );
+    fn handle(&mut self, command: Command, ctx: &mut Context<Self>) {
+        match command {
+            Command::Stop => {
+                self.stopped_cleanly = true;
+                ctx.stop();
+            }
+            Command::Fault(Fault::AllocationPanic) => panic!(
+                "injected panic in the allocation of {}",
+                self.five_tuple.client
+            ),
+            Command::Fault(_) => {}
+        }
     }
 }
 
 impl Drop for Allocation {
     /// Runs on a clean stop and while a panic unwinds the actor's task alike; only the
-    /// latter needs the supervisor to free the allocation.
+    /// latter needs the supervisor to end the allocation.
     fn drop(&mut self) {
         if !self.stopped_cleanly {
             self.supervisor.do_send(AllocationEnded { id: self.id });

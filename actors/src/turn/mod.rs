@@ -1,10 +1,28 @@
-//! The TURN server as actors: [`TurnServer`] runs one [`AllocationSupervisor`] per
-//! Arbiter, each with its own SO_REUSEPORT listeners, an [`Allocation`] actor per
-//! allocation, a [`Relay`] actor per relayed address, and a [`TcpConnection`] per
-//! TCP client.
+//! The TURN server as actors: [`TurnServer`] runs one `AllocationSupervisor` per
+//! Arbiter, each with its own SO_REUSEPORT listeners, an `Allocation` actor per
+//! allocation, a `Relay` actor per relayed address, and a `TcpConnection` per TCP
+//! client. The state of an Arbiter's allocations has one owner, `shard`; its module doc
+//! states the data-path rule, and `supervisor`'s what happens when something fails.
+//!
+//! Modules depend one way, with no cycle:
+//!
+//! ```text
+//! server ─→ supervisor ─→ relay ─→ recv_loop ─→ shard ─→ binder ─→ quota
+//!              │  ├─────→ allocation ─────────→ shard ─→ outbox
+//!              │  └─────→ tcp_connection ─────→ shard
+//!              └────────→ shard, recv_loop, binder, quota
+//! ```
+//!
+//! (`server` also makes the cross-thread `quota` and `binder`'s parked-socket table that
+//! every Arbiter shares.) `shard` reaches its supervisor only through the `Supervision` trait object, and the
+//! actors report failures through `Recipient`s of their own messages.
 
 mod allocation;
+mod binder;
 pub mod client;
+mod outbox;
+mod quota;
+mod recv_loop;
 mod relay;
 mod server;
 mod shard;
@@ -17,14 +35,10 @@ use std::time::Duration;
 use actix::Message;
 pub use floe::turn::server::FiveTuple;
 
-pub use allocation::Allocation;
 pub use client::{
     TurnClient, TurnClientConfig, TurnClientError, TurnClientEvent, TurnClientHandle,
 };
-pub use relay::Relay;
 pub use server::{core_config, core_config_with, ServerHandle, TurnServer};
-pub use supervisor::AllocationSupervisor;
-pub use tcp_connection::TcpConnection;
 
 /// What the TURN server tells its subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Message)]
@@ -59,7 +73,8 @@ pub enum TurnEvent {
         /// its 5-tuple
         five_tuple: FiveTuple,
     },
-    /// Its actor died; the allocation was freed (a `Deleted` follows).
+    /// Its actor died, or its relay could not be bound again; the allocation was freed
+    /// (a `Deleted` follows) and its client's next request gets 437.
     AllocationFailed {
         /// its 5-tuple
         five_tuple: FiveTuple,
@@ -91,7 +106,8 @@ pub enum TurnEvent {
         /// the error code
         code: u16,
     },
-    /// A relay socket failed and was bound again on the same address.
+    /// A relay socket failed (or its actor panicked) and was bound again on the same
+    /// address; the allocation kept its permissions and channels.
     RelayRestarted {
         /// the allocation's 5-tuple
         five_tuple: FiveTuple,
@@ -131,6 +147,8 @@ impl EventSink {
 pub enum Fault {
     /// The relay socket fails as on a receive error.
     RelaySocketError,
+    /// The relay's actor panics.
+    RelayPanic,
     /// The allocation's actor panics.
     AllocationPanic,
 }

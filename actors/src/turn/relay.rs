@@ -1,55 +1,59 @@
 //! `Relay`: one relay socket and the loop that reads peers' datagrams from it.
+//!
+//! A receive error, or a panic of the actor, reports [`RelayFailed`] to the supervisor,
+//! which binds the same address again and starts a new `Relay`; the allocation's state
+//! (permissions, channels, lifetime) lives with the Arbiter's owner and is kept.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
+    WrapFuture,
 };
 
-use super::shard::{LoopRole, RecvLoop, SharedShard};
-use super::supervisor::{AllocationSupervisor, RelayFailed};
+use super::recv_loop::{LoopRole, RecvLoop};
+use super::shard::{Command, ShardHandle};
+use super::Fault;
 use crate::udp::BatchSocket;
 
-/// Stops a relay for good (its allocation ended).
+/// A relay's socket failed, or its actor died; its address should be bound again.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct StopRelay;
+pub(crate) struct RelayFailed {
+    pub(crate) addr: SocketAddr,
+    pub(crate) error: String,
+}
 
-/// Makes the relay fail as a socket error would (fault injection for tests and drills).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FailRelay;
-
-/// Reads one relayed address. A receive error stops it and tells the supervisor, which
-/// binds the same address again and starts a new `Relay`.
-pub struct Relay {
+/// Reads one relayed address.
+pub(crate) struct Relay {
     addr: SocketAddr,
     socket: Rc<BatchSocket>,
-    shard: SharedShard,
-    supervisor: Addr<AllocationSupervisor>,
-    released: bool,
+    shard: ShardHandle,
+    supervisor: Recipient<RelayFailed>,
+    /// Stopped on purpose, or its failure already reported.
+    done: bool,
 }
 
 impl Relay {
     pub(crate) fn new(
         addr: SocketAddr,
         socket: Rc<BatchSocket>,
-        shard: SharedShard,
-        supervisor: Addr<AllocationSupervisor>,
+        shard: ShardHandle,
+        supervisor: Recipient<RelayFailed>,
     ) -> Self {
         Relay {
             addr,
             socket,
             shard,
             supervisor,
-            released: false,
+            done: false,
         }
     }
 
     fn fail(&mut self, ctx: &mut Context<Self>, error: String) {
-        if !self.released {
-            self.released = true;
+        if !self.done {
+            self.done = true;
             self.supervisor.do_send(RelayFailed {
                 addr: self.addr,
                 error,
@@ -63,11 +67,10 @@ impl Actor for Relay {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let bufs = self.shard.borrow().relay_bufs.clone();
         let recv = RecvLoop {
             shard: self.shard.clone(),
             socket: self.socket.clone(),
-            bufs,
+            bufs: self.shard.relay_buffers(),
             role: LoopRole::Relay,
         };
         ctx.spawn(recv.into_actor(self).map(|result, act, ctx| {
@@ -80,19 +83,34 @@ impl Actor for Relay {
     }
 }
 
-impl Handler<StopRelay> for Relay {
+impl Handler<Command> for Relay {
     type Result = ();
 
-    fn handle(&mut self, _: StopRelay, ctx: &mut Context<Self>) {
-        self.released = true;
-        ctx.stop();
+    fn handle(&mut self, command: Command, ctx: &mut Context<Self>) {
+        match command {
+            Command::Stop => {
+                self.done = true;
+                ctx.stop();
+            }
+            Command::Fault(Fault::RelaySocketError) => {
+                self.fail(ctx, "injected relay failure".to_owned())
+            }
+            Command::Fault(Fault::RelayPanic) => {
+                panic!("injected panic in the relay on {}", self.addr)
+            }
+            Command::Fault(_) => {}
+        }
     }
 }
 
-impl Handler<FailRelay> for Relay {
-    type Result = ();
-
-    fn handle(&mut self, _: FailRelay, ctx: &mut Context<Self>) {
-        self.fail(ctx, "injected relay failure".to_owned());
+impl Drop for Relay {
+    /// A panic unwinds the actor's task without `fail`: report it here.
+    fn drop(&mut self) {
+        if !self.done {
+            self.supervisor.do_send(RelayFailed {
+                addr: self.addr,
+                error: "relay actor died".to_owned(),
+            });
+        }
     }
 }

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, Message, ResponseFuture};
-use floe::turn::server::{self as core, Authenticator, Quotas, RestApiSecrets, StaticUsers};
+use floe::turn::server::{self as core, Authenticator, RestApiSecrets, StaticUsers};
 use rand::RngCore;
 
-use super::shard::ParkedRelays;
+use super::binder::ParkedRelays;
+use super::quota::Quotas;
 use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
 use super::{EventSink, Fault, TurnEvent};
 use crate::config::ServerConfig;
@@ -21,7 +22,7 @@ use crate::metrics::Metrics;
 /// The IPv4 address relays use when none is configured: the listen address if it is
 /// specific, else the source address the kernel would route public traffic from
 /// (found with an unconnected-socket `connect`, which sends nothing), else loopback.
-pub fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
+pub(crate) fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
     if let Some(a) = listen
         .iter()
         .find(|a| a.is_ipv4() && !a.ip().is_unspecified())
@@ -37,7 +38,8 @@ pub fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
-/// Maps the operator's configuration onto the core's.
+/// Maps the operator's configuration onto the core's. Quotas are not the core's:
+/// [`TurnServer::start`] counts them across its Arbiters.
 pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
     core_config_with(config, None)
 }
@@ -82,8 +84,6 @@ pub fn core_config_with(
     c.credentials.custom = authenticator;
     c.min_port = config.min_port;
     c.max_port = config.max_port;
-    c.user_quota = config.user_quota;
-    c.total_quota = config.total_quota;
     c.max_lifetime = Duration::from_secs(u64::from(config.max_lifetime.max(1)));
     c.default_lifetime = c.default_lifetime.min(c.max_lifetime);
     if config.allow_loopback_peers {
@@ -101,7 +101,6 @@ pub fn core_config_with(
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     c.nonce_secret = secret;
-    c.quotas = Arc::new(Quotas::default());
     c
 }
 
@@ -135,7 +134,7 @@ struct Register {
 /// allocations were deleted.
 #[derive(Message)]
 #[rtype(result = "usize")]
-pub struct Shutdown;
+pub(crate) struct Shutdown;
 
 #[derive(Message)]
 #[rtype(result = "bool")]
@@ -190,13 +189,20 @@ impl TurnServer {
         let mut listen = config.listen.clone();
         let mut supervisors = Vec::new();
         let mut arbiters = Vec::new();
+        // Shared by the Arbiters: an Allocate may reach any of them.
         let parked = ParkedRelays::default();
+        let quotas = Arc::new(Quotas::new(config.user_quota, config.total_quota));
         for _ in 0..config.threads.max(1) {
             let arbiter = Arbiter::new();
-            let (c, m, p) = (core.clone(), metrics.clone(), parked.clone());
+            let (c, m, p, q) = (
+                core.clone(),
+                metrics.clone(),
+                parked.clone(),
+                quotas.clone(),
+            );
             let r = EventSink::new(server.clone().recipient(), wanted.clone());
             let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                AllocationSupervisor::new(c, m, r, p)
+                AllocationSupervisor::new(c, m, r, q, p)
             });
             // The first Arbiter picks the ports (port 0 in tests); the others share them.
             let bound: BoundShard = sup

@@ -1,185 +1,111 @@
-//! The state of one Arbiter of the TURN server: the sans-IO core, the sockets, and the
-//! actors of its allocations. Listener, relay and TCP loops on the Arbiter borrow it for
-//! one batch at a time, so relayed data takes no mailbox hop and no lock.
+//! The owner of one Arbiter's TURN state: the sans-IO core (allocations, permissions,
+//! channels, lifetimes), the relay and listener sockets, and the 5-tuple and relay
+//! indexes that route data.
+//!
+//! **The data-path rule.** Control messages (Allocate, Refresh, CreatePermission,
+//! ChannelBind) and relayed data alike are handled in the batch that read them, on the
+//! thread that read them: the listener, relay and TCP loops of an Arbiter call
+//! [`ShardHandle`] once per batch, and it routes each datagram through the core's
+//! per-thread indexes (5-tuple → allocation, relayed address → allocation) without a
+//! mailbox hop, a lock or a string (and, for ChannelData over UDP, without a heap
+//! allocation). The data path skips mailboxes only through this index that one owner
+//! keeps. Everything else the owner's actors do
+//! (start, stop, fail, time out) goes through typed messages.
+//!
+//! Nothing outside this module sees its fields: loops and actors call the few methods of
+//! [`ShardHandle`], and the owner reaches its supervisor only through [`Supervision`],
+//! so the modules depend one way (drawn in `turn/mod.rs`): the supervisor knows the
+//! owner and the actors, the actors know the owner, the owner knows neither.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix::{Actor, Addr};
+use actix::{Message, Recipient};
 use bytes::Bytes;
+use floe::framing::StreamFramer;
 use floe::transmit::Transport;
 use floe::turn::server::{
-    AllocationId, ClientOutput, FiveTuple, PeerOutput, RelayBinder, Server, ServerEvent,
-    PEER_HEADROOM,
+    AllocationId, ClientOutput, FiveTuple, PeerOutput, RelayAsk, Server, ServerEvent, PEER_HEADROOM,
 };
 use tokio::sync::mpsc::Sender;
 
-use super::allocation::{Allocation, StopAllocation};
-use super::relay::{Relay, StopRelay};
-use super::supervisor::AllocationSupervisor;
-use super::{EventSink, TurnEvent};
+use super::binder::{BoundRelays, RelayBinder};
+use super::outbox::{Pending, Tally};
+use super::{EventSink, Fault, TurnEvent};
 use crate::metrics::Metrics;
-use crate::udp::{BatchSocket, ParkedSocket, RecvBuffers, SendQueue, UdpError, UdpSocketConfig};
+use crate::udp::{BatchSocket, RecvBuffers};
 
 /// Largest datagram a relay or listener accepts (one byte more marks truncation).
 pub(crate) const MAX_DATAGRAM: usize = 65_536;
-/// Batches one loop handles before it yields to the other tasks of the Arbiter.
-const BATCHES_PER_POLL: usize = 8;
 /// Datagrams for clients that relays may leave waiting for the flusher.
 const DEFER_AT_MOST: usize = 256;
-/// How long the Arbiter's thread sleeps after a busy wake-up, once it has sent what it
-/// had, before it looks at its sockets again. Interrupt moderation: under load every
-/// `epoll_wait` otherwise returns for about 5 datagrams, and each sleep and wake-up
-/// costs about as much as relaying them; after the nap one wake-up finds many sockets
-/// with several datagrams each. At most this much latency, and none when idle.
-pub(crate) const NAP: std::time::Duration = std::time::Duration::from_micros(200);
-/// Datagrams a wake-up must have brought for the nap (at least the first, less than
-/// the second): light traffic goes straight back to `epoll_wait`, where a nap would
-/// only add a sleep and a wake-up of its own, and an overloaded Arbiter, whose
-/// wake-ups already bring large batches, must not lose time sleeping.
-pub(crate) const NAP_DATAGRAMS: std::ops::Range<usize> = 4..64;
-/// And at least this many datagrams per receive call: when each socket has one
-/// datagram (many allocations at a paced rate) the nap saves no receive or send, only
-/// the `epoll_wait`, and costs a sleep of its own.
-pub(crate) const NAP_MIN_PER_RECEIVE: usize = 2;
 
-/// Relay sockets held for a RESERVATION-TOKEN, shared by every Arbiter of a server:
-/// bound but not registered, so whichever Arbiter redeems the token can take them.
-pub(crate) type ParkedRelays = Arc<Mutex<HashMap<SocketAddr, ParkedSocket>>>;
-
-/// Binds relay sockets for the core and keeps them until an actor takes them.
-pub(crate) struct SocketBinder {
-    config: UdpSocketConfig,
-    pending: HashMap<SocketAddr, BatchSocket>,
-    parked: ParkedRelays,
+/// What the owner tells the actors of its allocations and relays.
+#[derive(Message, Clone, Copy, Debug)]
+#[rtype(result = "()")]
+pub(crate) enum Command {
+    /// The allocation ended: stop for good.
+    Stop,
+    /// Fail as asked (drills and tests).
+    Fault(Fault),
 }
 
-impl RelayBinder for SocketBinder {
-    fn bind(&mut self, addr: SocketAddr) -> bool {
-        match BatchSocket::bind(addr, &self.config) {
-            Ok(s) => {
-                self.pending.insert(addr, s);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn reserve(&mut self, addr: SocketAddr) -> bool {
-        match BatchSocket::park(addr, &self.config) {
-            Ok(p) => {
-                self.parked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(addr, p);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn redeem(&mut self, addr: SocketAddr) -> bool {
-        let parked = self
-            .parked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&addr);
-        match parked.map(BatchSocket::register) {
-            Some(Ok(s)) => {
-                self.pending.insert(addr, s);
-                true
-            }
-            _ => false,
-        }
-    }
+/// How the owner reaches its supervisor: to start the actors of a new allocation and to
+/// re-arm the one timer of the core. The supervisor implements it, so this module
+/// names neither the supervisor nor the actors.
+pub(crate) trait Supervision {
+    /// Starts the actor that stands for allocation `id`.
+    fn start_allocation(&self, id: AllocationId, five_tuple: FiveTuple) -> Recipient<Command>;
+    /// Starts the actor that reads relay socket `socket`, bound to `addr`.
+    fn start_relay(
+        &self,
+        shard: ShardHandle,
+        addr: SocketAddr,
+        socket: Rc<BatchSocket>,
+    ) -> Recipient<Command>;
+    /// The core wants [`ShardHandle::on_timeout`] at `at`, earlier than asked before.
+    fn wake_at(&self, at: Instant);
 }
 
-impl SocketBinder {
-    pub(crate) fn relay_config() -> UdpSocketConfig {
-        UdpSocketConfig {
-            gro: false,
-            recv_buffer_size: Some(256 << 10),
-            send_buffer_size: Some(256 << 10),
-            ..UdpSocketConfig::default()
-        }
-    }
+struct RelayEntry {
+    socket: Rc<BatchSocket>,
+    actor: Recipient<Command>,
+    allocation: AllocationId,
 }
 
-pub(crate) struct RelayEntry {
-    pub socket: Rc<BatchSocket>,
-    pub actor: Addr<Relay>,
-    pub allocation: AllocationId,
+struct AllocationEntry {
+    actor: Recipient<Command>,
+    five_tuple: FiveTuple,
+    username: String,
 }
 
-pub(crate) struct AllocationEntry {
-    pub actor: Addr<Allocation>,
-    pub five_tuple: FiveTuple,
+/// What [`ShardHandle::restart_relay`] did.
+pub(crate) enum RelayRestart {
+    /// The relay no longer exists (its allocation ended meanwhile).
+    Gone,
+    /// Bound again on its address; a new relay actor reads it.
+    Restarted,
+    /// The address could not be bound again: the allocation must end.
+    Failed(AllocationId, String),
 }
 
-/// Counts kept per batch and added to the shared metrics once.
-#[derive(Default)]
-struct Tally {
-    to_peer: (u64, u64),
-    to_client: (u64, u64),
-    bindings: u64,
-}
-
-/// Datagrams waiting to leave one socket, and what they weigh.
-#[derive(Default)]
-struct Pending {
-    queue: SendQueue,
-    bytes: u64,
-}
-
-impl Pending {
-    fn push(&mut self, to: SocketAddr, source: Option<std::net::IpAddr>, payload: &[u8]) {
-        self.queue.push_from(to, source, payload);
-        self.bytes += payload.len() as u64;
-    }
-
-    /// Sends everything with one `sendmmsg` (runs to one destination as GSO sends);
-    /// returns the datagrams and bytes that left. A failed send costs only its own
-    /// datagrams; bytes are prorated when some failed (they are equal-sized in practice).
-    fn flush(&mut self, socket: &BatchSocket) -> (u64, u64) {
-        let queued = self.queue.len() as u64;
-        if queued == 0 {
-            return (0, 0);
-        }
-        let report = socket.try_send_batch(&mut self.queue);
-        let sent = report.sent as u64;
-        let bytes = if sent == queued {
-            self.bytes
-        } else {
-            self.bytes * sent / queued
-        };
-        self.bytes = 0;
-        (sent, bytes)
-    }
-
-    fn clear(&mut self) {
-        self.queue.clear();
-        self.bytes = 0;
-    }
-}
-
-pub(crate) struct Shard {
-    pub core: Server,
-    pub binder: SocketBinder,
-    pub listeners: Vec<Rc<BatchSocket>>,
-    pub relays: HashMap<SocketAddr, RelayEntry>,
-    pub allocations: HashMap<AllocationId, AllocationEntry>,
-    pub tcp: HashMap<(SocketAddr, SocketAddr), Sender<Bytes>>,
-    pub metrics: Metrics,
-    pub events: EventSink,
-    pub supervisor: Addr<AllocationSupervisor>,
-    pub relay_bufs: Rc<RefCell<RecvBuffers>>,
+/// The state of one Arbiter; see the module doc.
+struct Shard {
+    core: Server,
+    binder: RelayBinder,
+    supervision: Box<dyn Supervision>,
+    listeners: Vec<Rc<BatchSocket>>,
+    relays: HashMap<SocketAddr, RelayEntry>,
+    allocations: HashMap<AllocationId, AllocationEntry>,
+    /// Sockets bound for an Allocate, until its allocation's relays start.
+    bound: BoundRelays,
+    tcp: HashMap<(SocketAddr, SocketAddr), Sender<Bytes>>,
+    metrics: Metrics,
+    events: EventSink,
+    relay_bufs: Rc<RefCell<RecvBuffers>>,
     scratch: Vec<u8>,
     tally: Tally,
     /// Datagrams for UDP clients, per listener (in the order of `listeners`); sent at
@@ -189,42 +115,37 @@ pub(crate) struct Shard {
     /// for another relay comes, and at the end of every batch.
     to_peers: Pending,
     to_peers_relay: Option<SocketAddr>,
-    /// Wakes the supervisor's flusher, which calls [`Shard::flush_deferred`].
-    pub flush_wanted: Rc<tokio::sync::Notify>,
+    /// Wakes the supervisor's flusher, which calls [`ShardHandle::flush_deferred`].
+    flush_wanted: Rc<tokio::sync::Notify>,
     flush_scheduled: bool,
-    /// Datagrams received, and receive calls that brought them, since the supervisor's
-    /// napper last ran.
-    pub received: usize,
-    pub receives: usize,
-    /// Wakes the supervisor's napper (see [`NAP`]) after the first batch of a wake-up.
-    pub nap_wanted: Rc<tokio::sync::Notify>,
-    pub nap_scheduled: bool,
+    /// The deadline the supervisor's timer is armed for.
+    timer: Option<Instant>,
 }
 
-pub(crate) type SharedShard = Rc<RefCell<Shard>>;
+/// The one handle to an Arbiter's [`Shard`]: each method borrows it for one batch or one
+/// command, never across an `await`.
+#[derive(Clone)]
+pub(crate) struct ShardHandle(Rc<RefCell<Shard>>);
 
-impl Shard {
+impl ShardHandle {
     pub(crate) fn new(
         core: Server,
+        binder: RelayBinder,
         metrics: Metrics,
         events: EventSink,
-        supervisor: Addr<AllocationSupervisor>,
-        parked: ParkedRelays,
+        supervision: Box<dyn Supervision>,
     ) -> Self {
-        Shard {
+        ShardHandle(Rc::new(RefCell::new(Shard {
             core,
-            binder: SocketBinder {
-                config: SocketBinder::relay_config(),
-                pending: HashMap::new(),
-                parked,
-            },
+            binder,
+            supervision,
             listeners: Vec::new(),
             relays: HashMap::new(),
             allocations: HashMap::new(),
+            bound: Vec::new(),
             tcp: HashMap::new(),
             metrics,
             events,
-            supervisor,
             relay_bufs: Rc::new(RefCell::new(RecvBuffers::new(32, MAX_DATAGRAM + 1))),
             scratch: vec![0; PEER_HEADROOM + MAX_DATAGRAM + 4],
             tally: Tally::default(),
@@ -233,13 +154,188 @@ impl Shard {
             to_peers_relay: None,
             flush_wanted: Rc::new(tokio::sync::Notify::new()),
             flush_scheduled: false,
-            received: 0,
-            receives: 0,
-            nap_wanted: Rc::new(tokio::sync::Notify::new()),
-            nap_scheduled: false,
+            timer: None,
+        })))
+    }
+
+    /// Serves UDP clients on `socket` too (its loop calls [`Self::client_datagrams`]).
+    pub(crate) fn add_listener(&self, socket: Rc<BatchSocket>) {
+        self.0.borrow_mut().listeners.push(socket);
+    }
+
+    /// Receive memory shared by the relays of this Arbiter (one batch at a time).
+    pub(crate) fn relay_buffers(&self) -> Rc<RefCell<RecvBuffers>> {
+        self.0.borrow().relay_bufs.clone()
+    }
+
+    /// Notified when relays left datagrams for [`Self::flush_deferred`].
+    pub(crate) fn flush_wanted(&self) -> Rc<tokio::sync::Notify> {
+        self.0.borrow().flush_wanted.clone()
+    }
+
+    /// Sends the datagrams for clients that relays queued.
+    pub(crate) fn flush_deferred(&self) {
+        let mut s = self.0.borrow_mut();
+        s.flush_scheduled = false;
+        s.flush_clients();
+    }
+
+    /// One batch from clients on the listener bound to `local`.
+    pub(crate) fn client_datagrams(&self, now: Instant, local: SocketAddr, bufs: &RecvBuffers) {
+        let mut s = self.0.borrow_mut();
+        for d in bufs.datagrams() {
+            let ft = FiveTuple {
+                client: d.source,
+                server: d.destination.unwrap_or(local),
+                transport: Transport::Udp,
+            };
+            contain(|| s.on_client(now, &ft, d.payload));
+        }
+        s.finish_batch(self, true);
+    }
+
+    /// One batch from peers on the relay bound to `local`. Datagrams for clients wait
+    /// for [`Self::flush_deferred`], which the supervisor's flusher runs once the other
+    /// relays woken with this one have run: each relay then costs a receive, and the
+    /// listener one `sendmmsg` for all of them.
+    pub(crate) fn peer_datagrams(&self, now: Instant, local: SocketAddr, bufs: &RecvBuffers) {
+        let mut s = self.0.borrow_mut();
+        for d in bufs.datagrams() {
+            contain(|| s.on_peer(now, local, d.source, d.payload));
+        }
+        let queued: usize = s.to_clients.iter().map(Pending::len).sum();
+        if queued >= DEFER_AT_MOST {
+            s.finish_batch(self, true);
+            return;
+        }
+        s.finish_batch(self, false);
+        if queued > 0 && !s.flush_scheduled {
+            s.flush_scheduled = true;
+            s.flush_wanted.notify_one();
         }
     }
 
+    /// A TCP or TLS client connected: relayed data for it goes to `tx`.
+    pub(crate) fn tcp_connected(&self, ft: &FiveTuple, tx: Sender<Bytes>) {
+        self.0.borrow_mut().tcp.insert((ft.client, ft.server), tx);
+    }
+
+    /// The frames a TCP or TLS client sent (RFC 8656 §12.5 framing); false when the
+    /// stream is not STUN or ChannelData and the connection must close.
+    pub(crate) fn client_frames(
+        &self,
+        now: Instant,
+        ft: &FiveTuple,
+        framer: &mut StreamFramer,
+    ) -> bool {
+        let mut s = self.0.borrow_mut();
+        let ok = loop {
+            match framer.next_frame() {
+                Ok(Some(frame)) => contain(|| s.on_client(now, ft, frame.as_bytes())),
+                Ok(None) => break true,
+                Err(_) => break false,
+            }
+        };
+        s.finish_batch(self, true);
+        ok
+    }
+
+    /// Whether the 5-tuple has an allocation.
+    pub(crate) fn has_allocation(&self, ft: &FiveTuple) -> bool {
+        self.0.borrow().core.allocation_of(ft).is_some()
+    }
+
+    /// RFC 8656 §3.1: a TCP allocation ends with its connection.
+    pub(crate) fn tcp_closed(&self, ft: &FiveTuple) {
+        let mut s = self.0.borrow_mut();
+        s.tcp.remove(&(ft.client, ft.server));
+        if let Some(id) = s.core.allocation_of(ft) {
+            s.core.delete(id);
+        }
+        s.finish_batch(self, true);
+    }
+
+    /// The supervisor's timer fired: lifetimes, permissions, channels, reservations.
+    pub(crate) fn on_timeout(&self, now: Instant) {
+        let mut s = self.0.borrow_mut();
+        s.timer = None;
+        s.core.handle_timeout(now);
+        s.finish_batch(self, true);
+    }
+
+    /// Binds a failed relay's address again and starts a new relay actor on it; the
+    /// allocation keeps its permissions and channels, and peers see the same address.
+    pub(crate) fn restart_relay(&self, addr: SocketAddr) -> RelayRestart {
+        let mut s = self.0.borrow_mut();
+        let Some(entry) = s.relays.remove(&addr) else {
+            return RelayRestart::Gone;
+        };
+        let id = entry.allocation;
+        drop(entry);
+        match BatchSocket::bind(addr, &RelayBinder::relay_config()) {
+            Ok(socket) => {
+                if s.core.allocation(id).is_some_and(|a| a.dont_fragment) {
+                    let _ = socket.set_dont_fragment(true);
+                }
+                s.start_relay(self, id, addr, Rc::new(socket));
+                if let Some(a) = s.allocations.get(&id) {
+                    s.events.do_send(TurnEvent::RelayRestarted {
+                        five_tuple: a.five_tuple,
+                        relayed: addr,
+                    });
+                }
+                RelayRestart::Restarted
+            }
+            Err(e) => RelayRestart::Failed(id, e.to_string()),
+        }
+    }
+
+    /// Ends allocation `id` because its actor or relay failed: its client's next request
+    /// gets 437 (no allocation), subscribers get `AllocationFailed` then `Deleted`.
+    pub(crate) fn fail_allocation(&self, id: AllocationId, reason: &str) {
+        let mut s = self.0.borrow_mut();
+        let Some(a) = s.allocations.get(&id) else {
+            return;
+        };
+        let five_tuple = a.five_tuple;
+        tracing::error!(client = %five_tuple.client, reason, "allocation failed; freeing it");
+        s.events.do_send(TurnEvent::AllocationFailed {
+            five_tuple,
+            reason: reason.to_owned(),
+        });
+        s.core.delete(id);
+        s.finish_batch(self, true);
+    }
+
+    /// Sends `fault` to the allocation relaying on `relayed`, or to that relay.
+    pub(crate) fn inject_fault(&self, relayed: SocketAddr, fault: Fault) -> bool {
+        let s = self.0.borrow();
+        let Some(relay) = s.relays.get(&relayed) else {
+            return false;
+        };
+        let target = match fault {
+            Fault::RelaySocketError | Fault::RelayPanic => &relay.actor,
+            Fault::AllocationPanic => match s.allocations.get(&relay.allocation) {
+                Some(a) => &a.actor,
+                None => return false,
+            },
+        };
+        target.do_send(Command::Fault(fault));
+        true
+    }
+
+    /// Deletes every allocation and stops serving; returns how many there were.
+    pub(crate) fn shutdown(&self) -> usize {
+        let mut s = self.0.borrow_mut();
+        let n = s.core.allocation_count();
+        s.core.delete_all();
+        s.finish_batch(self, true);
+        s.listeners.clear();
+        n
+    }
+}
+
+impl Shard {
     /// The listener (its index in `listeners`) that serves `server`.
     fn listener_for(&self, server: SocketAddr) -> Option<usize> {
         self.listeners
@@ -256,29 +352,57 @@ impl Shard {
 
     /// Data or a request from a client.
     #[inline]
-    pub(crate) fn on_client(&mut self, now: Instant, ft: &FiveTuple, data: &[u8]) {
-        if data.first().is_some_and(|b| *b <= 3) && data.get(..2) == Some(&[0, 1]) {
+    fn on_client(&mut self, now: Instant, ft: &FiveTuple, data: &[u8]) {
+        let stun = data.first().is_some_and(|b| *b <= 3);
+        if stun && data.get(..2) == Some(&[0, 1]) {
             self.tally.bindings += 1;
         }
-        let (relay, peer, payload) = match self.core.handle_client(now, ft, data, &mut self.binder)
-        {
-            ClientOutput::None => return,
+        match self.core.handle_client(now, ft, data) {
+            ClientOutput::None => {}
             ClientOutput::Relay {
                 relay,
                 peer,
                 payload,
                 ..
-            } => (relay, peer, payload),
+            } => self.send_to_peer(relay, peer, payload),
             ClientOutput::RelayOwned {
                 relay,
                 peer,
                 payload,
                 ..
-            } => {
-                return self.send_to_peer(relay, peer, &payload);
+            } => self.send_to_peer(relay, peer, &payload),
+        }
+        if stun {
+            self.serve_relay_requests(now);
+        }
+    }
+
+    /// Answers the core's relay requests in the same pass: quotas, then sockets.
+    fn serve_relay_requests(&mut self, now: Instant) {
+        while let Some(request) = self.core.poll_relay_request() {
+            let (id, user) = (request.id, request.username.clone());
+            let token = match &request.relays {
+                RelayAsk::Bind { reservation, .. } => *reservation,
+                RelayAsk::Redeem { .. } => None,
+            };
+            let relays = &self.relays;
+            match self.binder.fulfil(request, |a| relays.contains_key(&a)) {
+                Ok((grant, bound)) => {
+                    if self.core.relay_ready(now, id, Ok(grant)).is_some() {
+                        self.bound.extend(bound);
+                    } else {
+                        // No allocation came of it: `bound` closes as it drops.
+                        self.binder.release(&user);
+                        if let Some(token) = token {
+                            self.binder.unpark(&token);
+                        }
+                    }
+                }
+                Err(refusal) => {
+                    self.core.relay_ready(now, id, Err(refusal));
+                }
             }
-        };
-        self.send_to_peer(relay, peer, payload);
+        }
     }
 
     /// Queues a datagram for `peer` on the relay socket `relay`. Consecutive datagrams
@@ -317,13 +441,7 @@ impl Shard {
 
     /// Data from a peer on a relay.
     #[inline]
-    pub(crate) fn on_peer(
-        &mut self,
-        now: Instant,
-        relay: SocketAddr,
-        peer: SocketAddr,
-        payload: &[u8],
-    ) {
+    fn on_peer(&mut self, now: Instant, relay: SocketAddr, peer: SocketAddr, payload: &[u8]) {
         let len = payload.len();
         if len > MAX_DATAGRAM {
             return;
@@ -371,41 +489,9 @@ impl Shard {
         }
     }
 
-    /// Sends the core's responses and everything queued, and acts on the core's events.
-    /// Called after every batch.
-    pub(crate) fn after(&mut self, shard: &SharedShard) {
-        self.finish_batch(shard, true);
-    }
-
-    /// As [`after`](Self::after), for a relay's batch: datagrams for clients wait for
-    /// [`flush_deferred`](Self::flush_deferred), which the supervisor's flusher runs once
-    /// the other tasks woken with this one (the other relays with data) have run. Each
-    /// relay then costs a receive, and the listener one `sendmmsg` for all of them,
-    /// instead of one per relay.
-    pub(crate) fn after_relay(&mut self, shard: &SharedShard) {
-        let queued: usize = self.to_clients.iter().map(|p| p.queue.len()).sum();
-        if queued >= DEFER_AT_MOST {
-            self.finish_batch(shard, true);
-            return;
-        }
-        self.finish_batch(shard, false);
-        if queued > 0 && !self.flush_scheduled {
-            self.flush_scheduled = true;
-            self.flush_wanted.notify_one();
-        }
-    }
-
-    /// Sends the datagrams for clients that relays queued.
-    pub(crate) fn flush_deferred(&mut self) {
-        self.flush_scheduled = false;
-        self.flush_clients();
-    }
-
-    fn finish_batch(&mut self, shard: &SharedShard, flush_clients: bool) {
-        if self.received > 0 && !self.nap_scheduled {
-            self.nap_scheduled = true;
-            self.nap_wanted.notify_one();
-        }
+    /// Sends the core's responses and everything queued, acts on the core's events, and
+    /// re-arms the timer if the core's deadline moved earlier. Ends every batch.
+    fn finish_batch(&mut self, handle: &ShardHandle, flush_clients: bool) {
         while let Some(t) = self.core.poll_transmit() {
             let ft = FiveTuple {
                 client: t.destination,
@@ -420,7 +506,13 @@ impl Shard {
             self.flush_clients();
         }
         while let Some(e) = self.core.poll_event() {
-            self.on_event(e, shard);
+            self.on_event(e, handle);
+        }
+        if let Some(at) = self.core.poll_timeout() {
+            if self.timer.is_none_or(|armed| at < armed) {
+                self.timer = Some(at);
+                self.supervision.wake_at(at);
+            }
         }
         let tally = std::mem::take(&mut self.tally);
         if tally.to_peer.0 > 0 {
@@ -436,7 +528,7 @@ impl Shard {
         }
     }
 
-    fn on_event(&mut self, e: ServerEvent, shard: &SharedShard) {
+    fn on_event(&mut self, e: ServerEvent, handle: &ShardHandle) {
         match e {
             ServerEvent::AllocationCreated {
                 id,
@@ -448,23 +540,30 @@ impl Shard {
                 // RFC 8656 §7.2: DONT-FRAGMENT sets DF on what the relay sends.
                 let dont_fragment = self.core.allocation(id).is_some_and(|a| a.dont_fragment);
                 for addr in &relayed {
-                    if let Some(socket) = self.binder.pending.remove(addr) {
+                    if let Some(i) = self.bound.iter().position(|(a, _)| a == addr) {
+                        let (_, socket) = self.bound.swap_remove(i);
                         if dont_fragment {
                             let _ = socket.set_dont_fragment(true);
                         }
-                        self.start_relay(id, *addr, Rc::new(socket), shard);
+                        self.start_relay(handle, id, *addr, Rc::new(socket));
                     }
                 }
-                let actor = Allocation::new(id, relayed.clone(), self.supervisor.clone()).start();
-                self.allocations
-                    .insert(id, AllocationEntry { actor, five_tuple });
+                let actor = self.supervision.start_allocation(id, five_tuple);
                 self.metrics.allocation_created();
                 self.events.do_send(TurnEvent::AllocationCreated {
                     five_tuple,
-                    username,
+                    username: username.clone(),
                     relayed,
                     lifetime,
                 });
+                self.allocations.insert(
+                    id,
+                    AllocationEntry {
+                        actor,
+                        five_tuple,
+                        username,
+                    },
+                );
             }
             ServerEvent::AllocationRefreshed { id, lifetime } => {
                 if let Some(a) = self.allocations.get(&id) {
@@ -511,37 +610,35 @@ impl Shard {
             }
             ServerEvent::ErrorResponse { code, .. } => self.metrics.error_response(code),
             ServerEvent::RelayReleased(addr) => {
-                self.binder.pending.remove(&addr);
-                self.binder
-                    .parked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&addr);
+                self.bound.retain(|(a, _)| *a != addr);
                 if let Some(r) = self.relays.remove(&addr) {
-                    r.actor.do_send(StopRelay);
+                    r.actor.do_send(Command::Stop);
                 }
             }
+            ServerEvent::ReservationExpired { token, .. } => self.binder.unpark(&token),
             _ => {}
         }
     }
 
     fn ended(&mut self, id: AllocationId, event: TurnEvent) {
         if let Some(a) = self.allocations.remove(&id) {
-            a.actor.do_send(StopAllocation);
+            a.actor.do_send(Command::Stop);
+            self.binder.release(&a.username);
             self.metrics.allocation_ended();
             self.events.do_send(event);
         }
     }
 
-    pub(crate) fn start_relay(
+    fn start_relay(
         &mut self,
+        handle: &ShardHandle,
         allocation: AllocationId,
         addr: SocketAddr,
         socket: Rc<BatchSocket>,
-        shard: &SharedShard,
     ) {
-        let actor =
-            Relay::new(addr, socket.clone(), shard.clone(), self.supervisor.clone()).start();
+        let actor = self
+            .supervision
+            .start_relay(handle.clone(), addr, socket.clone());
         self.relays.insert(
             addr,
             RelayEntry {
@@ -556,68 +653,8 @@ impl Shard {
 /// Runs the handling of one datagram so that a bug it hits costs that datagram, not the
 /// loop (and with it every client of the Arbiter). Bad input is an error value in the
 /// core; this is defence in depth.
-pub(crate) fn contain(f: impl FnOnce()) {
+fn contain(f: impl FnOnce()) {
     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
         tracing::error!("a datagram hit a bug and was dropped");
-    }
-}
-
-/// Reads a UDP socket in batches and hands each datagram to the shard.
-pub(crate) struct RecvLoop {
-    pub shard: SharedShard,
-    pub socket: Rc<BatchSocket>,
-    pub bufs: Rc<RefCell<RecvBuffers>>,
-    pub role: LoopRole,
-}
-
-/// What a [`RecvLoop`] reads.
-pub(crate) enum LoopRole {
-    /// A listener: datagrams come from clients.
-    Listener,
-    /// A relay: datagrams come from peers.
-    Relay,
-}
-
-impl Future for RecvLoop {
-    type Output = Result<(), UdpError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let local = this.socket.local_addr();
-        for _ in 0..BATCHES_PER_POLL {
-            let mut bufs = this.bufs.borrow_mut();
-            let received = match this.socket.poll_recv_batch(cx, &mut bufs) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(n)) => n,
-            };
-            let now = Instant::now();
-            let mut shard = this.shard.borrow_mut();
-            shard.received += received;
-            shard.receives += 1;
-            match this.role {
-                LoopRole::Listener => {
-                    for d in bufs.datagrams() {
-                        let ft = FiveTuple {
-                            client: d.source,
-                            server: d.destination.unwrap_or(local),
-                            transport: Transport::Udp,
-                        };
-                        contain(|| shard.on_client(now, &ft, d.payload));
-                    }
-                }
-                LoopRole::Relay => {
-                    for d in bufs.datagrams() {
-                        contain(|| shard.on_peer(now, local, d.source, d.payload));
-                    }
-                }
-            }
-            match this.role {
-                LoopRole::Listener => shard.after(&this.shard),
-                LoopRole::Relay => shard.after_relay(&this.shard),
-            }
-        }
-        cx.waker().wake_by_ref();
-        Poll::Pending
     }
 }

@@ -1,37 +1,53 @@
-//! `AllocationSupervisor`: the allocation table of one Arbiter. It owns the listeners of
-//! its Arbiter (UDP and TCP on each listen address, TLS when configured), runs the core's timers, restarts failed relays and frees allocations
-//! whose actor died.
+//! `AllocationSupervisor`: supervises one Arbiter of the TURN server. It owns the
+//! Arbiter's [`ShardHandle`] (the owner of the core and its indexes), its listeners (UDP
+//! and TCP on each listen address, TLS when configured), the one timer of the core, and
+//! the actors of its allocations.
+//!
+//! Supervision, chosen per kind of failure:
+//! - a **relay** whose socket fails, or whose actor panics, is restarted in place: the
+//!   same address is bound again and a new `Relay` reads it, while the allocation's
+//!   permissions, channels and lifetime (kept by the owner) carry on untouched; peers see
+//!   the same relayed address. Subscribers get `RelayRestarted`. If the OS refuses the
+//!   address, the allocation ends as below.
+//! - an **allocation** whose actor panics is ended: it is deleted from the core (its
+//!   client's next request, a Refresh say, gets 437 Allocation Mismatch and the client
+//!   may allocate again), its relays close, and subscribers get `AllocationFailed` then
+//!   `Deleted`. Its state is not trusted after a bug hit it, so it is not restarted.
+//! - a bug hit while handling one datagram costs that datagram (`contain` in the owner).
+//!
+//! Every other allocation of the Arbiter keeps relaying through any of these.
+//!
+//! Timers: the core's next deadline (lifetimes, permissions, channels, reservations) is
+//! one actor timer, re-armed when a batch moves the deadline earlier and when it fires.
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseFuture,
-    WrapFuture,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient,
+    ResponseFuture, SpawnHandle, WrapFuture,
 };
 use floe::transmit::Transport;
-use floe::turn::server::{AllocationId, Server, ServerConfig};
+use floe::turn::server::{AllocationId, FiveTuple, Server, ServerConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio_rustls::TlsAcceptor;
 
-use super::allocation::PanicAllocation;
-use super::relay::FailRelay;
-use super::shard::{
-    LoopRole, ParkedRelays, RecvLoop, Shard, SharedShard, SocketBinder, MAX_DATAGRAM, NAP,
-    NAP_DATAGRAMS, NAP_MIN_PER_RECEIVE,
-};
+use super::allocation::{Allocation, AllocationEnded};
+use super::binder::{ParkedRelays, RelayBinder};
+use super::quota::Quotas;
+use super::recv_loop::{LoopRole, RecvLoop};
+use super::relay::{Relay, RelayFailed};
+use super::shard::{Command, RelayRestart, ShardHandle, Supervision, MAX_DATAGRAM};
 use super::tcp_connection::TcpConnection;
-use super::{EventSink, Fault, TurnEvent};
+use super::{EventSink, Fault};
 use crate::metrics::Metrics;
 use crate::tcp::{bind_tcp_listener, TcpListenerConfig};
 use crate::tls;
 use crate::udp::{BatchSocket, RecvBuffers, UdpSocketConfig};
-
-/// How often the core's timers (lifetimes, permissions, channels, reservations) are run.
-const TICK: Duration = Duration::from_millis(100);
 
 /// Binds this Arbiter's listeners (UDP and TCP on each `listen` address, TLS on each
 /// `tls` address) and starts serving.
@@ -49,20 +65,10 @@ pub(crate) struct BoundShard {
     pub tls: Vec<SocketAddr>,
 }
 
-/// A relay's socket failed; the supervisor binds the address again.
+/// The core wants its timeouts handled at this instant.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct RelayFailed {
-    pub addr: SocketAddr,
-    pub error: String,
-}
-
-/// An allocation actor is gone without being stopped.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct AllocationEnded {
-    pub id: AllocationId,
-}
+pub(crate) struct WakeAt(Instant);
 
 /// Deletes every allocation of the Arbiter and stops serving.
 #[derive(Message)]
@@ -78,12 +84,13 @@ pub(crate) struct InjectFault {
 }
 
 /// The supervisor of one Arbiter's allocations.
-pub struct AllocationSupervisor {
-    config: Option<ServerConfig>,
+pub(crate) struct AllocationSupervisor {
+    start: Option<(ServerConfig, RelayBinder)>,
     metrics: Metrics,
     events: EventSink,
-    parked: ParkedRelays,
-    shard: Option<SharedShard>,
+    shard: Option<ShardHandle>,
+    /// The core's timer: when it fires, and its handle to cancel it.
+    timer: Option<(Instant, SpawnHandle)>,
 }
 
 impl AllocationSupervisor {
@@ -91,25 +98,40 @@ impl AllocationSupervisor {
         config: ServerConfig,
         metrics: Metrics,
         events: EventSink,
+        quotas: Arc<Quotas>,
         parked: ParkedRelays,
     ) -> Self {
         AllocationSupervisor {
-            config: Some(config),
+            start: Some((config, RelayBinder::new(quotas, parked))),
             metrics,
             events,
-            parked,
             shard: None,
+            timer: None,
         }
     }
+}
 
-    fn tick(&mut self) {
-        let Some(shard) = &self.shard else { return };
-        let now = Instant::now();
-        let mut s = shard.borrow_mut();
-        if s.core.poll_timeout().is_some_and(|t| t <= now) {
-            s.core.handle_timeout(now);
-            s.after(shard);
-        }
+/// What the owner may ask of its supervisor.
+struct Link(Addr<AllocationSupervisor>);
+
+impl Supervision for Link {
+    fn start_allocation(&self, id: AllocationId, five_tuple: FiveTuple) -> Recipient<Command> {
+        let ended: Recipient<AllocationEnded> = self.0.clone().recipient();
+        Allocation::new(id, five_tuple, ended).start().recipient()
+    }
+
+    fn start_relay(
+        &self,
+        shard: ShardHandle,
+        addr: SocketAddr,
+        socket: Rc<BatchSocket>,
+    ) -> Recipient<Command> {
+        let failed: Recipient<RelayFailed> = self.0.clone().recipient();
+        Relay::new(addr, socket, shard, failed).start().recipient()
+    }
+
+    fn wake_at(&self, at: Instant) {
+        self.0.do_send(WakeAt(at));
     }
 }
 
@@ -117,56 +139,49 @@ impl Actor for AllocationSupervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let config = self.config.take().expect("started once");
+        let (config, binder) = self.start.take().expect("started once");
         let core = Server::new(config, StdRng::from_entropy());
-        let shard = Shard::new(
+        let shard = ShardHandle::new(
             core,
+            binder,
             self.metrics.clone(),
             self.events.clone(),
-            ctx.address(),
-            self.parked.clone(),
+            Box::new(Link(ctx.address())),
         );
-        let shard = Rc::new(RefCell::new(shard));
         // Sends what the relays of one round of wake-ups queued for clients, after them.
-        let (flusher, wanted) = (shard.clone(), shard.borrow().flush_wanted.clone());
+        let (flusher, wanted) = (shard.clone(), shard.flush_wanted());
         ctx.spawn(
             async move {
                 loop {
                     wanted.notified().await;
-                    flusher.borrow_mut().flush_deferred();
-                }
-            }
-            .into_actor(self),
-        );
-        // After a wake-up that brought data, lets the other tasks woken with it (relays,
-        // the flusher) run and send, then naps (see `shard::NAP`) so that the next
-        // wake-up finds more datagrams waiting.
-        let (napper, nap) = (shard.clone(), shard.borrow().nap_wanted.clone());
-        ctx.spawn(
-            async move {
-                loop {
-                    nap.notified().await;
-                    tokio::task::yield_now().await;
-                    tokio::task::yield_now().await;
-                    let (received, receives) = {
-                        let mut s = napper.borrow_mut();
-                        s.nap_scheduled = false;
-                        (
-                            std::mem::take(&mut s.received),
-                            std::mem::take(&mut s.receives),
-                        )
-                    };
-                    if NAP_DATAGRAMS.contains(&received)
-                        && received >= NAP_MIN_PER_RECEIVE * receives
-                    {
-                        std::thread::sleep(NAP);
-                    }
+                    flusher.flush_deferred();
                 }
             }
             .into_actor(self),
         );
         self.shard = Some(shard);
-        ctx.run_interval(TICK, |act, _| act.tick());
+    }
+}
+
+impl Handler<WakeAt> for AllocationSupervisor {
+    type Result = ();
+
+    /// Arms the timer for `at` unless it is armed earlier already.
+    fn handle(&mut self, WakeAt(at): WakeAt, ctx: &mut Context<Self>) {
+        if self.timer.as_ref().is_some_and(|(armed, _)| *armed <= at) {
+            return;
+        }
+        if let Some((_, handle)) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let wait = at.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(wait, |act, _| {
+            act.timer = None;
+            if let Some(shard) = &act.shard {
+                shard.on_timeout(Instant::now());
+            }
+        });
+        self.timer = Some((at, handle));
     }
 }
 
@@ -189,7 +204,7 @@ impl Handler<StartShard> for AllocationSupervisor {
             let local = udp.local_addr();
             let tcp = bind_tcp_listener(local, &tcp_config).map_err(|e| e.to_string())?;
             let udp = Rc::new(udp);
-            shard.borrow_mut().listeners.push(udp.clone());
+            shard.add_listener(udp.clone());
             let slot = if udp.gro_enabled() {
                 crate::udp::MAX_SLOT_LEN
             } else {
@@ -250,7 +265,7 @@ async fn accept_tls(
     listener: tokio::net::TcpListener,
     local: SocketAddr,
     acceptor: TlsAcceptor,
-    shard: SharedShard,
+    shard: ShardHandle,
 ) {
     loop {
         match listener.accept().await {
@@ -279,33 +294,17 @@ async fn accept_tls(
 impl Handler<RelayFailed> for AllocationSupervisor {
     type Result = ();
 
-    /// Restarts the relay on the same address; if the OS refuses, the allocation goes.
+    /// Restarts the relay on the same address; if the OS refuses, the allocation ends.
     fn handle(&mut self, msg: RelayFailed, _: &mut Context<Self>) {
-        let Some(shard) = self.shard.clone() else {
+        let Some(shard) = &self.shard else {
             return;
         };
-        let mut s = shard.borrow_mut();
-        let Some(entry) = s.relays.remove(&msg.addr) else {
-            return;
-        };
-        let id = entry.allocation;
-        drop(entry);
         tracing::warn!(relay = %msg.addr, error = %msg.error, "relay failed; restarting it");
-        match BatchSocket::bind(msg.addr, &SocketBinder::relay_config()) {
-            Ok(socket) => {
-                s.start_relay(id, msg.addr, Rc::new(socket), &shard);
-                if let Some(a) = s.allocations.get(&id) {
-                    let five_tuple = a.five_tuple;
-                    s.events.do_send(TurnEvent::RelayRestarted {
-                        five_tuple,
-                        relayed: msg.addr,
-                    });
-                }
-            }
-            Err(e) => {
-                tracing::error!(relay = %msg.addr, error = %e, "cannot rebind relay; deleting its allocation");
-                s.core.delete(id);
-                s.after(&shard);
+        match shard.restart_relay(msg.addr) {
+            RelayRestart::Gone | RelayRestart::Restarted => {}
+            RelayRestart::Failed(id, error) => {
+                tracing::error!(relay = %msg.addr, %error, "cannot bind the relay again");
+                shard.fail_allocation(id, "its relay failed and could not be bound again");
             }
         }
     }
@@ -315,19 +314,8 @@ impl Handler<AllocationEnded> for AllocationSupervisor {
     type Result = ();
 
     fn handle(&mut self, msg: AllocationEnded, _: &mut Context<Self>) {
-        let Some(shard) = self.shard.clone() else {
-            return;
-        };
-        let mut s = shard.borrow_mut();
-        if let Some(a) = s.allocations.get(&msg.id) {
-            let five_tuple = a.five_tuple;
-            tracing::error!(client = %five_tuple.client, "allocation actor died; freeing its allocation");
-            s.events.do_send(TurnEvent::AllocationFailed {
-                five_tuple,
-                reason: "allocation actor stopped unexpectedly".into(),
-            });
-            s.core.delete(msg.id);
-            s.after(&shard);
+        if let Some(shard) = &self.shard {
+            shard.fail_allocation(msg.id, "allocation actor stopped unexpectedly");
         }
     }
 }
@@ -336,17 +324,7 @@ impl Handler<ShutdownShard> for AllocationSupervisor {
     type Result = ResponseFuture<usize>;
 
     fn handle(&mut self, _: ShutdownShard, ctx: &mut Context<Self>) -> Self::Result {
-        let n = match self.shard.clone() {
-            Some(shard) => {
-                let mut s = shard.borrow_mut();
-                let n = s.core.allocation_count();
-                s.core.delete_all();
-                s.after(&shard);
-                s.listeners.clear();
-                n
-            }
-            None => 0,
-        };
+        let n = self.shard.as_ref().map_or(0, ShardHandle::shutdown);
         ctx.stop();
         Box::pin(async move { n })
     }
@@ -356,20 +334,8 @@ impl Handler<InjectFault> for AllocationSupervisor {
     type Result = bool;
 
     fn handle(&mut self, msg: InjectFault, _: &mut Context<Self>) -> bool {
-        let Some(shard) = &self.shard else {
-            return false;
-        };
-        let s = shard.borrow();
-        let Some(relay) = s.relays.get(&msg.relayed) else {
-            return false;
-        };
-        match msg.fault {
-            Fault::RelaySocketError => relay.actor.do_send(FailRelay),
-            Fault::AllocationPanic => match s.allocations.get(&relay.allocation) {
-                Some(a) => a.actor.do_send(PanicAllocation),
-                None => return false,
-            },
-        }
-        true
+        self.shard
+            .as_ref()
+            .is_some_and(|s| s.inject_fault(msg.relayed, msg.fault))
     }
 }

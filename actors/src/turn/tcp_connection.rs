@@ -12,7 +12,7 @@ use floe::turn::server::FiveTuple;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::channel;
 
-use super::shard::SharedShard;
+use super::shard::ShardHandle;
 
 /// How long a connection may stay open without an allocation (coturn closes such
 /// connections too): file descriptors are not spent on idle or half-open clients.
@@ -22,15 +22,15 @@ const IDLE_WITHOUT_ALLOCATION: Duration = Duration::from_secs(60);
 const MAX_BUFFERED_FRAMES: usize = 1024;
 
 /// One client connection.
-pub struct TcpConnection {
+pub(crate) struct TcpConnection {
     five_tuple: FiveTuple,
-    shard: SharedShard,
+    shard: ShardHandle,
     reader: Option<Box<dyn AsyncRead + Unpin>>,
 }
 
 impl TcpConnection {
     /// Serves `stream` on the current Arbiter.
-    pub(crate) fn spawn<S>(stream: S, client: SocketAddr, server: SocketAddr, shard: SharedShard)
+    pub(crate) fn spawn<S>(stream: S, client: SocketAddr, server: SocketAddr, shard: ShardHandle)
     where
         S: AsyncRead + AsyncWrite + Unpin + 'static,
     {
@@ -43,7 +43,7 @@ impl TcpConnection {
         client: SocketAddr,
         server: SocketAddr,
         transport: Transport,
-        shard: SharedShard,
+        shard: ShardHandle,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + 'static,
     {
@@ -54,7 +54,7 @@ impl TcpConnection {
             server,
             transport,
         };
-        shard.borrow_mut().tcp.insert((client, server), tx);
+        shard.tcp_connected(&five_tuple, tx);
         actix_rt::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if write.write_all(&b).await.is_err() {
@@ -87,32 +87,14 @@ impl Actor for TcpConnection {
                 if n == 0 || framer.push(&buf[..n]).is_err() {
                     return;
                 }
-                let now = Instant::now();
-                let mut s = shard.borrow_mut();
-                loop {
-                    match framer.next_frame() {
-                        Ok(Some(frame)) => {
-                            super::shard::contain(|| s.on_client(now, &ft, frame.as_bytes()))
-                        }
-                        Ok(None) => break,
-                        Err(_) => {
-                            s.after(&shard);
-                            return;
-                        }
-                    }
+                if !shard.client_frames(Instant::now(), &ft, &mut framer) {
+                    return;
                 }
-                s.after(&shard);
             }
         };
         ctx.spawn(read_loop.into_actor(self).map(|_, _, ctx| ctx.stop()));
         ctx.run_interval(IDLE_WITHOUT_ALLOCATION, |act, ctx| {
-            if act
-                .shard
-                .borrow()
-                .core
-                .allocation_of(&act.five_tuple)
-                .is_none()
-            {
+            if !act.shard.has_allocation(&act.five_tuple) {
                 ctx.stop();
             }
         });
@@ -120,12 +102,6 @@ impl Actor for TcpConnection {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         // RFC 8656 §3.1: a TCP allocation ends with its connection.
-        let mut s = self.shard.borrow_mut();
-        s.tcp
-            .remove(&(self.five_tuple.client, self.five_tuple.server));
-        if let Some(id) = s.core.allocation_of(&self.five_tuple) {
-            s.core.delete(id);
-        }
-        s.after(&self.shard);
+        self.shard.tcp_closed(&self.five_tuple);
     }
 }
