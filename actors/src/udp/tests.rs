@@ -414,3 +414,65 @@ fn recv_buffers_are_clamped() {
     assert_eq!(b.slot_len(), 1);
     assert_eq!(b.datagrams().count(), 0);
 }
+
+/// The options quinn-udp sets for QUIC are turned off or kept as the config asks, and
+/// `set_dont_fragment` toggles DF (RFC 8656 §14).
+#[cfg(target_os = "linux")]
+#[actix_rt::test]
+async fn socket_options_follow_the_config() {
+    use nix::sys::socket::{getsockopt, sockopt};
+    use rustix::net::sockopt::{ip_mtu_discover, ipv6_mtu_discover};
+    use rustix::net::sockopt::{Ipv4PathMtuDiscovery as V4, Ipv6PathMtuDiscovery as V6};
+
+    let quiet = UdpSocketConfig {
+        gro: false,
+        ..UdpSocketConfig::default()
+    };
+    let a = BatchSocket::bind(loopback(), &quiet).unwrap();
+    assert!(!a.gro_enabled());
+    assert!(!getsockopt(&a.io, sockopt::UdpGroSegment).unwrap());
+    assert!(!getsockopt(&a.io, sockopt::ReceiveTimestampns).unwrap());
+    assert!(!getsockopt(&a.io, sockopt::IpRecvTos).unwrap());
+    // Bound to one address: no packet info, the destination is the socket's own.
+    assert!(!getsockopt(&a.io, sockopt::Ipv4PacketInfo).unwrap());
+    assert_eq!(
+        ip_mtu_discover(&a.io).unwrap(),
+        V4::DONT,
+        "fragmentation allowed"
+    );
+    a.set_dont_fragment(true).unwrap();
+    assert_eq!(ip_mtu_discover(&a.io).unwrap(), V4::PROBE);
+    a.set_dont_fragment(false).unwrap();
+    assert_eq!(ip_mtu_discover(&a.io).unwrap(), V4::DONT);
+
+    let wild = BatchSocket::bind("0.0.0.0:0".parse().unwrap(), &quiet).unwrap();
+    assert!(getsockopt(&wild.io, sockopt::Ipv4PacketInfo).unwrap());
+
+    let gro = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap();
+    assert_eq!(
+        getsockopt(&gro.io, sockopt::UdpGroSegment).unwrap(),
+        gro.gro_enabled()
+    );
+
+    let df = UdpSocketConfig {
+        allow_fragmentation: false,
+        ..UdpSocketConfig::default()
+    };
+    let b = BatchSocket::bind(loopback(), &df).unwrap();
+    assert_eq!(ip_mtu_discover(&b.io).unwrap(), V4::PROBE);
+
+    let v6 = match BatchSocket::bind("[::1]:0".parse().unwrap(), &quiet) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("no IPv6 here, skipping the IPv6 part: {e}");
+            return;
+        }
+    };
+    assert!(!getsockopt(&v6.io, sockopt::Ipv6RecvPacketInfo).unwrap());
+    assert!(!getsockopt(&v6.io, sockopt::Ipv6RecvTClass).unwrap());
+    assert_eq!(ipv6_mtu_discover(&v6.io).unwrap(), V6::DONT);
+    assert!(!getsockopt(&v6.io, sockopt::Ipv6DontFrag).unwrap());
+    v6.set_dont_fragment(true).unwrap();
+    assert_eq!(ipv6_mtu_discover(&v6.io).unwrap(), V6::PROBE);
+    assert!(getsockopt(&v6.io, sockopt::Ipv6DontFrag).unwrap());
+}
