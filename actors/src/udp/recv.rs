@@ -18,7 +18,7 @@ impl BatchSocket {
     /// holds (GRO trains counted per datagram). Read them with [`RecvBuffers::datagrams`].
     ///
     /// Errors about one datagram (ECONNREFUSED from an earlier ICMP message, ENOBUFS ...)
-    /// are counted in [`UdpStats::recv_errors`] and skipped; an `Err` means the socket is
+    /// are counted in [`UdpStats::recv_errors`](super::UdpStats::recv_errors) and skipped; an `Err` means the socket is
     /// unusable.
     pub async fn recv_batch<'b>(
         &self,
@@ -145,7 +145,7 @@ pub struct RecvBuffers {
 impl RecvBuffers {
     /// `slots` slots (at most [`MAX_BATCH`], at least 1) of `slot_len` bytes. A datagram
     /// that fills a slot completely may have been truncated and is dropped, so make slots
-    /// one byte longer than the largest datagram, or [`MAX_SLOT_LEN`] for GRO sockets.
+    /// one byte longer than the largest datagram, or [`MAX_SLOT_LEN`](super::MAX_SLOT_LEN) for GRO sockets.
     pub fn new(slots: usize, slot_len: usize) -> Self {
         let slots = slots.clamp(1, MAX_BATCH.min(quinn_udp::BATCH_SIZE.max(1)));
         let slot_len = slot_len.max(1);

@@ -34,7 +34,7 @@ impl BatchSocket {
     }
 
     /// Sends one datagram or GSO run now, or fails with [`SendError::WouldBlock`].
-    /// Errors are counted in [`UdpStats::send_errors`], except `WouldBlock`.
+    /// Errors are counted in [`UdpStats::send_errors`](super::UdpStats::send_errors), except `WouldBlock`.
     pub fn try_send(&self, out: &Outgoing<'_>) -> Result<(), SendError> {
         let count = out.datagram_count() as u64;
         let result = self.send_now(out);
