@@ -97,23 +97,22 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// kill(2) with our own pid and a signal whose handler tokio installed.
     #[cfg(unix)]
-    fn raise(signal: libc::c_int) {
-        // SAFETY: kill(2) with our own pid and a signal whose handler tokio installed.
-        let rc = unsafe { libc::kill(libc::getpid(), signal) };
-        assert_eq!(rc, 0);
+    fn raise(signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::this(), signal).unwrap();
     }
 
     #[cfg(unix)]
     #[actix_rt::test]
     async fn sigterm_and_sigint_are_reported() {
         let mut signals = ShutdownSignals::new().unwrap();
-        raise(libc::SIGTERM);
+        raise(nix::sys::signal::Signal::SIGTERM);
         let got = tokio::time::timeout(Duration::from_secs(5), signals.recv())
             .await
             .unwrap();
         assert_eq!(got, ShutdownSignal::Terminate);
-        raise(libc::SIGINT);
+        raise(nix::sys::signal::Signal::SIGINT);
         let got = tokio::time::timeout(Duration::from_secs(5), signals.recv())
             .await
             .unwrap();
