@@ -9,10 +9,8 @@
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
 //! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`];
 //! - [`ice`]: the ICE agent (RFC 8445) as an `IceAgent` and its `Checklist`s.
-//! - [`bench`](mod@bench): `floe bench`, the load generator that measures servers side by side.
 #![warn(missing_docs)]
 
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod events;
