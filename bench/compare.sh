@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# floe vs coturn, side by side on loopback, measured by `floe bench`.
+# floe vs coturn, side by side on loopback, measured by `floe-bench`.
 #
 #   bench/compare.sh                 # 3 rounds, about 4 minutes
 #   bench/compare.sh --duration 10 --rounds 5 --hold-allocations 4000
 #
-# Installs coturn if it is missing (apt-get, as root), builds floe in release mode,
-# and for every workload starts a fresh server (floe or coturn, equivalent settings,
-# different ports), runs `floe bench` against it with --pid, and stops it. Servers
+# Installs coturn if it is missing (apt-get, as root), builds floe and floe-bench in
+# release mode, and for every workload starts a fresh server (floe or coturn, equivalent
+# settings, different ports), runs `floe-bench` against it with --pid, and stops it. Servers
 # alternate inside each round and the first one alternates between rounds. Prints a
 # table of medians over the rounds and the ratios floe/coturn; keeps every JSON
 # result in the output directory.
@@ -24,6 +24,7 @@ BUILD=1
 WORKLOADS="binding relay relay-indications relay-2-threads allocate hold"
 OUT=""
 FLOE=""
+TOOL=""
 
 usage() {
     sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
@@ -39,8 +40,9 @@ options:
   --hold-duration S       measured seconds of the hold workload ($HOLD_DURATION)
   --workloads "A B ..."   which of: $WORKLOADS (all)
   --out DIR               where results and server logs go (a new temporary directory)
-  --floe PATH             use this floe binary instead of building one
-  --no-build              use the floe binary already built
+  --floe PATH             use this floe binary (the server) instead of building one
+  --tool PATH             use this floe-bench binary (the load tool) instead of building one
+  --no-build              use the binaries already built
 EOF
 }
 
@@ -56,7 +58,8 @@ while [ $# -gt 0 ]; do
         --hold-duration) HOLD_DURATION="$2"; shift 2 ;;
         --workloads) WORKLOADS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
-        --floe) FLOE="$2"; BUILD=0; shift 2 ;;
+        --floe) FLOE="$2"; shift 2 ;;
+        --tool) TOOL="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "compare.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -90,15 +93,18 @@ if ! command -v turnserver >/dev/null 2>&1; then
 fi
 COTURN_VERSION="$(turnserver --version 2>/dev/null | head -1 || true)"
 
-# ---- floe ---------------------------------------------------------------------------
-if [ -z "$FLOE" ]; then
-    FLOE="${CARGO_TARGET_DIR:-$ROOT/target}/release/floe"
-    if [ "$BUILD" -eq 1 ]; then
-        log "building floe (release)"
-        (cd "$ROOT" && cargo build --release -q -p floe-actors)
-    fi
+# ---- floe and floe-bench ------------------------------------------------------------
+# The server is floe-actors' `floe`, the load tool the `floe-bench` workspace member.
+RELEASE="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+PACKAGES=()
+if [ -z "$FLOE" ]; then FLOE="$RELEASE/floe"; PACKAGES+=(-p floe-actors); fi
+if [ -z "$TOOL" ]; then TOOL="$RELEASE/floe-bench"; PACKAGES+=(-p floe-bench); fi
+if [ "$BUILD" -eq 1 ] && [ ${#PACKAGES[@]} -gt 0 ]; then
+    log "building ${PACKAGES[*]} (release)"
+    (cd "$ROOT" && cargo build --release -q "${PACKAGES[@]}")
 fi
 [ -x "$FLOE" ] || { log "no floe binary at $FLOE"; exit 1; }
+[ -x "$TOOL" ] || { log "no floe-bench binary at $TOOL"; exit 1; }
 
 # Every allocation is a socket in the tool and one in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -144,7 +150,7 @@ start_coturn() { # THREADS
 }
 
 start_echo() {
-    "$FLOE" bench echo-server --listen "127.0.0.1:$ECHO_PORT" --for 600 >>"$OUT/echo.log" 2>&1 &
+    "$TOOL" echo-server --listen "127.0.0.1:$ECHO_PORT" --for 600 >>"$OUT/echo.log" 2>&1 &
     SERVER_PID=$!
     wait_bound $ECHO_PORT $SERVER_PID || { log "the echo server did not start"; exit 1; }
 }
@@ -174,7 +180,7 @@ run() {
         echo) start_echo; port=$ECHO_PORT ;;
     esac
     local line
-    if line=$("$FLOE" bench "$@" --server "127.0.0.1:$port" --pid "$SERVER_PID" \
+    if line=$("$TOOL" "$@" --server "127.0.0.1:$port" --pid "$SERVER_PID" \
         --warmup "$WARMUP" --json 2>>"$OUT/bench.log"); then
         echo "{\"round\":$round,\"name\":\"$name\",\"target\":\"$server\",\"threads\":$threads,\"result\":$line}" >>"$RESULTS"
         log "round $round  $name  $server: $(field "$line" ops_per_s) $(field "$line" unit)/s"
@@ -292,7 +298,7 @@ row "hold: relayed packets per server CPU-second" hold ops_per_server_cpu_s
 row "hold: server memory per allocation (bytes)" hold server_bytes_per_allocation
 echo
 e=$(median binding echo ops_per_s); f=$(median binding floe ops_per_s)
-echo "bare UDP echo (floe bench echo-server), same tool: $(fmt "$e") requests/s, $(fmt "$(median binding echo ops_per_server_cpu_s)") per server CPU-second; floe binding / echo: $(ratio "$f" "$e")"
+echo "bare UDP echo (floe-bench echo-server), same tool: $(fmt "$e") requests/s, $(fmt "$(median binding echo ops_per_server_cpu_s)") per server CPU-second; floe binding / echo: $(ratio "$f" "$e")"
 f1=$(median relay floe ops_per_s); f2=$(median relay-2-threads floe ops_per_s)
 echo "floe relay scaling, 2 threads / 1 thread: $(ratio "$f2" "$f1") (tool CPU share with 2 threads: $(fmt "$(median relay-2-threads floe tool_cpu_share)"))"
 n=$(wc -l <"$RESULTS")

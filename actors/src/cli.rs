@@ -28,9 +28,6 @@ pub enum Command {
     Stun(StunArgs),
     /// Run one ICE agent (RFC 8445) speaking INTEROP.md's JSON lines on stdin and stdout.
     Ice(IceArgs),
-    /// Load a STUN/TURN server (floe, coturn ...) on loopback: Binding, relay, allocation
-    /// and audio-like hold workloads, with the server's CPU and memory per operation.
-    Bench(crate::bench::BenchArgs),
 }
 
 /// `floe stun HOST:PORT`: one Binding transaction, retransmitted over UDP as RFC 8489

@@ -9,14 +9,11 @@
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
 //! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`];
 //! - [`ice`]: the ICE agent (RFC 8445) as an `IceAgent` actor driving the core `floe::ice::Agent`.
-//! - [`bench`](mod@bench): `floe bench`, the load generator that measures servers side by side.
+//!
+//! The load generator is not here: it is the `floe-bench` tool in `bench/`.
 #![warn(missing_docs)]
-// `forbid` once `bench` has left this crate (issue 12 item 6): it alone still calls libc.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
-// getrlimit/setrlimit, getrusage and sysconf through libc; see `deny(unsafe_code)` above.
-#[allow(unsafe_code)]
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod events;

@@ -12,7 +12,6 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Stun(args) => stun(&args),
         Command::Ice(args) => floe_actors::ice::command::run(&args),
-        Command::Bench(args) => floe_actors::bench::run(args),
     }
 }
 

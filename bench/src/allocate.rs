@@ -1,4 +1,4 @@
-//! `floe bench allocate`: creates COUNT authenticated allocations (Allocate, 401,
+//! `floe-bench allocate`: creates COUNT authenticated allocations (Allocate, 401,
 //! Allocate with credentials: two round trips each, as a real client does), WINDOW at a
 //! time, each from its own socket, and holds them all until the end. Reports
 //! allocations per second, the server's CPU per allocation and its memory per held

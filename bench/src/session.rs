@@ -19,7 +19,7 @@ use floe::stun::{
 };
 use rand::RngCore;
 
-use crate::udp::{BatchSocket, RecvBuffers};
+use floe_actors::udp::{BatchSocket, RecvBuffers};
 
 /// The first channel number (RFC 8656 §12); each allocation binds one channel.
 pub(crate) const CHANNEL: u16 = 0x4000;
@@ -416,7 +416,7 @@ pub(crate) async fn close_all(
 }
 
 /// Creates `n` client sockets.
-pub(crate) fn sockets(n: usize) -> Result<Vec<Rc<BatchSocket>>, crate::udp::UdpError> {
+pub(crate) fn sockets(n: usize) -> Result<Vec<Rc<BatchSocket>>, floe_actors::udp::UdpError> {
     (0..n)
         .map(|_| super::client_socket().map(Rc::new))
         .collect()
@@ -504,7 +504,7 @@ pub(crate) async fn tear_down(setup: Setup, report: &mut super::Report) {
     report.int("deleted", closed as u64);
     if closed < n {
         eprintln!(
-            "floe bench: {} of {n} allocations were not deleted",
+            "floe-bench: {} of {n} allocations were not deleted",
             n - closed
         );
     }

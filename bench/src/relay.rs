@@ -1,4 +1,4 @@
-//! `floe bench relay`: N allocations, each from its own socket with a channel (or a
+//! `floe-bench relay`: N allocations, each from its own socket with a channel (or a
 //! permission, for Send/Data indications) to an echo peer inside the tool; a closed loop
 //! with a window of packets outstanding per allocation. Reports relayed packets per
 //! second (both directions through the server: client to peer, and back), loss and RTT.

@@ -1,4 +1,4 @@
-//! `floe bench binding`: Binding requests (RFC 8489 §6) over many sockets, each with a
+//! `floe-bench binding`: Binding requests (RFC 8489 §6) over many sockets, each with a
 //! window of requests outstanding, closed loop. The stamp is the transaction id, so a
 //! request is its 20-byte header and a response needs no lookup.
 

@@ -1,5 +1,5 @@
 //! Echo loops: the peer inside the tool that returns relayed data to the relay it came
-//! from, and `floe bench echo-server`, a bare UDP echo that is the baseline of the
+//! from, and `floe-bench echo-server`, a bare UDP echo that is the baseline of the
 //! `binding` workload. Both read with `recvmmsg` and answer a whole batch with `sendmmsg`.
 
 use std::cell::Cell;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::{BenchError, EchoServerArgs, Report};
-use crate::udp::{BatchSocket, SendQueue, UdpError, UdpSocketConfig};
+use floe_actors::udp::{BatchSocket, SendQueue, UdpError, UdpSocketConfig};
 
 /// Batches one loop handles before it lets the other tasks run.
 const BATCHES_PER_POLL: usize = 8;
@@ -27,13 +27,9 @@ pub(crate) struct EchoCounters {
 /// A socket for an echo loop: no GRO, so it reads datagrams one by one as a real
 /// peer would, and large buffers.
 pub(crate) fn echo_socket(addr: SocketAddr) -> Result<BatchSocket, UdpError> {
-    BatchSocket::bind(
-        addr,
-        &UdpSocketConfig {
-            gro: false,
-            ..UdpSocketConfig::listener()
-        },
-    )
+    let mut config = UdpSocketConfig::listener();
+    config.gro = false;
+    BatchSocket::bind(addr, &config)
 }
 
 /// Echoes every datagram to its source until the task is aborted or the socket fails.
@@ -70,7 +66,7 @@ pub(crate) fn spawn_echo(
     })
 }
 
-/// `floe bench echo-server`: echoes on `--listen` for `--for` seconds, then reports.
+/// `floe-bench echo-server`: echoes on `--listen` for `--for` seconds, then reports.
 pub(crate) async fn serve(args: &EchoServerArgs) -> Result<Option<Report>, BenchError> {
     if !args.listen.ip().is_loopback() {
         return Err(BenchError::Usage(

@@ -20,7 +20,7 @@ pub enum Value {
     None,
 }
 
-/// What one run of `floe bench` measured.
+/// What one run of `floe-bench` measured.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
     fields: Vec<(&'static str, Value)>,

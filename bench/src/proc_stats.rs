@@ -23,12 +23,9 @@ pub(crate) fn sample(pid: u32) -> Result<ProcSample, String> {
 }
 
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
+    match rustix::param::clock_ticks_per_second() {
+        0 => 100.0,
+        t => t as f64,
     }
 }
 
@@ -49,15 +46,11 @@ fn parse_rss(status: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// This process's CPU time (user + system) in seconds, at microsecond resolution.
+/// This process's CPU time (user + system, all threads) in seconds, at nanosecond
+/// resolution (`CLOCK_PROCESS_CPUTIME_ID`).
 pub(crate) fn self_cpu() -> f64 {
-    // SAFETY: getrusage writes into the struct we pass.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
-        return 0.0;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(u.ru_utime) + tv(u.ru_stime)
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// Busy and total CPU time of the whole machine, all cores, in seconds (`/proc/stat`).
@@ -175,6 +168,11 @@ mod tests {
     fn this_process_can_be_sampled() {
         let s = sample(std::process::id()).unwrap();
         assert!(s.rss > 0);
-        assert!(self_cpu() >= 0.0);
+        // This process's CPU time moves forward while it spins.
+        let before = self_cpu();
+        let start = Instant::now();
+        while self_cpu() <= before {
+            assert!(start.elapsed().as_secs() < 30, "CPU time did not move");
+        }
     }
 }

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use super::histogram::Histogram;
 use super::Clock;
-use crate::udp::{BatchSocket, RecvBuffers, SendQueue};
+use floe_actors::udp::{BatchSocket, RecvBuffers, SendQueue};
 
 /// Bytes of the stamp.
 pub(crate) const STAMP_LEN: usize = 12;

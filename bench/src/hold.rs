@@ -1,4 +1,4 @@
-//! `floe bench hold`: N allocations paced like audio, each sending RATE packets per
+//! `floe-bench hold`: N allocations paced like audio, each sending RATE packets per
 //! second of SIZE bytes over its channel to the echo peer, evenly spread in time.
 //! Reports loss and RTT (p99 above all), and the server's CPU and memory.
 
