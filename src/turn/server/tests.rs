@@ -48,6 +48,8 @@ fn config(t0: Instant) -> ServerConfig {
     c.credentials.users.insert(USER, PASS);
     c.password_algorithms = false;
     c.policy.add_own("198.51.100.1:3478".parse().unwrap());
+    // TEST-NET-1 (denied by default) stands in for the public Internet's peers.
+    c.policy.allow("192.0.2.0/24".parse().unwrap());
     c
 }
 
