@@ -749,7 +749,7 @@ fn peers_floe_denies_by_default_get_403() {
     }
     // A ChannelBind to a denied peer is refused the same way.
     let response = client.request(Method::CHANNEL_BIND, Some(&auth), |e| {
-        e.add(&ChannelNumber(0x4000))
+        e.add(&ChannelNumber::MIN)
             .add(&XorPeerAddress("10.0.0.1:5000".parse().unwrap()));
     });
     assert_eq!(error_code(&response), Some(403), "{response:?}");

@@ -41,8 +41,8 @@ use tracing::debug;
 
 use crate::stun::attribute::{
     AdditionalAddressFamily, AddressErrorCode, AddressFamily, AlternateDomain, AlternateServer,
-    ChannelNumber as ChannelNumberAttr, Data, Lifetime, MappedAddress, RequestedAddressFamily,
-    RequestedTransport, Software, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    Data, Lifetime, MappedAddress, RequestedAddressFamily, RequestedTransport, Software,
+    XorMappedAddress, XorPeerAddress, XorRelayedAddress,
 };
 use crate::stun::transaction::{
     ClientTransaction, RtoEstimator, TransactionConfig, TransactionState,
@@ -921,8 +921,7 @@ impl TurnClient {
                 }
             }
             Request::ChannelBind { peer, channel, .. } => {
-                enc.add(&ChannelNumberAttr(channel.get()))
-                    .add(&XorPeerAddress(*peer));
+                enc.add(channel).add(&XorPeerAddress(*peer));
             }
         }
         if let Some(software) = &self.config.software {

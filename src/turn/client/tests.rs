@@ -10,8 +10,7 @@ use rand::SeedableRng;
 
 use super::*;
 use crate::stun::attribute::{
-    ErrorCode, MessageIntegritySha256, Nonce, PasswordAlgorithm as PasswordAlgorithmAttr,
-    PasswordAlgorithms, Realm, Userhash, Username,
+    ErrorCode, MessageIntegritySha256, Nonce, PasswordAlgorithms, Realm, Userhash, Username,
 };
 use crate::stun::credentials::{userhash, SecurityFeatures};
 use crate::stun::{Attribute, AttributeType, IntegrityKey, MessageType, PasswordAlgorithm};
@@ -163,8 +162,8 @@ impl FakeServer {
         if !has_mac || nonce.is_none() || !req.contains(Realm::TYPE) {
             return Some(self.error(&req, 401, None));
         }
-        let algorithm = match req.get::<PasswordAlgorithmAttr>() {
-            Some(Ok(a)) => PasswordAlgorithm::from_code(a.0.algorithm).unwrap(),
+        let algorithm = match req.get::<PasswordAlgorithm>() {
+            Some(Ok(a)) => a,
             _ => PasswordAlgorithm::Md5,
         };
         let user_ok = match (req.get::<Username>(), req.get::<Userhash>()) {
@@ -416,7 +415,7 @@ fn allocate_answers_the_401_challenge_with_md5_credentials() {
         "floe test"
     );
     assert!(second.has_integrity() && !second.has_integrity_sha256());
-    assert!(!has(&second, PasswordAlgorithmAttr::TYPE));
+    assert!(!has(&second, PasswordAlgorithm::TYPE));
     let md5 = IntegrityKey::long_term(PasswordAlgorithm::Md5, USER, REALM, PASS).unwrap();
     second.verify_integrity(md5.as_bytes()).unwrap();
 
@@ -615,8 +614,8 @@ fn sha256_and_message_integrity_sha256_when_password_algorithms_are_offered() {
     h.pump();
     let req = h.server().requests_of(Method::ALLOCATE)[1].clone();
     assert_eq!(
-        req.get::<PasswordAlgorithmAttr>().unwrap().unwrap(),
-        PasswordAlgorithmAttr(PasswordAlgorithm::Sha256.entry())
+        req.get::<PasswordAlgorithm>().unwrap().unwrap(),
+        PasswordAlgorithm::Sha256
     );
     let echoed = req.get::<PasswordAlgorithms>().unwrap().unwrap();
     let codes: Vec<u16> = echoed.0.iter().map(|e| e.algorithm).collect();
@@ -649,12 +648,8 @@ fn first_supported_password_algorithm_is_used() {
     h.pump();
     let req = h.server().requests_of(Method::ALLOCATE)[1].clone();
     assert_eq!(
-        req.get::<PasswordAlgorithmAttr>()
-            .unwrap()
-            .unwrap()
-            .0
-            .algorithm,
-        0x0001
+        req.get::<PasswordAlgorithm>().unwrap().unwrap(),
+        PasswordAlgorithm::Md5
     );
     assert!(matches!(
         h.take_events()[..],
@@ -1099,8 +1094,8 @@ fn channels_are_rebound_every_9_minutes_and_refresh_the_permission() {
     h.pump();
     let req = h.last_request().clone();
     assert_eq!(
-        req.get::<ChannelNumberAttr>().unwrap().unwrap(),
-        ChannelNumberAttr(0x4000)
+        req.get::<ChannelNumber>().unwrap().unwrap(),
+        ChannelNumber::MIN
     );
     assert_eq!(
         req.get::<XorPeerAddress>().unwrap().unwrap(),

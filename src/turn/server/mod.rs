@@ -28,9 +28,8 @@ pub use auth::{
 pub use policy::PeerPolicy;
 
 use crate::stun::attribute::*;
-use crate::stun::credentials::{
-    userhash, IntegrityKey, PasswordAlgorithm as Algorithm, SecurityFeatures,
-};
+use crate::stun::credentials::{userhash, IntegrityKey, SecurityFeatures};
+use crate::stun::PasswordAlgorithm as Algorithm;
 use crate::stun::{Class, Message, MessageEncoder, MessageType, Method, TransactionId, HEADER_LEN};
 use crate::transmit::Transmit;
 #[cfg(test)]
@@ -864,13 +863,11 @@ impl Server {
             msg.get::<PasswordAlgorithm>(),
         ) {
             (None, None) => Algorithm::Md5,
-            (Some(Ok(list)), Some(Ok(PasswordAlgorithm(chosen))))
-                if self.config.password_algorithms =>
-            {
+            (Some(Ok(list)), Some(Ok(chosen))) if self.config.password_algorithms => {
                 let ours: Vec<PasswordAlgorithmEntry> =
                     PASSWORD_ALGORITHMS.iter().map(|a| a.entry()).collect();
-                match Algorithm::from_code(chosen.algorithm) {
-                    Some(a) if list.0 == ours && ours.contains(&chosen) => a,
+                match chosen {
+                    a if list.0 == ours && PASSWORD_ALGORITHMS.contains(&a) => a,
                     _ => {
                         self.error(
                             now,
@@ -1446,10 +1443,10 @@ impl Server {
         auth: &Authenticated,
     ) -> Result<(), TurnError> {
         let id = self.own_allocation(ft, auth)?;
-        let number = match msg.get::<crate::stun::attribute::ChannelNumber>() {
+        let number = match msg.get::<ChannelNumber>() {
             // RFC 8656 §11.2 allows 0x4000-0x4FFF; RFC 5766 clients (coturn's) use up to 0x7FFE.
-            Some(Ok(n)) => ChannelNumber::new_rfc5766(n.0)
-                .ok_or(TurnError::BadRequest("channel number out of range"))?,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Err(TurnError::BadRequest("channel number out of range")),
             _ => return Err(TurnError::BadRequest("CHANNEL-NUMBER missing")),
         };
         let peer = match msg.get::<XorPeerAddress>() {
