@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use floe::turn::client::{ClientConfig, ClientEvent, TurnClient};
+use floe::turn::client::{self as core_client, ClientConfig, ClientEvent};
 use floe_actors::config::{ServerConfig, UserCredential};
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::{Fault, ServerHandle, TurnEvent, TurnServer};
@@ -53,7 +53,7 @@ async fn echo_peer() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Socket
 
 /// floe's TURN client core on a UDP socket.
 struct Client {
-    core: TurnClient,
+    core: core_client::Client,
     sock: UdpSocket,
 }
 
@@ -62,7 +62,7 @@ impl Client {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let config = ClientConfig::new(server, sock.local_addr().unwrap(), "bob", "secret");
         Client {
-            core: TurnClient::new(config, StdRng::seed_from_u64(1)),
+            core: core_client::Client::new(config, StdRng::seed_from_u64(1)),
             sock,
         }
     }

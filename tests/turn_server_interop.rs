@@ -970,7 +970,7 @@ fn twenty_thousand_unauthenticated_allocates_leave_memory_flat() {
 /// floe's sans-IO TURN client on a tokio UDP socket, recording the error code of every
 /// STUN error response it receives (the client core answers 401 and 438 by itself).
 struct SniffingClient {
-    core: floe::turn::client::TurnClient,
+    core: floe::turn::client::Client,
     sock: tokio::net::UdpSocket,
     /// (method, error code, NONCE) of each error response, in order.
     errors: Vec<(Method, u16, Option<String>)>,
@@ -978,11 +978,11 @@ struct SniffingClient {
 
 impl SniffingClient {
     async fn new(server: SocketAddr) -> SniffingClient {
-        use floe::turn::client::{ClientConfig, TurnClient};
+        use floe::turn::client::{Client, ClientConfig};
         let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let config = ClientConfig::new(server, sock.local_addr().unwrap(), "bob", "secret");
         SniffingClient {
-            core: TurnClient::new(config, StdRng::seed_from_u64(3)),
+            core: Client::new(config, StdRng::seed_from_u64(3)),
             sock,
             errors: Vec::new(),
         }

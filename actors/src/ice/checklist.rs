@@ -12,7 +12,7 @@ use actix::{
 use bytes::Bytes;
 use floe::ice::{self, Candidate, CandidateKind, IceConfig, IceCredentials, IceError, IceRole};
 use floe::stun::{Class, Message as StunMessage, MAGIC_COOKIE};
-use floe::turn::client::{ClientConfig, ClientEvent, TurnClient};
+use floe::turn::client::{Client, ClientConfig, ClientEvent};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
@@ -39,7 +39,7 @@ struct HostSocket {
 struct Binding {
     socket: usize,
     server: SocketAddr,
-    client: TurnClient,
+    client: Client,
     done: bool,
 }
 
@@ -160,7 +160,7 @@ impl Checklist {
                     }
                     let mut c = ClientConfig::new(server, s.addr, "", "");
                     c.transaction = transaction;
-                    let mut client = TurnClient::new(c, StdRng::from_entropy());
+                    let mut client = Client::new(c, StdRng::from_entropy());
                     client.binding(now);
                     self.bindings.push(Binding {
                         socket: index,

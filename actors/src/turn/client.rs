@@ -45,7 +45,7 @@ use floe::stun::transaction::TransactionConfig;
 use floe::stun::Method;
 use floe::transmit::{Transmit, Transport};
 use floe::turn::client::{
-    ClientConfig, ClientError, ClientEvent, ClientState, TurnClient as ClientCore,
+    Client as ClientCore, ClientConfig, ClientError, ClientEvent, ClientState,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
