@@ -30,7 +30,7 @@ use floe::Transport;
 use floe_actors::config::{Secret, ServerConfig};
 use floe_actors::events::EventStream;
 use floe_actors::metrics::Metrics;
-use floe_actors::turn::client::{TlsOptions, TlsRoots};
+use floe_actors::turn::client::{ClientEvent, TlsOptions, TlsRoots};
 use floe_actors::turn::{
     ServerHandle, TurnClient, TurnClientConfig, TurnClientError, TurnClientEvent, TurnClientHandle,
     TurnServer,
@@ -67,7 +67,9 @@ async fn expect<T>(
                 return t;
             }
             match e {
-                TurnClientEvent::Error { .. } | TurnClientEvent::Closed => {
+                TurnClientEvent::Session(ClientEvent::Error { .. })
+                | TurnClientEvent::ConnectionLost { .. }
+                | TurnClientEvent::Closed => {
                     panic!("{what}: got {e:?}")
                 }
                 _ => {}
@@ -79,18 +81,20 @@ async fn expect<T>(
         .unwrap_or_else(|_| panic!("{what}: nothing within {WAIT:?}"))
 }
 
-/// Waits for the next event, which must be an `Error`; returns its request, code and reason.
+/// Waits for the next event, which must be a failed request or a lost connection (whose
+/// request is `None`); returns its request, code and reason.
 async fn expect_error(
     events: &mut EventStream<TurnClientEvent>,
     what: &str,
 ) -> (Option<Method>, Option<u16>, String) {
     let wait = async {
         match events.recv().await {
-            Some(TurnClientEvent::Error {
+            Some(TurnClientEvent::Session(ClientEvent::Error {
                 request,
                 code,
                 reason,
-            }) => (request, code, reason),
+            })) => (Some(request), code, reason),
+            Some(TurnClientEvent::ConnectionLost { reason }) => (None, None, reason),
             Some(TurnClientEvent::Closed) | None => panic!("{what}: closed without an error"),
             Some(e) => panic!("{what}: expected an error, got {e:?}"),
         }
@@ -215,7 +219,7 @@ impl Target {
             _ => self.udp_tcp,
         };
         let mut c = TurnClientConfig::new(server, &self.user, &self.password);
-        c.transport = transport;
+        c.session.transport = transport;
         if let Some(pem) = &self.tls_roots {
             let mut tls = TlsOptions::default();
             tls.server_name = Some("localhost".into());
@@ -263,11 +267,11 @@ async fn allocate(
 ) -> SocketAddr {
     client.allocate().await.expect("allocate accepted");
     let (relayed, mapped, lifetime) = expect(events, what, |e| match e {
-        TurnClientEvent::Allocated {
+        TurnClientEvent::Session(ClientEvent::Allocated {
             relayed,
             mapped,
             lifetime,
-        } => Some((relayed.clone(), *mapped, *lifetime)),
+        }) => Some((relayed.clone(), *mapped, *lifetime)),
         _ => None,
     })
     .await;
@@ -293,7 +297,7 @@ async fn permission_round_trip(
         .await
         .expect("create permission accepted");
     let peers = expect(events, what, |e| match e {
-        TurnClientEvent::PermissionCreated { peers } => Some(peers.clone()),
+        TurnClientEvent::Session(ClientEvent::PermissionCreated { peers }) => Some(peers.clone()),
         _ => None,
     })
     .await;
@@ -313,7 +317,9 @@ async fn channel_round_trip(
         .expect("channel bind accepted");
     assert_eq!(number, 0x4000, "{what}: the first channel");
     let (peer, channel) = expect(events, &format!("{what}: ChannelBind"), |e| match e {
-        TurnClientEvent::ChannelBound { peer, channel } => Some((*peer, *channel)),
+        TurnClientEvent::Session(ClientEvent::ChannelBound { peer, channel }) => {
+            Some((*peer, *channel))
+        }
         _ => None,
     })
     .await;
@@ -333,7 +339,7 @@ async fn round_trip(
         .await
         .unwrap_or_else(|e| panic!("{what}: send: {e}"));
     let (peer, bytes) = expect(events, &format!("{what}: echo"), |e| match e {
-        TurnClientEvent::Data { peer, bytes } => Some((*peer, bytes.clone())),
+        TurnClientEvent::Session(ClientEvent::Data { peer, data }) => Some((*peer, data.clone())),
         _ => None,
     })
     .await;
@@ -358,7 +364,7 @@ async fn full_session(target: &Target, transport: Transport) {
         .await
         .expect("refresh accepted");
     let lifetime = expect(&mut events, &what("refresh"), |e| match e {
-        TurnClientEvent::Refreshed { lifetime } => Some(*lifetime),
+        TurnClientEvent::Session(ClientEvent::Refreshed { lifetime }) => Some(*lifetime),
         _ => None,
     })
     .await;
@@ -369,7 +375,7 @@ async fn full_session(target: &Target, transport: Transport) {
         .await
         .expect("delete accepted");
     expect(&mut events, &what("delete"), |e| {
-        (*e == TurnClientEvent::Deleted).then_some(())
+        (*e == TurnClientEvent::Session(ClientEvent::Deleted)).then_some(())
     })
     .await;
     // The client refuses to send without an allocation, and the server's relay is gone:
@@ -422,7 +428,7 @@ async fn stale_nonce_session(target: &Target, transport: Transport, stale_after:
         .await
         .expect("refresh accepted");
     expect(&mut events, &what("refresh with a stale nonce"), |e| {
-        matches!(e, TurnClientEvent::Refreshed { .. }).then_some(())
+        matches!(e, TurnClientEvent::Session(ClientEvent::Refreshed { .. })).then_some(())
     })
     .await;
 
@@ -433,7 +439,11 @@ async fn stale_nonce_session(target: &Target, transport: Transport, stale_after:
         .await
         .expect("permission accepted");
     expect(&mut events, &what("permission with a stale nonce"), |e| {
-        matches!(e, TurnClientEvent::PermissionCreated { .. }).then_some(())
+        matches!(
+            e,
+            TurnClientEvent::Session(ClientEvent::PermissionCreated { .. })
+        )
+        .then_some(())
     })
     .await;
     round_trip(
@@ -463,7 +473,7 @@ async fn rest_session(target: &Target, transport: Transport) {
 
 async fn wrong_password_is_a_401(target: &Target, transport: Transport) {
     let mut config = target.config(transport);
-    config.password = "not the password".into();
+    config.session.password = "not the password".into();
     let client = TurnClient::connect(config).await.expect("connect");
     let mut events = client.events();
     client.allocate().await.expect("allocate accepted");
@@ -790,8 +800,8 @@ async fn bad_server_client(
     transport: Transport,
 ) -> (TurnClientHandle, EventStream<TurnClientEvent>) {
     let mut config = TurnClientConfig::new(server, USER, PASSWORD);
-    config.transport = transport;
-    config.transaction = short_timers();
+    config.session.transport = transport;
+    config.session.transaction = short_timers();
     let client = TurnClient::connect(config).await.expect("connect");
     let events = client.events();
     (client, events)
@@ -803,14 +813,14 @@ async fn a_reply_with_a_wrong_transaction_id_is_ignored_and_garbage_dropped() {
     let (client, mut events) = bad_server_client(server, Transport::Udp).await;
     client.allocate().await.unwrap();
     let relayed = expect(&mut events, "allocate", |e| match e {
-        TurnClientEvent::Allocated { relayed, .. } => Some(relayed.clone()),
+        TurnClientEvent::Session(ClientEvent::Allocated { relayed, .. }) => Some(relayed.clone()),
         _ => None,
     })
     .await;
     assert_eq!(relayed, [FAKE_RELAYED.parse::<SocketAddr>().unwrap()]);
     client.binding();
     let mapped = expect(&mut events, "binding", |e| match e {
-        TurnClientEvent::BindingSucceeded { mapped, .. } => Some(*mapped),
+        TurnClientEvent::Session(ClientEvent::BindingSucceeded { mapped, .. }) => Some(*mapped),
         _ => None,
     })
     .await;
@@ -1006,19 +1016,19 @@ async fn redirected_session(transport: Transport) {
     let what = |step: &str| format!("redirect over {transport:?}: {step}");
     let redirector = redirecting_server(transport, target.udp_tcp).await;
     let mut config = target.config(transport);
-    config.server = redirector;
+    config.session.server = redirector;
     let client = TurnClient::connect(config).await.expect("connect");
     let mut events = client.events();
     let echo = Echo::start().await;
     client.allocate().await.unwrap();
     let to = expect(&mut events, &what("redirected"), |e| match e {
-        TurnClientEvent::Redirected { to, .. } => Some(*to),
+        TurnClientEvent::Session(ClientEvent::Redirected { to, .. }) => Some(*to),
         _ => None,
     })
     .await;
     assert_eq!(to, target.udp_tcp);
     let relayed = expect(&mut events, &what("allocate"), |e| match e {
-        TurnClientEvent::Allocated { relayed, .. } => Some(relayed.clone()),
+        TurnClientEvent::Session(ClientEvent::Allocated { relayed, .. }) => Some(relayed.clone()),
         _ => None,
     })
     .await;

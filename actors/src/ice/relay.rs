@@ -25,8 +25,8 @@ use super::config::{TurnServerConfig, TurnTransport};
 use super::CandidateErrorKind;
 use crate::events::Subscribe;
 use crate::turn::client::{
-    Allocate, ChannelBind, Close, CreatePermission, SendTo, TurnClient, TurnClientConfig,
-    TurnClientError, TurnClientEvent, TurnClientHandle,
+    Allocate, ChannelBind, ClientEvent, Close, CreatePermission, SendTo, TurnClient,
+    TurnClientConfig, TurnClientError, TurnClientEvent, TurnClientHandle,
 };
 
 /// Most datagrams held per peer IP while its permission is being installed.
@@ -173,7 +173,7 @@ impl TurnRelay {
         )
         .with_transport(transport);
         config.bind = Some(SocketAddr::new(self.local_ip, 0));
-        config.transaction = self.transaction;
+        config.session.transaction = self.transaction;
         config.connect_timeout = self
             .transaction
             .reliable_timeout
@@ -265,9 +265,9 @@ impl Handler<TurnClientEvent> for TurnRelay {
 
     fn handle(&mut self, event: TurnClientEvent, ctx: &mut Context<Self>) {
         match event {
-            TurnClientEvent::Allocated {
+            TurnClientEvent::Session(ClientEvent::Allocated {
                 relayed, mapped, ..
-            } => {
+            }) => {
                 let Some(relayed) = relayed.first().copied() else {
                     return;
                 };
@@ -282,11 +282,11 @@ impl Handler<TurnClientEvent> for TurnRelay {
                     self.bind(peer);
                 }
             }
-            TurnClientEvent::Data { peer, bytes } => {
-                tracing::trace!(relay = self.relay, %peer, len = bytes.len(), "relayed data in");
-                self.notify(RelayEvent::Data { peer, data: bytes })
+            TurnClientEvent::Session(ClientEvent::Data { peer, data }) => {
+                tracing::trace!(relay = self.relay, %peer, len = data.len(), "relayed data in");
+                self.notify(RelayEvent::Data { peer, data })
             }
-            TurnClientEvent::PermissionCreated { peers } => {
+            TurnClientEvent::Session(ClientEvent::PermissionCreated { peers }) => {
                 tracing::trace!(relay = self.relay, ?peers, "TURN permission installed");
                 for ip in peers {
                     self.installed.insert(ip);
@@ -295,15 +295,18 @@ impl Handler<TurnClientEvent> for TurnRelay {
                     }
                 }
             }
-            TurnClientEvent::ChannelBound { peer, channel } => {
+            TurnClientEvent::Session(ClientEvent::ChannelBound { peer, channel }) => {
                 tracing::debug!(relay = self.relay, %peer, channel, "TURN channel bound");
             }
-            TurnClientEvent::Error {
+            TurnClientEvent::ConnectionLost { reason } if !self.reported => {
+                self.fail(ctx, CandidateErrorKind::Unreachable, None, reason);
+            }
+            TurnClientEvent::Session(ClientEvent::Error {
                 request,
                 code,
                 reason,
-            } => match request {
-                Some(Method::ALLOCATE) | None if !self.reported => {
+            }) => match request {
+                Method::ALLOCATE if !self.reported => {
                     let kind = match code {
                         None => CandidateErrorKind::Unreachable,
                         Some(401 | 441) => CandidateErrorKind::AuthFailed,
@@ -311,14 +314,14 @@ impl Handler<TurnClientEvent> for TurnRelay {
                     };
                     self.fail(ctx, kind, code, reason);
                 }
-                Some(Method::CREATE_PERMISSION) => {
+                Method::CREATE_PERMISSION => {
                     tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN permission refused");
                     // Drop what waited and let a later send ask again.
                     self.queued.clear();
                     self.requested.clear();
                     self.installed.clear();
                 }
-                Some(Method::CHANNEL_BIND) => {
+                Method::CHANNEL_BIND => {
                     tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN channel refused");
                     self.bound.clear();
                 }
@@ -326,7 +329,7 @@ impl Handler<TurnClientEvent> for TurnRelay {
                     tracing::debug!(server = %self.server.addr, ?request, ?code, %reason, "TURN request failed");
                 }
             },
-            TurnClientEvent::AllocationExpired | TurnClientEvent::Deleted => {
+            TurnClientEvent::Session(ClientEvent::AllocationExpired | ClientEvent::Deleted) => {
                 tracing::debug!(server = %self.server.addr, "TURN allocation gone");
                 self.allocated = false;
             }
