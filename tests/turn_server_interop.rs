@@ -707,14 +707,19 @@ impl RawClient {
 fn peers_floe_denies_by_default_get_403() {
     // No peer program: floe against hand-built requests.
     // Without --allow-loopback-peers; an external IP (TEST-NET-3) that is floe's own
-    // address without being in a default-denied block.
+    // address. The documentation blocks stand in for public addresses, so they are
+    // allowed explicitly: floe's own address stays denied inside an allowed block.
     let own_external = "203.0.113.7";
     let floe = FloeServe::start(
         ServeOpts::default()
             .safe_peers()
             .metrics()
             .arg("--external-ip")
-            .arg(own_external),
+            .arg(own_external)
+            .arg("--allow-peer")
+            .arg("203.0.113.0/24")
+            .arg("--allow-peer")
+            .arg("198.51.100.0/24"),
     );
     let client = RawClient::new(floe.addr());
     let (auth, relayed) = client.allocate_as("bob", "secret");
