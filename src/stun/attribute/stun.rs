@@ -54,8 +54,8 @@ impl AttributeCodec for Userhash {
 }
 
 /// RFC 8489 §14.5: HMAC-SHA1 of the message (20 bytes). Written by
-/// [`MessageEncoder::message_integrity`](super::MessageEncoder::message_integrity),
-/// checked by [`Message::verify_integrity`](super::Message::verify_integrity).
+/// [`MessageEncoder::message_integrity`](crate::stun::MessageEncoder::message_integrity),
+/// checked by [`Message::verify_integrity`](crate::stun::Message::verify_integrity).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct MessageIntegrity(pub [u8; 20]);
 
@@ -92,7 +92,7 @@ impl AttributeCodec for MessageIntegritySha256 {
 
 u32_attribute!(
     /// RFC 8489 §14.7: CRC-32 of the message XOR 0x5354554E. Written by
-    /// [`MessageEncoder::fingerprint`](super::MessageEncoder::fingerprint) and checked on decode.
+    /// [`MessageEncoder::fingerprint`](crate::stun::MessageEncoder::fingerprint) and checked on decode.
     Fingerprint = 0x8028
 );
 

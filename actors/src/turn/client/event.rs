@@ -43,7 +43,8 @@ pub enum TurnClientError {
     /// permission for the peer, data too large ...).
     #[error(transparent)]
     Refused(#[from] ClientError),
-    /// The server answered with an error or did not answer (see [`TurnClientEvent::Error`]).
+    /// The server answered with an error or did not answer (see
+    /// [`ClientEvent::Error`]).
     #[error("{}", describe_failure(*.request, *.code, .reason))]
     Failed {
         /// The request that failed.

@@ -8,10 +8,10 @@ use actix::Message;
 use bytes::Bytes;
 
 use super::TurnClientError;
-#[allow(unused_imports)] // for the doc links
-use super::TurnClientEvent;
+#[cfg(doc)]
+use floe::turn::client::ClientEvent;
 
-/// RFC 8656 §7: request an allocation; [`TurnClientEvent::Allocated`] or `Error` follows.
+/// RFC 8656 §7: request an allocation; [`ClientEvent::Allocated`] or `Error` follows.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "Result<(), TurnClientError>")]
 pub struct Allocate;
@@ -52,14 +52,14 @@ pub struct SendTo {
     pub bytes: Bytes,
 }
 
-/// RFC 8489 §6: ask for the server-reflexive address; [`TurnClientEvent::BindingSucceeded`]
+/// RFC 8489 §6: ask for the server-reflexive address; [`ClientEvent::BindingSucceeded`]
 /// or `Error` follows.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Binding;
 
 /// Delete the allocation, if any (waiting for one being requested), then stop. Answers
-/// once [`TurnClientEvent::Closed`] has been published.
+/// once [`TurnClientEvent::Closed`](super::TurnClientEvent::Closed) has been published.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Close;

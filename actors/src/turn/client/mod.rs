@@ -1,11 +1,11 @@
 //! `TurnClient`: one client session with a STUN/TURN server, as an actor.
 //!
 //! A thin driver of the sans-IO [`floe::turn::client::Client`]: it owns the socket (a
-//! [`BatchSocket`] for UDP, or a TCP stream, optionally wrapped in TLS, cut into messages
-//! with [`StreamFramer`]) and one timer, re-armed from the core's `poll_timeout`. Commands
+//! [`BatchSocket`](crate::udp::BatchSocket) for UDP, or a TCP stream, optionally wrapped in TLS, cut into messages
+//! with [`StreamFramer`](floe::framing::StreamFramer)) and one timer, re-armed from the core's `poll_timeout`. Commands
 //! are typed messages ([`Allocate`], [`Refresh`], [`CreatePermission`], [`ChannelBind`],
 //! [`SendTo`], [`Binding`], [`Close`]); what the server answers comes back as
-//! [`TurnClientEvent`]s through [`Subscribe`] or [`TurnClientHandle::events`].
+//! [`TurnClientEvent`]s through [`Subscribe`](crate::events::Subscribe) or [`TurnClientHandle::events`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), floe_actors::turn::TurnClientError> {
