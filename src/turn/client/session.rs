@@ -19,6 +19,7 @@ use crate::stun::{AttributeCodec, Class, Message, MessageEncoder, Method, Transa
 use crate::transmit::Transmit;
 use crate::turn::{ChannelData, ChannelNumber};
 
+/// RFC 8656 §7.3: the allocation as the client knows it.
 #[derive(Debug)]
 pub(super) struct Allocation {
     pub(super) relayed: Vec<SocketAddr>,
@@ -26,6 +27,7 @@ pub(super) struct Allocation {
     pub(super) refresh_at: Option<Instant>,
 }
 
+/// RFC 8656 §9: a permission for one peer IP, installed or asked for.
 #[derive(Debug, Default)]
 pub(super) struct Permission {
     pub(super) installed_until: Option<Instant>,
@@ -34,6 +36,7 @@ pub(super) struct Permission {
     pub(super) wanted: bool,
 }
 
+/// RFC 8656 §12: the channel of one peer; its number stays the peer's for the allocation's life.
 #[derive(Debug)]
 pub(super) struct Channel {
     pub(super) number: ChannelNumber,
