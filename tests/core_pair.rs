@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use floe::stun::attribute::ErrorCode;
 use floe::stun::{Class, Method};
+use floe::transmit::Transport;
 use floe::turn::client::{ClientEvent, ClientState};
 use floe::turn::server::ServerEvent;
 
@@ -293,4 +294,32 @@ fn a_stale_nonce_is_renewed_and_the_request_retried() {
         .take_client_events()
         .iter()
         .any(|e| matches!(e, ClientEvent::Error { .. })));
+}
+
+#[test]
+fn channel_data_is_padded_over_tcp_both_ways() {
+    let mut p = Pair::with(|c| c.transport = Transport::Tcp, |_| {});
+    let relay = p.allocate();
+    let peer = addr(PEER);
+    bind(&mut p, peer);
+
+    // RFC 8656 §12.5: over TCP, ChannelData is padded to a multiple of 4 bytes.
+    p.client.send_to(p.now, peer, b"abcde").unwrap();
+    p.advance(secs(1));
+    let up = p
+        .log
+        .iter()
+        .rev()
+        .find(|d| d.direction == Direction::ToServer)
+        .unwrap();
+    assert_eq!(up.payload.len(), 12, "4-byte header, 5 bytes, 3 of padding");
+    assert_eq!(p.peer_inbox, [(relay, peer, "abcde".into())]);
+
+    p.peer_sends(peer, relay, b"xyz");
+    let (_, data) = p.expect_client("Data", |e| match e {
+        ClientEvent::Data { peer, data } => Some((*peer, data.clone())),
+        _ => None,
+    });
+    assert_eq!(&data[..], b"xyz");
+    assert_eq!(p.log.last().unwrap().payload.len(), 8, "padded to 8 bytes");
 }

@@ -144,6 +144,9 @@ impl Pair {
         let now = Instant::now();
         let mut cc = client_config();
         client(&mut cc);
+        // The server sees the client over the transport the client uses; over TCP and TLS
+        // the driver hands it whole messages, as the network here carries them.
+        let transport = cc.transport;
         let mut sc = server_config(now);
         server(&mut sc);
         Pair {
@@ -154,7 +157,7 @@ impl Pair {
             five_tuple: FiveTuple {
                 client: addr(CLIENT),
                 server: addr(SERVER),
-                transport: Transport::Udp,
+                transport,
             },
             latency: Duration::from_millis(10),
             in_flight: VecDeque::new(),
