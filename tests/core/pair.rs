@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use floe::transmit::Transport;
 use floe::turn::client::{Client, ClientConfig, ClientEvent};
 use floe::turn::server::{
     ClientOutput, FiveTuple, PeerOutput, RelayBinder, Server, ServerConfig, ServerEvent,
