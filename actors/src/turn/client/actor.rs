@@ -14,11 +14,11 @@ use floe::transmit::{Transmit, Transport};
 use floe::turn::client::{Client as ClientCore, ClientError, ClientEvent, ClientState};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio::sync::mpsc::unbounded_channel;
 use tokio::sync::oneshot;
 
 use super::transport::{
-    connect_stream, framed_reader, spawn_writer, Inbound, Reader, UdpReader, Writer,
+    connect_stream, framed_reader, Inbound, Reader, StreamSendError, StreamWriter, UdpReader,
+    Writer,
 };
 use super::{
     Allocate, Binding, ChannelBind, Close, CreatePermission, Refresh, SendTo, TurnClientConfig,
@@ -61,7 +61,7 @@ impl TurnClient {
             }
             Transport::Tcp | Transport::Tls => {
                 let conn = connect_stream(&config, server, config.tls.server_name.clone()).await?;
-                let writer = Writer::Stream(spawn_writer(conn.writer));
+                let writer = Writer::Stream(StreamWriter::spawn(conn.writer));
                 (
                     conn.local,
                     writer,
@@ -137,11 +137,16 @@ impl TurnClient {
                     Err(e) => tracing::debug!(error = %e, "TURN client: UDP send failed"),
                 }
             }
-            Writer::Stream(tx) => {
-                if tx.send(t.payload).is_err() {
-                    self.lost("the connection to the server is closed".into(), ctx);
+            Writer::Stream(w) => match w.send(t.payload) {
+                Ok(()) => {}
+                // Dropped like a datagram: a request times out, data is lost.
+                Err(StreamSendError::Full) => {
+                    tracing::debug!("TURN client: the server reads too slowly; message dropped")
                 }
-            }
+                Err(StreamSendError::Closed) => {
+                    self.lost("the connection to the server is closed".into(), ctx)
+                }
+            },
         }
     }
 
@@ -169,15 +174,15 @@ impl TurnClient {
         if let Some(h) = self.reader.take() {
             ctx.cancel_future(h);
         }
-        // Dropping the sender closes the old connection once its queue is written.
-        self.writer = Writer::Stream(unbounded_channel().0);
+        // Dropping the writer closes the old connection once its queue is written.
+        self.writer = Writer::Stream(StreamWriter::closed());
         self.reconnecting = true;
         let config = self.config.clone();
         let name = domain.or_else(|| config.tls.server_name.clone());
         let fut = async move { connect_stream(&config, to, name).await };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(conn) => {
-                act.writer = Writer::Stream(spawn_writer(conn.writer));
+                act.writer = Writer::Stream(StreamWriter::spawn(conn.writer));
                 act.reader = Some(ctx.add_stream(framed_reader(conn.reader)));
                 act.reconnecting = false;
                 act.flush(ctx);
