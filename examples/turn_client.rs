@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use floe::Transport;
 use floe_actors::events::EventStream;
+use floe_actors::turn::client::ClientEvent;
 use floe_actors::turn::{TurnClient, TurnClientConfig, TurnClientEvent};
 
 /// Allocate on a TURN server, echo `hello` off a peer through the relay, refresh, delete.
@@ -74,9 +75,12 @@ async fn wait_for<T>(
                     if let Some(t) = pick(&e) {
                         return Ok(t);
                     }
-                    if let TurnClientEvent::Error { code, reason, .. } = e {
+                    if let TurnClientEvent::Session(ClientEvent::Error { code, reason, .. }) = e {
                         let code = code.map(|c| format!("{c} ")).unwrap_or_default();
                         return Err(format!("{what}: {code}{reason}"));
+                    }
+                    if let TurnClientEvent::ConnectionLost { reason } = e {
+                        return Err(format!("{what}: {reason}"));
                     }
                     if e == TurnClientEvent::Closed {
                         return Err(format!("{what}: the client closed"));
@@ -101,7 +105,7 @@ async fn run(args: Args) -> Result<bool, String> {
         .ok_or_else(|| format!("{} has no address", args.server))?;
     let mut config = TurnClientConfig::new(server, &args.user, &args.password);
     if args.tcp {
-        config.transport = Transport::Tcp;
+        config.session.transport = Transport::Tcp;
     }
     let client = TurnClient::connect(config)
         .await
@@ -111,7 +115,7 @@ async fn run(args: Args) -> Result<bool, String> {
 
     client.allocate().await.map_err(|e| e.to_string())?;
     let relayed = wait_for(&mut events, REQUEST_TIMEOUT, "allocate", |e| match e {
-        TurnClientEvent::Allocated { relayed, .. } => Some(relayed.clone()),
+        TurnClientEvent::Session(ClientEvent::Allocated { relayed, .. }) => Some(relayed.clone()),
         _ => None,
     })
     .await?
@@ -124,7 +128,11 @@ async fn run(args: Args) -> Result<bool, String> {
     if args.channel {
         let channel = client.channel_bind(peer).await.map_err(|e| e.to_string())?;
         wait_for(&mut events, REQUEST_TIMEOUT, "channel bind", |e| {
-            matches!(e, TurnClientEvent::ChannelBound { .. }).then_some(())
+            matches!(
+                e,
+                TurnClientEvent::Session(ClientEvent::ChannelBound { .. })
+            )
+            .then_some(())
         })
         .await?
         .ok_or_else(|| hang("channel bind"))?;
@@ -135,7 +143,11 @@ async fn run(args: Args) -> Result<bool, String> {
             .await
             .map_err(|e| e.to_string())?;
         wait_for(&mut events, REQUEST_TIMEOUT, "create permission", |e| {
-            matches!(e, TurnClientEvent::PermissionCreated { .. }).then_some(())
+            matches!(
+                e,
+                TurnClientEvent::Session(ClientEvent::PermissionCreated { .. })
+            )
+            .then_some(())
         })
         .await?
         .ok_or_else(|| hang("create permission"))?;
@@ -149,7 +161,9 @@ async fn run(args: Args) -> Result<bool, String> {
     println!("sent hello to {peer}");
     let echo_timeout = Duration::from_secs(args.echo_timeout);
     let echo = wait_for(&mut events, echo_timeout, "echo", |e| match e {
-        TurnClientEvent::Data { peer: from, bytes } if *from == peer => Some(bytes.clone()),
+        TurnClientEvent::Session(ClientEvent::Data { peer: from, data }) if *from == peer => {
+            Some(data.clone())
+        }
         _ => None,
     })
     .await?;
@@ -166,7 +180,7 @@ async fn run(args: Args) -> Result<bool, String> {
         .await
         .map_err(|e| e.to_string())?;
     let lifetime = wait_for(&mut events, REQUEST_TIMEOUT, "refresh", |e| match e {
-        TurnClientEvent::Refreshed { lifetime } => Some(*lifetime),
+        TurnClientEvent::Session(ClientEvent::Refreshed { lifetime }) => Some(*lifetime),
         _ => None,
     })
     .await?
@@ -178,7 +192,7 @@ async fn run(args: Args) -> Result<bool, String> {
         .await
         .map_err(|e| e.to_string())?;
     wait_for(&mut events, REQUEST_TIMEOUT, "delete", |e| {
-        (*e == TurnClientEvent::Deleted).then_some(())
+        (*e == TurnClientEvent::Session(ClientEvent::Deleted)).then_some(())
     })
     .await?
     .ok_or_else(|| hang("delete"))?;

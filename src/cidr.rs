@@ -82,7 +82,8 @@ impl Cidr {
     /// Addresses of the other family never match, with one exception: an
     /// IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, RFC 4291 §2.5.5.2) is checked
     /// against an IPv4 block as the IPv4 address it carries. Other forms
-    /// (IPv4-compatible, NAT64) are the caller's policy to normalise.
+    /// (IPv4-translated, IPv4-compatible, NAT64, 6to4) are normalised by the peer
+    /// policy ([`crate::turn::server::policy::policy_ip`]) before it asks.
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.network, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use floe::turn::client::{ClientConfig, ClientEvent, TurnClient};
+use floe::turn::client::{self as core_client, ClientConfig, ClientEvent};
 use floe_actors::config::{ServerConfig, UserCredential};
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::{Fault, ServerHandle, TurnEvent, TurnServer};
@@ -53,7 +53,7 @@ async fn echo_peer() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Socket
 
 /// floe's TURN client core on a UDP socket.
 struct Client {
-    core: TurnClient,
+    core: core_client::Client,
     sock: UdpSocket,
 }
 
@@ -62,7 +62,7 @@ impl Client {
         let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let config = ClientConfig::new(server, sock.local_addr().unwrap(), "bob", "secret");
         Client {
-            core: TurnClient::new(config, StdRng::seed_from_u64(1)),
+            core: core_client::Client::new(config, StdRng::seed_from_u64(1)),
             sock,
         }
     }
@@ -252,7 +252,7 @@ async fn a_panicking_allocation_is_freed_and_the_others_keep_relaying() {
     );
     // And it may allocate again.
     let mut again = Client {
-        core: TurnClient::new(
+        core: core_client::Client::new(
             ClientConfig::new(
                 server.local_addrs()[0],
                 a.sock.local_addr().unwrap(),
@@ -409,7 +409,7 @@ async fn an_earlier_deadline_rearms_the_timer() {
             "secret",
         );
         c.lifetime = Duration::from_secs(secs);
-        client.core = TurnClient::new(c, StdRng::seed_from_u64(secs));
+        client.core = core_client::Client::new(c, StdRng::seed_from_u64(secs));
     };
     // The first allocation arms the timer far out (its lifetime; it has no permission).
     let mut long = Client::new(server.local_addrs()[0]).await;

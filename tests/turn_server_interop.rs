@@ -444,14 +444,19 @@ impl RawClient {
 fn peers_floe_denies_by_default_get_403() {
     // No peer program: floe against hand-built requests.
     // Without --allow-loopback-peers; an external IP (TEST-NET-3) that is floe's own
-    // address without being in a default-denied block.
+    // address. The documentation blocks stand in for public addresses, so they are
+    // allowed explicitly: floe's own address stays denied inside an allowed block.
     let own_external = "203.0.113.7";
     let floe = FloeServe::start(
         ServeOpts::default()
             .safe_peers()
             .metrics()
             .arg("--external-ip")
-            .arg(own_external),
+            .arg(own_external)
+            .arg("--allow-peer")
+            .arg("203.0.113.0/24")
+            .arg("--allow-peer")
+            .arg("198.51.100.0/24"),
     );
     let client = RawClient::new(floe.addr());
     let (auth, relayed) = client.allocate_as("bob", "secret");
@@ -486,7 +491,7 @@ fn peers_floe_denies_by_default_get_403() {
     }
     // A ChannelBind to a denied peer is refused the same way.
     let response = client.request(Method::CHANNEL_BIND, Some(&auth), |e| {
-        e.add(&ChannelNumber(0x4000))
+        e.add(&ChannelNumber::MIN)
             .add(&XorPeerAddress("10.0.0.1:5000".parse().unwrap()));
     });
     assert_eq!(error_code(&response), Some(403), "{response:?}");
@@ -707,7 +712,7 @@ fn twenty_thousand_unauthenticated_allocates_leave_memory_flat() {
 /// floe's sans-IO TURN client on a tokio UDP socket, recording the error code of every
 /// STUN error response it receives (the client core answers 401 and 438 by itself).
 struct SniffingClient {
-    core: floe::turn::client::TurnClient,
+    core: floe::turn::client::Client,
     sock: tokio::net::UdpSocket,
     /// (method, error code, NONCE) of each error response, in order.
     errors: Vec<(Method, u16, Option<String>)>,
@@ -715,11 +720,11 @@ struct SniffingClient {
 
 impl SniffingClient {
     async fn new(server: SocketAddr) -> SniffingClient {
-        use floe::turn::client::{ClientConfig, TurnClient};
+        use floe::turn::client::{Client, ClientConfig};
         let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let config = ClientConfig::new(server, sock.local_addr().unwrap(), "bob", "secret");
         SniffingClient {
-            core: TurnClient::new(config, StdRng::seed_from_u64(3)),
+            core: Client::new(config, StdRng::seed_from_u64(3)),
             sock,
             errors: Vec::new(),
         }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use floe::framing::{Frame, StreamFramer};
 use floe::stun::attribute::{
-    ChannelNumber as ChannelNumberAttr, ErrorCode, Lifetime, Nonce, Realm, RequestedTransport,
-    Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress,
+    ErrorCode, Lifetime, Nonce, Realm, RequestedTransport, Username, XorMappedAddress,
+    XorPeerAddress, XorRelayedAddress,
 };
 use floe::stun::{
     Class, IntegrityKey, Message, MessageEncoder, Method, PasswordAlgorithm, TransactionId,
@@ -313,7 +313,7 @@ async fn stun_and_turn_over_tls_relay_channel_data_to_a_udp_peer() {
 
     let bound = client
         .request(request(Method::CHANNEL_BIND, Some(&auth), |e| {
-            e.add(&ChannelNumberAttr(0x4000)).add(&XorPeerAddress(peer));
+            e.add(&ChannelNumber::MIN).add(&XorPeerAddress(peer));
         }))
         .await;
     assert_eq!(

@@ -58,10 +58,10 @@ impl StunArgs {
             .ok_or_else(|| format!("{} has no address", self.server))?;
         let mut config = crate::turn::TurnClientConfig::stun(server);
         if self.tcp {
-            config.transport = floe::Transport::Tcp;
+            config.session.transport = floe::Transport::Tcp;
         }
         if let Some(ms) = self.rto {
-            config.transaction.rto = std::time::Duration::from_millis(ms);
+            config.session.transaction.rto = std::time::Duration::from_millis(ms);
         }
         Ok(config)
     }
@@ -471,16 +471,22 @@ mod tests {
         };
         let a = parse(&["127.0.0.1:3478"]).unwrap();
         let c = a.client_config().unwrap();
-        assert_eq!(c.server, "127.0.0.1:3478".parse().unwrap());
-        assert_eq!(c.transport, floe::Transport::Udp);
-        assert_eq!(c.transaction.rto, std::time::Duration::from_millis(500));
+        assert_eq!(c.session.server, "127.0.0.1:3478".parse().unwrap());
+        assert_eq!(c.session.transport, floe::Transport::Udp);
+        assert_eq!(
+            c.session.transaction.rto,
+            std::time::Duration::from_millis(500)
+        );
         let c = parse(&["--tcp", "--rto=20", "[::1]:3478"])
             .unwrap()
             .client_config()
             .unwrap();
-        assert_eq!(c.server, "[::1]:3478".parse().unwrap());
-        assert_eq!(c.transport, floe::Transport::Tcp);
-        assert_eq!(c.transaction.rto, std::time::Duration::from_millis(20));
+        assert_eq!(c.session.server, "[::1]:3478".parse().unwrap());
+        assert_eq!(c.session.transport, floe::Transport::Tcp);
+        assert_eq!(
+            c.session.transaction.rto,
+            std::time::Duration::from_millis(20)
+        );
         assert!(parse(&[]).is_err(), "the server is required");
         assert!(parse(&["127.0.0.1:3478", "--rto=0"]).is_err());
         let err = parse(&["no-port"]).unwrap().client_config().unwrap_err();

@@ -5,6 +5,7 @@
 //! - [`tcp`]: TCP listeners sharing their port across Arbiters;
 //! - [`tls`]: the rustls configuration and handshake of TLS on 5349;
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
+//! - [`host_addrs`]: the host's addresses, which the peer policy refuses as peers;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
 //! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`];
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod host_addrs;
 pub mod ice;
 pub mod logging;
 pub mod metrics;

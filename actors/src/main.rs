@@ -24,7 +24,7 @@ fn stun(args: &StunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let server = config.server;
+    let server = config.session.server;
     match actix_rt::System::new().block_on(floe_actors::turn::client::stun_binding(config)) {
         Ok((mapped, _rtt)) => {
             println!("{mapped}");

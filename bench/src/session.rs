@@ -258,7 +258,8 @@ impl Sessions {
             PeerSetup::None => {}
             PeerSetup::Channel(p) => {
                 self.authed(&socket, ex, &mut auth, Method::CHANNEL_BIND, |e| {
-                    e.add(&ChannelNumber(CHANNEL)).add(&XorPeerAddress(p));
+                    e.add(&ChannelNumber::new(CHANNEL).expect("a valid channel number"))
+                        .add(&XorPeerAddress(p));
                 })
                 .await?;
             }

@@ -12,7 +12,7 @@ use base64::Engine as _;
 use md5::{Digest, Md5};
 use sha2::Sha256;
 
-use super::attribute::PasswordAlgorithmEntry;
+use super::attribute::PasswordAlgorithm;
 use super::StunError;
 
 /// RFC 8265 §4.2: prepares a username, realm or password with the OpaqueString profile.
@@ -42,43 +42,6 @@ pub fn opaque_string(s: &str) -> Result<Cow<'_, str>, StunError> {
         ))
     } else {
         Ok(Cow::Borrowed(s))
-    }
-}
-
-/// RFC 8489 §18.5: the password algorithms of the long-term mechanism.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum PasswordAlgorithm {
-    /// 0x0001: key = MD5(username ":" realm ":" password), 16 bytes.
-    #[default]
-    Md5,
-    /// 0x0002: key = SHA-256(username ":" realm ":" password), 32 bytes.
-    Sha256,
-}
-
-impl PasswordAlgorithm {
-    /// The IANA code.
-    pub fn code(self) -> u16 {
-        match self {
-            PasswordAlgorithm::Md5 => 0x0001,
-            PasswordAlgorithm::Sha256 => 0x0002,
-        }
-    }
-
-    /// The algorithm of an IANA code, if floe implements it.
-    pub fn from_code(code: u16) -> Option<Self> {
-        match code {
-            0x0001 => Some(PasswordAlgorithm::Md5),
-            0x0002 => Some(PasswordAlgorithm::Sha256),
-            _ => None,
-        }
-    }
-
-    /// As a PASSWORD-ALGORITHM(S) entry (no parameters).
-    pub fn entry(self) -> PasswordAlgorithmEntry {
-        PasswordAlgorithmEntry {
-            algorithm: self.code(),
-            params: bytes::Bytes::new(),
-        }
     }
 }
 

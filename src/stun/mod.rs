@@ -37,8 +37,8 @@ pub mod integrity;
 mod message;
 pub mod transaction;
 
-pub use attribute::{Attribute, AttributeCodec, AttributeType};
-pub use credentials::{IntegrityKey, PasswordAlgorithm};
+pub use attribute::{Attribute, AttributeCodec, AttributeType, PasswordAlgorithm};
+pub use credentials::IntegrityKey;
 pub use error::StunError;
 pub use message::{peek_header, Class, Message, MessageEncoder, MessageType, Method};
 

@@ -269,6 +269,53 @@ fn error_code_range() {
     assert!(msg.get::<ErrorCode>().unwrap().is_err());
 }
 
+/// A message holding one attribute with a raw value.
+fn with_raw(typ: u16, value: &[u8]) -> Message {
+    let pad = (4 - value.len() % 4) % 4;
+    let mut b = header((4 + value.len() + pad) as u16);
+    b.put_u16(typ);
+    b.put_u16(value.len() as u16);
+    b.put_slice(value);
+    b.put_bytes(0, pad);
+    Message::decode(b.freeze()).unwrap()
+}
+
+#[test]
+fn channel_number_holds_only_rfc_5766s_range() {
+    for (raw, want) in [
+        (0x3FFF, None),
+        (0x4000, Some(0x4000)),
+        (0x4FFF, Some(0x4FFF)),
+        (0x5000, Some(0x5000)),
+        (0x7FFE, Some(0x7FFE)),
+        (0x7FFF, None),
+        (0xFFFF, None),
+    ] {
+        let [hi, lo] = u16::to_be_bytes(raw);
+        let got = with_raw(0x000C, &[hi, lo, 0, 0])
+            .get::<ChannelNumber>()
+            .unwrap();
+        assert_eq!(got.ok().map(ChannelNumber::get), want, "{raw:#06x}");
+    }
+    // RFC 8656 §18.1: the RFFU bits are ignored on reception.
+    let got = with_raw(0x000C, &[0x40, 0x01, 0xAB, 0xCD]).get::<ChannelNumber>();
+    assert_eq!(got.unwrap().unwrap().get(), 0x4001);
+    assert!(with_raw(0x000C, &[0x40, 0x01])
+        .get::<ChannelNumber>()
+        .unwrap()
+        .is_err());
+}
+
+#[test]
+fn password_algorithm_holds_only_what_floe_implements() {
+    let get = |v: &[u8]| with_raw(0x001D, v).get::<PasswordAlgorithm>().unwrap();
+    assert_eq!(get(&[0, 1, 0, 0]).unwrap(), PasswordAlgorithm::Md5);
+    assert_eq!(get(&[0, 2, 0, 0]).unwrap(), PasswordAlgorithm::Sha256);
+    assert!(get(&[0, 3, 0, 0]).is_err(), "unknown algorithm");
+    assert!(get(&[0, 2, 0, 4, 1, 2, 3, 4]).is_err(), "parameters");
+    assert!(get(&[0, 2, 0, 0, 0, 0, 0, 0]).is_err(), "trailing bytes");
+}
+
 fn socket_addr() -> impl Strategy<Value = SocketAddr> {
     prop_oneof![
         (any::<[u8; 4]>(), any::<u16>()).prop_map(|(ip, p)| SocketAddr::new(IpAddr::from(ip), p)),
@@ -327,7 +374,7 @@ fn attribute() -> impl Strategy<Value = Attribute> {
         any::<u32>().prop_map(|v| ConnectionId(v).into()),
         any::<u64>().prop_map(|v| IceControlled(v).into()),
         any::<u64>().prop_map(|v| IceControlling(v).into()),
-        any::<u16>().prop_map(|v| ChannelNumber(v).into()),
+        (0x4000u16..=0x7FFE).prop_map(|v| ChannelNumber::new_rfc5766(v).unwrap().into()),
         any::<u16>().prop_map(|v| ResponsePort(v).into()),
         any::<u8>().prop_map(|v| RequestedTransport(v).into()),
         any::<bool>().prop_map(|reserve| EvenPort { reserve }.into()),
@@ -356,7 +403,11 @@ fn attribute() -> impl Strategy<Value = Attribute> {
             .prop_map(|v| UnknownAttributes(v).into()),
         proptest::collection::vec(algorithm_entry(), 0..4)
             .prop_map(|v| PasswordAlgorithms(v).into()),
-        algorithm_entry().prop_map(|a| PasswordAlgorithm(a).into()),
+        prop_oneof![
+            Just(PasswordAlgorithm::Md5),
+            Just(PasswordAlgorithm::Sha256)
+        ]
+        .prop_map(Into::into),
         (any::<u16>(), bytes(40))
             .prop_filter("unknown type", |(t, _)| !Attribute::is_known(
                 AttributeType(*t)

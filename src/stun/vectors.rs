@@ -6,7 +6,8 @@ use bytes::{Bytes, BytesMut};
 
 use super::*;
 use crate::stun::attribute::*;
-use crate::stun::credentials::{userhash, IntegrityKey, PasswordAlgorithm as Algo};
+use crate::stun::credentials::{userhash, IntegrityKey};
+use crate::stun::PasswordAlgorithm as Algo;
 
 fn hex(s: &str) -> Bytes {
     let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_hexdigit).collect();
@@ -185,7 +186,7 @@ fn rfc8489_b1_sha256_and_userhash() {
     let nonce = msg.get::<Nonce>().unwrap().unwrap();
     assert_eq!(nonce.as_str(), "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA");
     let alg = msg.get::<PasswordAlgorithm>().unwrap().unwrap();
-    assert_eq!(alg.0.algorithm, Algo::Sha256.code());
+    assert_eq!(alg, Algo::Sha256);
 
     let key =
         IntegrityKey::long_term(Algo::Sha256, MATRIX_USER, "example.org", MATRIX_PASSWORD).unwrap();
@@ -203,7 +204,7 @@ fn rfc8489_b1_sha256_and_userhash() {
     enc.add(&Userhash(hash))
         .add(&nonce)
         .add(&Realm::new("example.org"))
-        .add(&PasswordAlgorithm(Algo::Sha256.entry()))
+        .add(&Algo::Sha256)
         .message_integrity_sha256(key.as_bytes(), 32);
     enc.finish().unwrap();
     assert_eq!(&buf[..], &raw[..]);

@@ -10,56 +10,11 @@
 //! +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
 //! ```
 
-use std::fmt;
-
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::TurnError;
 
-/// RFC 8656 §12: a channel number, always within 0x4000..=0x4FFF.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ChannelNumber(u16);
-
-impl ChannelNumber {
-    /// RFC 8656 §12: the lowest channel number, 0x4000.
-    pub const MIN: Self = Self(0x4000);
-    /// RFC 8656 §12: the highest channel number, 0x4FFF (0x5000..=0xFFFF are reserved).
-    pub const MAX: Self = Self(0x4FFF);
-    /// RFC 8656 §12: the number of channel numbers, 4096.
-    pub const COUNT: usize = (Self::MAX.0 - Self::MIN.0) as usize + 1;
-
-    /// RFC 8656 §12: `n` as a channel number, or `None` outside 0x4000..=0x4FFF.
-    #[inline]
-    pub const fn new(n: u16) -> Option<Self> {
-        match n {
-            0x4000..=0x4FFF => Some(Self(n)),
-            _ => None,
-        }
-    }
-
-    /// RFC 5766 §11: `n` as a channel number of the older, wider range 0x4000..=0x7FFE,
-    /// which coturn's clients still use; `None` outside it. Receivers accept it.
-    #[inline]
-    pub const fn new_rfc5766(n: u16) -> Option<Self> {
-        match n {
-            0x4000..=0x7FFE => Some(Self(n)),
-            _ => None,
-        }
-    }
-
-    /// RFC 8656 §12: the 16-bit value on the wire.
-    #[inline]
-    pub const fn get(self) -> u16 {
-        self.0
-    }
-
-    /// Offset from [`ChannelNumber::MIN`]: in `0..COUNT` for RFC 8656 numbers, larger for
-    /// RFC 5766 ones.
-    #[inline]
-    pub const fn index(self) -> usize {
-        (self.0 - Self::MIN.0) as usize
-    }
-}
+pub use crate::stun::attribute::ChannelNumber;
 
 impl TryFrom<u16> for ChannelNumber {
     type Error = TurnError;
@@ -67,19 +22,6 @@ impl TryFrom<u16> for ChannelNumber {
     #[inline]
     fn try_from(n: u16) -> Result<Self, TurnError> {
         Self::new(n).ok_or(TurnError::InvalidChannelNumber(n))
-    }
-}
-
-impl From<ChannelNumber> for u16 {
-    #[inline]
-    fn from(c: ChannelNumber) -> u16 {
-        c.0
-    }
-}
-
-impl fmt::Display for ChannelNumber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#06x}", self.0)
     }
 }
 
@@ -172,7 +114,7 @@ impl ChannelData {
     /// already placed 4 bytes into a buffer (relay hot path: no copy of the data).
     #[inline]
     pub fn write_header(header: &mut [u8; 4], channel: ChannelNumber, len: u16) {
-        let [c0, c1] = channel.0.to_be_bytes();
+        let [c0, c1] = channel.get().to_be_bytes();
         let [l0, l1] = len.to_be_bytes();
         *header = [c0, c1, l0, l1];
     }
@@ -227,7 +169,7 @@ fn put(buf: &mut BytesMut, channel: ChannelNumber, data: &[u8], pad: bool) {
         0
     };
     buf.reserve(ChannelData::HEADER_LEN + data.len() + padding);
-    buf.put_u16(channel.0);
+    buf.put_u16(channel.get());
     buf.put_u16(data.len() as u16);
     buf.put_slice(data);
     buf.put_bytes(0, padding);

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use floe::stun::transaction::TransactionConfig;
-use floe::turn::client::{ClientConfig, ClientEvent, TurnClient};
+use floe::turn::client::{Client, ClientConfig, ClientEvent};
 use floe::Transmit;
 use if_addrs::IfOperStatus;
 use rand::rngs::StdRng;
@@ -59,7 +59,7 @@ pub(crate) enum BindingOutcome {
 pub(crate) struct ServerBinding {
     socket: usize,
     server: SocketAddr,
-    client: TurnClient,
+    client: Client,
     done: bool,
 }
 
@@ -74,7 +74,7 @@ impl ServerBinding {
     ) -> Self {
         let mut c = ClientConfig::new(server, base, "", "");
         c.transaction = transaction;
-        let mut client = TurnClient::new(c, StdRng::from_entropy());
+        let mut client = Client::new(c, StdRng::from_entropy());
         client.binding(now);
         ServerBinding {
             socket,

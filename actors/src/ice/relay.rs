@@ -21,8 +21,8 @@ use floe::Transport;
 use super::config::{TurnServerConfig, TurnTransport};
 use super::CandidateErrorKind;
 use crate::turn::client::{
-    ChannelBind, Close, CreatePermission, SendTo, TurnClient, TurnClientConfig, TurnClientEvent,
-    TurnClientHandle,
+    ChannelBind, ClientEvent, Close, CreatePermission, SendTo, TurnClient, TurnClientConfig,
+    TurnClientEvent, TurnClientHandle,
 };
 
 /// Most datagrams held per peer IP while its permission is being installed.
@@ -115,7 +115,7 @@ impl RelaySession {
         )
         .with_transport(transport);
         config.bind = Some(SocketAddr::new(local_ip, 0));
-        config.transaction = transaction;
+        config.session.transaction = transaction;
         config.connect_timeout = transaction.reliable_timeout.max(Duration::from_secs(1));
         config
     }
@@ -199,9 +199,9 @@ impl RelaySession {
     /// One event of the TURN client.
     pub(crate) fn on_event(&mut self, event: TurnClientEvent) -> Option<RelayOutcome> {
         match event {
-            TurnClientEvent::Allocated {
+            TurnClientEvent::Session(ClientEvent::Allocated {
                 relayed, mapped, ..
-            } => {
+            }) => {
                 let relayed = relayed.first().copied()?;
                 tracing::debug!(server = %self.server.addr, %relayed, "relayed candidate allocated");
                 self.relayed = Some(relayed);
@@ -214,11 +214,11 @@ impl RelaySession {
                 }
                 first.then_some(RelayOutcome::Allocated { relayed, mapped })
             }
-            TurnClientEvent::Data { peer, bytes } => {
+            TurnClientEvent::Session(ClientEvent::Data { peer, data }) => {
                 self.relayed?;
-                Some(RelayOutcome::Data { peer, data: bytes })
+                Some(RelayOutcome::Data { peer, data })
             }
-            TurnClientEvent::PermissionCreated { peers } => {
+            TurnClientEvent::Session(ClientEvent::PermissionCreated { peers }) => {
                 for ip in peers {
                     self.installed.insert(ip);
                     for (peer, data) in self.queued.remove(&ip).unwrap_or_default() {
@@ -227,16 +227,16 @@ impl RelaySession {
                 }
                 None
             }
-            TurnClientEvent::ChannelBound { peer, channel } => {
+            TurnClientEvent::Session(ClientEvent::ChannelBound { peer, channel }) => {
                 tracing::debug!(server = %self.server.addr, %peer, channel, "TURN channel bound");
                 None
             }
-            TurnClientEvent::Error {
+            TurnClientEvent::Session(ClientEvent::Error {
                 request,
                 code,
                 reason,
-            } => match request {
-                Some(Method::ALLOCATE) | None if !self.reported => {
+            }) => match request {
+                Method::ALLOCATE if !self.reported => {
                     let kind = match code {
                         None => CandidateErrorKind::Unreachable,
                         Some(401 | 441) => CandidateErrorKind::AuthFailed,
@@ -244,7 +244,7 @@ impl RelaySession {
                     };
                     self.fail(kind, code, reason)
                 }
-                Some(Method::CREATE_PERMISSION) => {
+                Method::CREATE_PERMISSION => {
                     tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN permission refused");
                     // Drop what waited and let a later send ask again.
                     self.queued.clear();
@@ -252,7 +252,7 @@ impl RelaySession {
                     self.installed.clear();
                     None
                 }
-                Some(Method::CHANNEL_BIND) => {
+                Method::CHANNEL_BIND => {
                     tracing::debug!(server = %self.server.addr, ?code, %reason, "TURN channel refused");
                     self.bound.clear();
                     None
@@ -262,7 +262,7 @@ impl RelaySession {
                     None
                 }
             },
-            TurnClientEvent::AllocationExpired | TurnClientEvent::Deleted => {
+            TurnClientEvent::Session(ClientEvent::AllocationExpired | ClientEvent::Deleted) => {
                 tracing::debug!(server = %self.server.addr, "TURN allocation gone");
                 self.relayed = None;
                 None
@@ -280,7 +280,7 @@ impl RelaySession {
 
 /// Connects a [`TurnClient`] for `config`.
 pub(crate) async fn connect(config: TurnClientConfig) -> Result<TurnClientHandle, String> {
-    let server = config.server;
+    let server = config.server();
     TurnClient::connect(config).await.map_err(|e| match e {
         crate::turn::client::TurnClientError::Connect { .. }
         | crate::turn::client::TurnClientError::ConnectTimeout { .. } => {

@@ -364,15 +364,15 @@ mod tests {
     #[test]
     fn tls_addresses_are_the_servers_own_and_denied_as_peers() {
         let config = ServerConfig {
-            listen: vec!["192.0.2.1:3478".parse().unwrap()],
+            listen: vec!["192.0.3.1:3478".parse().unwrap()],
             tls_cert: Some("cert.pem".into()),
             tls_key: Some("key.pem".into()),
-            tls_listen: vec!["192.0.2.9:5349".parse().unwrap()],
+            tls_listen: vec!["192.0.3.9:5349".parse().unwrap()],
             ..ServerConfig::default()
         };
         let c = core_config(&config);
-        assert!(!c.policy.permits("192.0.2.1".parse().unwrap()));
-        assert!(!c.policy.permits("192.0.2.9".parse().unwrap()));
-        assert!(c.policy.permits("192.0.2.200".parse().unwrap()));
+        assert!(!c.policy.permits("192.0.3.1".parse().unwrap()));
+        assert!(!c.policy.permits("192.0.3.9".parse().unwrap()));
+        assert!(c.policy.permits("192.0.3.200".parse().unwrap()));
     }
 }

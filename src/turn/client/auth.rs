@@ -1,8 +1,6 @@
 //! The client side of the long-term credential mechanism (RFC 8489 §9.2).
 
-use crate::stun::attribute::{
-    self, ErrorCode, Nonce, PasswordAlgorithms, Realm, Userhash, Username,
-};
+use crate::stun::attribute::{ErrorCode, Nonce, PasswordAlgorithms, Realm, Userhash, Username};
 use crate::stun::credentials::{opaque_string, userhash, SecurityFeatures};
 use crate::stun::{AttributeCodec as _, IntegrityKey, Message, MessageEncoder, PasswordAlgorithm};
 
@@ -14,7 +12,7 @@ pub(super) struct Auth {
     nonce: Nonce,
     key: IntegrityKey,
     /// RFC 8489 §9.2.4: PASSWORD-ALGORITHMS as the server sent it (echoed), and our pick.
-    algorithms: Option<(PasswordAlgorithms, attribute::PasswordAlgorithm)>,
+    algorithms: Option<(PasswordAlgorithms, PasswordAlgorithm)>,
     userhash: Option<[u8; 32]>,
 }
 
@@ -54,21 +52,19 @@ impl Auth {
             None => None,
             Some(Err(_)) => return Err("malformed PASSWORD-ALGORITHMS".into()),
             Some(Ok(list)) => {
-                let Some(entry) = list
+                let Some(chosen) = list
                     .0
                     .iter()
-                    .find(|e| PasswordAlgorithm::from_code(e.algorithm).is_some())
-                    .cloned()
+                    .find_map(|e| PasswordAlgorithm::from_code(e.algorithm))
                 else {
                     return Err("no supported algorithm in PASSWORD-ALGORITHMS".into());
                 };
-                Some((list, attribute::PasswordAlgorithm(entry)))
+                Some((list, chosen))
             }
         };
         let algorithm = algorithms
             .as_ref()
-            .and_then(|(_, a)| PasswordAlgorithm::from_code(a.0.algorithm))
-            .unwrap_or(PasswordAlgorithm::Md5);
+            .map_or(PasswordAlgorithm::Md5, |(_, a)| *a);
         let username = opaque_string(username)
             .map_err(|e| format!("username: {e}"))?
             .into_owned();

@@ -10,8 +10,9 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
-use crate::stun::credentials::{IntegrityKey, PasswordAlgorithm, SecurityFeatures};
+use crate::stun::credentials::{IntegrityKey, SecurityFeatures};
 use crate::stun::Method;
+use crate::stun::PasswordAlgorithm;
 
 /// What the server knows about a request when it asks for its key
 /// (the seed's `OnSTUNRequestAuthorization`).

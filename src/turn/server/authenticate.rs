@@ -8,8 +8,9 @@ use super::auth::{AuthRequest, Authenticator, Authorization, NonceStatus, Secret
 use super::event::ServerEvent;
 use super::Server;
 use crate::stun::attribute::*;
-use crate::stun::credentials::{IntegrityKey, PasswordAlgorithm as Algorithm};
+use crate::stun::credentials::IntegrityKey;
 use crate::stun::Message;
+use crate::stun::PasswordAlgorithm as Algorithm;
 use crate::turn::TurnError;
 
 /// The algorithms offered in PASSWORD-ALGORITHMS, in order of preference.
@@ -73,13 +74,11 @@ impl Server {
             msg.get::<PasswordAlgorithm>(),
         ) {
             (None, None) => Algorithm::Md5,
-            (Some(Ok(list)), Some(Ok(PasswordAlgorithm(chosen))))
-                if self.config.password_algorithms =>
-            {
+            (Some(Ok(list)), Some(Ok(chosen))) if self.config.password_algorithms => {
                 let ours: Vec<PasswordAlgorithmEntry> =
                     PASSWORD_ALGORITHMS.iter().map(|a| a.entry()).collect();
-                match Algorithm::from_code(chosen.algorithm) {
-                    Some(a) if list.0 == ours && ours.contains(&chosen) => a,
+                match chosen {
+                    a if list.0 == ours && PASSWORD_ALGORITHMS.contains(&a) => a,
                     _ => {
                         self.error(
                             now,

@@ -320,10 +320,10 @@ impl Server {
         auth: &Authenticated,
     ) -> Result<(), TurnError> {
         let id = self.own_allocation(ft, auth)?;
-        let number = match msg.get::<crate::stun::attribute::ChannelNumber>() {
+        let number = match msg.get::<ChannelNumber>() {
             // RFC 8656 §11.2 allows 0x4000-0x4FFF; RFC 5766 clients (coturn's) use up to 0x7FFE.
-            Some(Ok(n)) => ChannelNumber::new_rfc5766(n.0)
-                .ok_or(TurnError::BadRequest("channel number out of range"))?,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Err(TurnError::BadRequest("channel number out of range")),
             _ => return Err(TurnError::BadRequest("CHANNEL-NUMBER missing")),
         };
         let peer = match msg.get::<XorPeerAddress>() {

@@ -12,9 +12,8 @@ use rand::SeedableRng;
 
 use super::*;
 use crate::stun::attribute::*;
-use crate::stun::credentials::{
-    userhash, IntegrityKey, PasswordAlgorithm as Algorithm, SecurityFeatures,
-};
+use crate::stun::credentials::{userhash, IntegrityKey, SecurityFeatures};
+use crate::stun::PasswordAlgorithm as Algorithm;
 use crate::stun::{MessageEncoder, TransactionId};
 use crate::transmit::Transport;
 use crate::turn::{ChannelData, ChannelNumber};
@@ -160,7 +159,19 @@ fn config(t0: Instant) -> ServerConfig {
     c.credentials.users.insert(USER, PASS);
     c.password_algorithms = false;
     c.policy.add_own("198.51.100.1:3478".parse().unwrap());
+    // TEST-NET-1 (denied by default) stands in for the public Internet's peers.
+    c.policy.allow("192.0.2.0/24".parse().unwrap());
     c
+}
+
+/// CHANNEL-NUMBER with any 16-bit value, in range or not (the typed attribute only holds
+/// valid numbers).
+fn channel_number(n: u16) -> Attribute {
+    let [hi, lo] = n.to_be_bytes();
+    Attribute::Unknown {
+        typ: ChannelNumber::TYPE,
+        value: Bytes::copy_from_slice(&[hi, lo, 0, 0]),
+    }
 }
 
 fn five_tuple(client: &str) -> FiveTuple {

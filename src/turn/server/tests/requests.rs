@@ -180,10 +180,7 @@ fn channels_relay_both_ways_and_follow_the_rebinding_rules() {
         let r = h.request(
             Method::CHANNEL_BIND,
             true,
-            &[
-                crate::stun::attribute::ChannelNumber(ch).into(),
-                peer_attr(peer),
-            ],
+            &[channel_number(ch), peer_attr(peer)],
         );
         Harness::code(&r)
     };
@@ -237,10 +234,7 @@ fn tcp_channel_data_to_the_client_is_padded() {
     h.request(
         Method::CHANNEL_BIND,
         true,
-        &[
-            crate::stun::attribute::ChannelNumber(0x4000).into(),
-            peer_attr("192.0.2.7:5000"),
-        ],
+        &[channel_number(0x4000), peer_attr("192.0.2.7:5000")],
     );
     assert!(matches!(
         h.peer_data(relay, "192.0.2.7:5000", b"abcde"),
@@ -259,10 +253,7 @@ fn lifetimes_expire_allocations_permissions_and_channels() {
     h.request(
         Method::CHANNEL_BIND,
         true,
-        &[
-            crate::stun::attribute::ChannelNumber(0x4000).into(),
-            peer_attr("192.0.2.7:5000"),
-        ],
+        &[channel_number(0x4000), peer_attr("192.0.2.7:5000")],
     );
     h.request(Method::CREATE_PERMISSION, true, &[peer_attr("192.0.2.9:1")]);
     assert!(matches!(
@@ -366,7 +357,7 @@ fn sha256_and_userhash_when_offered() {
         .add(&Realm::new("floe"))
         .add(&Nonce::new(h.nonce.clone()))
         .add(&offered)
-        .add(&PasswordAlgorithm(Algorithm::Sha256.entry()))
+        .add(&Algorithm::Sha256)
         .message_integrity_sha256(key.as_bytes(), 32);
     e.finish().unwrap();
     let r = h.send(&buf).unwrap();
