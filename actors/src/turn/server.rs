@@ -95,8 +95,22 @@ pub fn core_config_with(
     for cidr in &config.deny_peers {
         c.policy.deny(*cidr);
     }
-    for l in config.listen.iter().chain(&config.tls_listen()) {
+    let listeners: Vec<SocketAddr> = config
+        .listen
+        .iter()
+        .chain(&config.tls_listen())
+        .copied()
+        .collect();
+    for l in &listeners {
         c.policy.add_own(*l);
+    }
+    // RFC 8656 §21.3: no relaying to the server itself, through any of its addresses.
+    for ip in crate::host_addrs::own_addresses(&listeners)
+        .into_iter()
+        .chain([relay_ip])
+        .chain(config.external_ip)
+    {
+        c.policy.add_own_ip(ip);
     }
     let mut secret = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
