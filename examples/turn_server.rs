@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 
 use clap::Parser;
 use floe::turn::server::{AuthRequest, Authenticator, Authorization, Secret};
-use floe_actors::config::{ServerConfig, UserCredential};
+use floe_actors::config::{ServeConfig, UserCredential};
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::{TurnEvent, TurnServer};
 use rand::distributions::{Alphanumeric, DistString};
@@ -90,8 +90,8 @@ impl Authenticator for Authorizations {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     let mut config = match &args.config {
-        Some(path) => ServerConfig::from_file(path)?,
-        None => ServerConfig::default(),
+        Some(path) => ServeConfig::from_file(path)?,
+        None => ServeConfig::default(),
     };
     if !args.listen.is_empty() {
         config.listen = args.listen.clone();

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use floe::ice::{CandidateKind, IceConfig, IceError, IceEvent as CoreEvent, IceRole};
-use floe_actors::config::{ServerConfig, UserCredential};
+use floe_actors::config::{ServeConfig, UserCredential};
 use floe_actors::ice::{
     AgentConfig, Candidate, CandidateErrorKind, Description, GatherConfig, IceAgent,
     IceAgentHandle, IceEvent, TurnServerConfig,
@@ -187,8 +187,8 @@ async fn a_role_conflict_is_resolved_between_two_controlling_agents() {
     assert_eq!(switched, 1, "exactly one agent switches\n{a:#?}\n{b:#?}");
 }
 
-fn floe_server_config() -> ServerConfig {
-    let mut c = ServerConfig::default();
+fn floe_server_config() -> ServeConfig {
+    let mut c = ServeConfig::default();
     // A port of the tests' own range: with port 0 the server binds UDP first and then
     // TCP on the same number, which an outgoing TCP connection may hold already.
     c.listen = vec![SocketAddr::from(([127, 0, 0, 1], support::free_port()))];

@@ -31,7 +31,7 @@ use floe::stun::{Class, Message, MessageEncoder, Method, TransactionId};
 use floe::turn::client::ClientError;
 use floe::turn::server::RestApiSecrets;
 use floe::Transport;
-use floe_actors::config::{Secret, ServerConfig};
+use floe_actors::config::{Secret, ServeConfig};
 use floe_actors::events::EventStream;
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::client::{ClientEvent, TlsOptions, TlsRoots};
@@ -183,7 +183,7 @@ impl Target {
     }
 
     async fn floe_with_nonce_lifetime(rest: bool, nonce_lifetime: Option<Duration>) -> Target {
-        let mut config = ServerConfig::default();
+        let mut config = ServeConfig::default();
         config.listen = vec![SocketAddr::new(LOCALHOST, 0)];
         config.realm = "floe.test".into();
         config.relay_ip = Some(LOCALHOST);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use floe::turn::client::{self as core_client, ClientConfig, ClientEvent};
-use floe_actors::config::{ServerConfig, UserCredential};
+use floe_actors::config::{ServeConfig, UserCredential};
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::{Fault, ServerHandle, TurnEvent, TurnServer};
 use rand::rngs::StdRng;
@@ -18,8 +18,8 @@ use tokio::time::timeout;
 /// Bounds a hang; never a speed assertion.
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn server_config() -> ServerConfig {
-    let mut c = ServerConfig::default();
+fn server_config() -> ServeConfig {
+    let mut c = ServeConfig::default();
     c.listen = vec!["127.0.0.1:0".parse().unwrap()];
     c.users = vec!["bob:secret".parse::<UserCredential>().unwrap()];
     c.allow_loopback_peers = true;

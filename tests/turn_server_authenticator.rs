@@ -12,7 +12,7 @@ use floe::stun::{
     Class, IntegrityKey, Message, MessageEncoder, Method, PasswordAlgorithm, TransactionId,
 };
 use floe::turn::server::{AuthRequest, Authorization, Secret};
-use floe_actors::config::ServerConfig;
+use floe_actors::config::ServeConfig;
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::{ServerHandle, TurnEvent, TurnServer};
 use tokio::net::UdpSocket;
@@ -21,7 +21,7 @@ const REALM: &str = "floe-app";
 const WAIT: Duration = Duration::from_secs(5);
 
 async fn start(asked: Arc<AtomicUsize>) -> ServerHandle {
-    let mut config = ServerConfig::default();
+    let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.realm = REALM.into();
     config.threads = 1;

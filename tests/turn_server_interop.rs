@@ -780,12 +780,12 @@ impl SniffingClient {
 #[actix_rt::test]
 async fn a_stale_nonce_gets_438_and_the_client_recovers() {
     use floe::turn::client::ClientEvent;
-    use floe_actors::config::{ServerConfig, UserCredential};
+    use floe_actors::config::{ServeConfig, UserCredential};
     use floe_actors::metrics::Metrics;
     use floe_actors::turn::{TurnEvent, TurnServer};
 
     const NONCE_LIFETIME: Duration = Duration::from_secs(2);
-    let mut config = ServerConfig::default();
+    let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.users = vec!["bob:secret".parse::<UserCredential>().unwrap()];
     config.realm = REALM.into();

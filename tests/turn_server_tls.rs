@@ -18,7 +18,7 @@ use floe::stun::{
 };
 use floe::transmit::Transport;
 use floe::turn::{ChannelData, ChannelNumber};
-use floe_actors::config::ServerConfig;
+use floe_actors::config::ServeConfig;
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::{ServerHandle, TurnEvent, TurnServer};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -69,7 +69,7 @@ async fn start(name: &str) -> Fixture {
     std::fs::write(&cert_path, ck.cert.pem()).unwrap();
     std::fs::write(&key_path, ck.signing_key.serialize_pem()).unwrap();
 
-    let mut config = ServerConfig::default();
+    let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls_cert = Some(cert_path);
@@ -421,7 +421,7 @@ async fn a_bad_handshake_costs_only_that_connection() {
 
 #[actix_rt::test]
 async fn without_a_certificate_there_is_no_tls_listener() {
-    let mut config = ServerConfig::default();
+    let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.threads = 1;
     config.users = vec!["a:b".parse().unwrap()];
@@ -435,7 +435,7 @@ async fn a_bad_certificate_stops_the_start_with_a_clear_error() {
     let dir = TempDir::new("bad-cert");
     let cert = dir.0.join("cert.pem");
     std::fs::write(&cert, "not a certificate").unwrap();
-    let mut config = ServerConfig::default();
+    let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls_cert = Some(cert);

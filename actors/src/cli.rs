@@ -1,5 +1,5 @@
 //! The `floe` command line (clap derive). Each subcommand is one variant of [`Command`]
-//! with its own `Args` struct; `floe serve` maps onto [`ServerConfig`].
+//! with its own `Args` struct; `floe serve` maps onto [`ServeConfig`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use floe::cidr::Cidr;
 
-use crate::config::{ConfigError, Secret, ServerConfig, UserCredential};
+use crate::config::{ConfigError, Secret, ServeConfig, UserCredential};
 
 /// floe: STUN, TURN and ICE.
 #[derive(Debug, Parser)]
@@ -140,11 +140,11 @@ pub struct ServeArgs {
 impl ServeArgs {
     /// The configuration: the `--config` file (or the defaults), overridden by the flags,
     /// validated. Credentials are not generated here: see
-    /// [`ServerConfig::ensure_credentials`].
-    pub fn load(&self) -> Result<ServerConfig, ConfigError> {
+    /// [`ServeConfig::ensure_credentials`].
+    pub fn load(&self) -> Result<ServeConfig, ConfigError> {
         let mut config = match &self.config {
-            Some(path) => ServerConfig::from_file(path)?,
-            None => ServerConfig::default(),
+            Some(path) => ServeConfig::from_file(path)?,
+            None => ServeConfig::default(),
         };
         self.apply(&mut config);
         config.validate()?;
@@ -152,7 +152,7 @@ impl ServeArgs {
     }
 
     /// Writes every flag that was given over `config`.
-    pub fn apply(&self, config: &mut ServerConfig) {
+    pub fn apply(&self, config: &mut ServeConfig) {
         fn replace<T: Clone>(target: &mut Vec<T>, given: &[T]) {
             if !given.is_empty() {
                 *target = given.to_vec();
@@ -348,7 +348,7 @@ mod tests {
     #[test]
     fn no_flags_give_the_defaults() {
         let config = serve(&[]).unwrap().load().unwrap();
-        assert_eq!(config, ServerConfig::default());
+        assert_eq!(config, ServeConfig::default());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `ServerConfig`: every setting of `floe serve`, from TOML, from flags, or built in code.
+//! `ServeConfig`: every setting of `floe serve`, from TOML, from flags, or built in code.
 //!
 //! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `relay-ip`,
 //! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
@@ -39,7 +39,7 @@ pub const GENERATED_PASSWORD_LEN: usize = 24;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "kebab-case")]
 #[non_exhaustive]
-pub struct ServerConfig {
+pub struct ServeConfig {
     /// Addresses to serve on, each over UDP and TCP. Default `0.0.0.0:3478`. IPv6
     /// addresses are IPv6-only: list `0.0.0.0:3478` and `[::]:3478` for both families.
     pub listen: Vec<SocketAddr>,
@@ -96,9 +96,9 @@ pub struct ServerConfig {
     pub tls_listen: Vec<SocketAddr>,
 }
 
-impl Default for ServerConfig {
+impl Default for ServeConfig {
     fn default() -> Self {
-        ServerConfig {
+        ServeConfig {
             listen: vec![SocketAddr::new(
                 IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 DEFAULT_PORT,
@@ -199,7 +199,7 @@ pub enum ConfigError {
     },
 }
 
-impl ServerConfig {
+impl ServeConfig {
     /// Parses TOML text (unknown keys are an error; missing keys take defaults).
     /// Does not validate: call [`validate`](Self::validate).
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
@@ -468,7 +468,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_issue() {
-        let c = ServerConfig::default();
+        let c = ServeConfig::default();
         assert_eq!(c.listen, vec!["0.0.0.0:3478".parse().unwrap()]);
         assert_eq!(c.realm, "floe");
         assert_eq!(c.port_range(), 49152..=65535);
@@ -483,14 +483,14 @@ mod tests {
     #[test]
     fn empty_toml_is_the_default() {
         assert_eq!(
-            ServerConfig::from_toml_str("").unwrap(),
-            ServerConfig::default()
+            ServeConfig::from_toml_str("").unwrap(),
+            ServeConfig::default()
         );
     }
 
     #[test]
     fn every_setting_loads_from_toml() {
-        let c = ServerConfig::from_toml_str(
+        let c = ServeConfig::from_toml_str(
             r#"
             listen = ["127.0.0.1:3478", "[::1]:3478"]
             realm = "example.org"
@@ -536,7 +536,7 @@ mod tests {
                 "[::1]:5349".parse().unwrap()
             ]
         );
-        let with_port = ServerConfig::from_toml_str(
+        let with_port = ServeConfig::from_toml_str(
             "tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-listen = [\"127.0.0.1:15349\"]\n",
         )
         .unwrap();
@@ -546,31 +546,31 @@ mod tests {
             vec!["127.0.0.1:15349".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(
-            ServerConfig::from_toml_str(&with_port.to_toml().unwrap()).unwrap(),
+            ServeConfig::from_toml_str(&with_port.to_toml().unwrap()).unwrap(),
             with_port
         );
 
         // And back again.
         let text = c.to_toml().unwrap();
-        assert_eq!(ServerConfig::from_toml_str(&text).unwrap(), c);
+        assert_eq!(ServeConfig::from_toml_str(&text).unwrap(), c);
     }
 
     #[test]
     fn toml_errors_are_clear() {
-        let err = ServerConfig::from_toml_str("lissten = []").unwrap_err();
+        let err = ServeConfig::from_toml_str("lissten = []").unwrap_err();
         assert!(err.to_string().contains("lissten"), "{err}");
-        let err = ServerConfig::from_toml_str("deny-peer = [\"10.0.0.0/40\"]").unwrap_err();
+        let err = ServeConfig::from_toml_str("deny-peer = [\"10.0.0.0/40\"]").unwrap_err();
         assert!(err.to_string().contains("10.0.0.0/40"), "{err}");
-        let err = ServerConfig::from_toml_str("user = [\"nocolon\"]").unwrap_err();
+        let err = ServeConfig::from_toml_str("user = [\"nocolon\"]").unwrap_err();
         assert!(err.to_string().contains("NAME:PASS"), "{err}");
-        let err = ServerConfig::from_file(Path::new("/nonexistent/floe.toml")).unwrap_err();
+        let err = ServeConfig::from_file(Path::new("/nonexistent/floe.toml")).unwrap_err();
         assert!(matches!(err, ConfigError::Read { .. }), "{err}");
     }
 
     #[test]
     fn validation_catches_mistakes() {
-        let bad = |f: fn(&mut ServerConfig)| {
-            let mut c = ServerConfig::default();
+        let bad = |f: fn(&mut ServeConfig)| {
+            let mut c = ServeConfig::default();
             f(&mut c);
             c.validate().unwrap_err()
         };
@@ -641,7 +641,7 @@ mod tests {
 
     #[test]
     fn credentials_are_generated_only_when_none_are_configured() {
-        let mut c = ServerConfig::default();
+        let mut c = ServeConfig::default();
         let user = c.ensure_credentials().expect("generated");
         assert_eq!(user.password.expose().len(), GENERATED_PASSWORD_LEN);
         assert!(user
@@ -655,13 +655,13 @@ mod tests {
         // Once there are credentials, nothing more is generated.
         assert!(c.ensure_credentials().is_none());
 
-        let mut other = ServerConfig::default();
+        let mut other = ServeConfig::default();
         let second = other.ensure_credentials().unwrap();
         assert_ne!(second.password, user.password);
 
-        let mut with_secret = ServerConfig {
+        let mut with_secret = ServeConfig {
             auth_secrets: vec![Secret::new("s")],
-            ..ServerConfig::default()
+            ..ServeConfig::default()
         };
         assert!(with_secret.ensure_credentials().is_none());
         assert!(with_secret.users.is_empty());

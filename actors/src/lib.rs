@@ -8,7 +8,7 @@
 //! - [`host_addrs`]: the host's addresses, which the peer policy refuses as peers;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
-//! - [`serve`]: what `floe serve` runs with its [`config::ServerConfig`];
+//! - [`serve`]: what `floe serve` runs with its [`config::ServeConfig`];
 //! - [`ice`]: the ICE agent (RFC 8445) as an `IceAgent` actor driving the core `floe::ice::Agent`.
 //!
 //! The load generator is not here: it is the `floe-bench` tool in `bench/`.

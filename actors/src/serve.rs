@@ -2,7 +2,7 @@
 //! server actors (UDP and TCP, and TLS when configured), serves metrics, and waits for
 //! SIGINT/SIGTERM.
 
-use crate::config::ServerConfig;
+use crate::config::ServeConfig;
 use crate::metrics::{Metrics, MetricsError, MetricsServer};
 use crate::shutdown::{ShutdownError, ShutdownSignals};
 use crate::turn::TurnServer;
@@ -25,7 +25,7 @@ pub enum ServeError {
 /// Runs the server with `config` (already validated, credentials ensured) on the current
 /// actix-rt System until SIGINT or SIGTERM; then deletes the allocations cleanly and
 /// returns `Ok`.
-pub async fn run(config: ServerConfig) -> Result<(), ServeError> {
+pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     // Install the handlers first: a signal during start-up then still stops cleanly.
     let mut signals = ShutdownSignals::new()?;
     let metrics = Metrics::new();

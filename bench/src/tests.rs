@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use floe_actors::config::ServerConfig;
+use floe_actors::config::ServeConfig;
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::{ServerHandle, TurnServer};
 
@@ -14,7 +14,7 @@ use crate::{allocate, binding, client_socket, echo, hold, relay, session};
 use crate::{AllocateArgs, BindingArgs, Common, HoldArgs, RelayArgs, Report};
 
 async fn floe_server() -> ServerHandle {
-    let mut config = ServerConfig::default();
+    let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.users = vec!["bob:secret".parse().unwrap()];
     config.allow_loopback_peers = true;

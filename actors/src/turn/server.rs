@@ -15,7 +15,7 @@ use super::binder::ParkedRelays;
 use super::quota::Quotas;
 use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
 use super::{EventSink, Fault, TurnEvent};
-use crate::config::ServerConfig;
+use crate::config::ServeConfig;
 use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
 use crate::metrics::Metrics;
 
@@ -40,14 +40,14 @@ pub(crate) fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
 
 /// Maps the operator's configuration onto the core's. Quotas are not the core's:
 /// [`TurnServer::start`] counts them across its Arbiters.
-pub fn core_config(config: &ServerConfig) -> core::ServerConfig {
+pub fn core_config(config: &ServeConfig) -> core::ServerConfig {
     core_config_with(config, None)
 }
 
 /// As [`core_config`], with the application's own credential lookup asked after the
 /// static users and REST API secrets (`credentials.custom`).
 pub fn core_config_with(
-    config: &ServerConfig,
+    config: &ServeConfig,
     authenticator: Option<Arc<dyn Authenticator>>,
 ) -> core::ServerConfig {
     let unix = SystemTime::now()
@@ -157,8 +157,8 @@ struct Inject(SocketAddr, Fault);
 impl TurnServer {
     /// Starts the server on the running actix System with `config.threads` Arbiters.
     /// With `tls-cert` and `tls-key`, each Arbiter also serves TLS on
-    /// [`ServerConfig::tls_listen()`].
-    pub async fn start(config: &ServerConfig, metrics: Metrics) -> Result<ServerHandle, String> {
+    /// [`ServeConfig::tls_listen()`].
+    pub async fn start(config: &ServeConfig, metrics: Metrics) -> Result<ServerHandle, String> {
         Self::start_with(config, metrics, |_| {}).await
     }
 
@@ -166,7 +166,7 @@ impl TurnServer {
     /// seed's `OnSTUNRequestAuthorization`): asked for the key of every authenticated
     /// request, after the static users and REST API secrets of `config`.
     pub async fn start_with_authenticator(
-        config: &ServerConfig,
+        config: &ServeConfig,
         metrics: Metrics,
         authenticator: Arc<dyn Authenticator>,
     ) -> Result<ServerHandle, String> {
@@ -179,7 +179,7 @@ impl TurnServer {
     /// As [`start`](Self::start), letting `tune` adjust the core's settings first
     /// (lifetimes shorter than the flags allow, an authenticator, ...).
     pub async fn start_with(
-        config: &ServerConfig,
+        config: &ServeConfig,
         metrics: Metrics,
         tune: impl FnOnce(&mut core::ServerConfig),
     ) -> Result<ServerHandle, String> {
@@ -377,12 +377,12 @@ mod tests {
 
     #[test]
     fn tls_addresses_are_the_servers_own_and_denied_as_peers() {
-        let config = ServerConfig {
+        let config = ServeConfig {
             listen: vec!["192.0.3.1:3478".parse().unwrap()],
             tls_cert: Some("cert.pem".into()),
             tls_key: Some("key.pem".into()),
             tls_listen: vec!["192.0.3.9:5349".parse().unwrap()],
-            ..ServerConfig::default()
+            ..ServeConfig::default()
         };
         let c = core_config(&config);
         assert!(!c.policy.permits("192.0.3.1".parse().unwrap()));
