@@ -200,9 +200,18 @@ impl Handler<StartShard> for AllocationSupervisor {
             ..TcpListenerConfig::default()
         };
         for addr in msg.listen {
-            let udp = BatchSocket::bind(addr, &udp_config).map_err(|e| e.to_string())?;
-            let local = udp.local_addr();
-            let tcp = bind_tcp_listener(local, &tcp_config).map_err(|e| e.to_string())?;
+            // With port 0 the OS picks a free UDP port, which TCP may have in use: then
+            // both are tried again on another port.
+            let mut attempts = if addr.port() == 0 { 16 } else { 1 };
+            let (udp, local, tcp) = loop {
+                let udp = BatchSocket::bind(addr, &udp_config).map_err(|e| e.to_string())?;
+                let local = udp.local_addr();
+                match bind_tcp_listener(local, &tcp_config) {
+                    Ok(tcp) => break (udp, local, tcp),
+                    Err(_) if attempts > 1 => attempts -= 1,
+                    Err(e) => return Err(e.to_string()),
+                }
+            };
             let udp = Rc::new(udp);
             shard.add_listener(udp.clone());
             let slot = if udp.gro_enabled() {
