@@ -27,6 +27,7 @@
 
 mod aioice;
 mod coturn;
+pub mod netns;
 mod ports;
 mod process;
 mod stun;
