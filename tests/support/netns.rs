@@ -129,8 +129,14 @@ fn must(finished: Finished) {
     assert!(finished.success(), "NAT lab setup: {}", finished.describe());
 }
 
-/// What the lab needs and this machine lacks.
-fn lab_missing() -> Vec<String> {
+/// What the lab needs and this machine lacks, found out once per process (tests that
+/// ask at the same time must not race on the trial namespace).
+fn lab_missing() -> &'static [String] {
+    static MISSING: OnceLock<Vec<String>> = OnceLock::new();
+    MISSING.get_or_init(find_missing)
+}
+
+fn find_missing() -> Vec<String> {
     let mut missing = Vec::new();
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -170,7 +176,7 @@ pub fn require_lab() -> bool {
         return true;
     }
     if std::env::var("FLOE_INTEROP").as_deref() == Ok("skip") {
-        for m in &missing {
+        for m in missing {
             println!("skipped: the NAT lab needs {m}");
         }
         return false;
