@@ -28,6 +28,7 @@
 mod aioice;
 mod coturn;
 mod floe_serve;
+pub mod netns;
 mod ports;
 mod process;
 mod stun;
