@@ -103,8 +103,8 @@ fn typ_of(candidate: &str) -> Option<&str> {
 }
 
 /// Crosses the two, and checks that each nominated a pair of `typ` on both ends,
-/// received the other's text and exited 0.
-fn cross(mut a: LineProcess, mut b: LineProcess, typ: &str) {
+/// received the other's text and exited 0. Returns them for more checks.
+fn cross(mut a: LineProcess, mut b: LineProcess, typ: &str) -> (LineProcess, LineProcess) {
     let outcome = pair_json_lines(&mut a, &mut b, RUN_TIMEOUT);
     let report = format!("{outcome:?}\n{}\n{}", a.describe(), b.describe());
     assert!(outcome.success(), "{report}");
@@ -157,6 +157,59 @@ fn cross(mut a: LineProcess, mut b: LineProcess, typ: &str) {
                 assert!(!c.starts_with("candidate:") && !c.starts_with("a="), "{c}");
                 assert_eq!(typ_of(c), Some(typ), "{c}\n{report}");
             }
+        }
+    }
+    (a, b)
+}
+
+/// The index of the first line of `p` that satisfies `pred`.
+fn line_index(p: &LineProcess, pred: impl Fn(&Value) -> bool) -> Option<usize> {
+    p.json().iter().position(pred)
+}
+
+/// After [`cross`] with `restarter` started with `--restart-after`: both signalled new
+/// credentials once (RFC 8445 §9), connected again, and received the other's text after
+/// the restart; nothing failed across it. A `floe` side also says `restart` (by
+/// `local` or `remote`) and `connected` again.
+fn assert_restarted(restarter: &LineProcess, answerer: &LineProcess) {
+    let report = format!("{}\n{}", restarter.describe(), answerer.describe());
+    for (p, by) in [(restarter, "local"), (answerer, "remote")] {
+        let credentials: Vec<Value> = p
+            .json()
+            .into_iter()
+            .filter(|v| v.get("ufrag").is_some())
+            .collect();
+        assert_eq!(
+            credentials.len(),
+            2,
+            "{}: two credentials lines\n{report}",
+            p.name
+        );
+        assert_ne!(credentials[0]["ufrag"], credentials[1]["ufrag"], "{report}");
+        assert_ne!(credentials[0]["pwd"], credentials[1]["pwd"], "{report}");
+        assert!(
+            p.events("failed").is_empty(),
+            "{}: failed\n{report}",
+            p.name
+        );
+        let second = line_index(p, |v| v.get("ufrag") == Some(&credentials[1]["ufrag"]))
+            .expect("the second credentials line");
+        let json = p.json();
+        assert!(
+            json[second..]
+                .iter()
+                .any(|v| v.get("event").and_then(Value::as_str) == Some("data")),
+            "{}: no data after the restart\n{report}",
+            p.name
+        );
+        if p.name.starts_with("floe") {
+            assert!(
+                p.events("connected").len() >= 2,
+                "{}: connected again after the restart\n{report}",
+                p.name
+            );
+            assert_eq!(p.events("restart").len(), 1, "{report}");
+            assert_eq!(p.events("restart")[0]["by"], by, "{report}");
         }
     }
 }
@@ -261,6 +314,29 @@ fn floe_ice_with_itself_over_host_candidates() {
         spawn("floe controlled", floe_ice(false, None, "from-b")),
         "host",
     );
+}
+
+#[test]
+fn floe_ice_restarts_with_itself_and_data_flows_on_the_new_pair() {
+    let (a, b) = cross(
+        spawn(
+            "floe controlling",
+            floe_ice_with(true, None, "from-a", &["--restart-after", "0.3"]),
+        ),
+        spawn("floe controlled", floe_ice(false, None, "from-b")),
+        "host",
+    );
+    assert_restarted(&a, &b);
+    // The controlled side restarts too.
+    let (b, a) = cross(
+        spawn(
+            "floe controlled",
+            floe_ice_with(false, None, "from-a", &["--restart-after", "0.3"]),
+        ),
+        spawn("floe controlling", floe_ice(true, None, "from-b")),
+        "host",
+    );
+    assert_restarted(&b, &a);
 }
 
 #[test]

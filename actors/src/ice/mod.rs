@@ -69,6 +69,7 @@ mod config;
 mod gather;
 mod io;
 mod relay;
+mod session;
 
 use std::net::SocketAddr;
 

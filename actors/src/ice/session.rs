@@ -1,0 +1,396 @@
+//! The session loop of `floe ice`: the JSON lines in and out, `--send`, and ICE restart.
+//! The protocol is described in the [`command`](super::command) module.
+
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use floe::ice::{Candidate, IceEvent as CoreEvent, IceRole};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::api::Description;
+use super::{AgentConfig, IceAgent, IceAgentHandle, IceEvent};
+
+/// How long the agent stays after it has sent and received.
+const LINGER: Duration = Duration::from_secs(1);
+/// How often `--send` TEXT is sent again until something arrives.
+const RESEND: Duration = Duration::from_millis(500);
+
+/// What `floe ice` does beyond the agent's configuration.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SessionOptions {
+    /// `--send TEXT`.
+    pub send: Option<String>,
+    /// `--timeout`.
+    pub timeout: Duration,
+    /// `--restart-after`: restart once, this long after connecting.
+    pub restart_after: Option<Duration>,
+}
+
+fn emit(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn emit_object(fields: Vec<(&str, Value)>) {
+    let map: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    emit(&Value::Object(map).to_string());
+}
+
+fn role_name(role: IceRole) -> &'static str {
+    match role {
+        IceRole::Controlling => "controlling",
+        IceRole::Controlled => "controlled",
+    }
+}
+
+/// stdin's lines, read by a thread; `None` once stdin is closed.
+fn stdin_lines() -> UnboundedReceiver<String> {
+    let (tx, rx) = unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn pair_fields<'a>(event: &'a str, local: &Candidate, remote: &Candidate) -> Vec<(&'a str, Value)> {
+    vec![
+        ("event", event.into()),
+        ("local", local.to_sdp().into()),
+        ("remote", remote.to_sdp().into()),
+    ]
+}
+
+/// A line from the remote, parsed.
+enum RemoteLine {
+    /// `{"ufrag","pwd"}`: the description (again after an ICE restart).
+    Credentials {
+        ufrag: String,
+        pwd: String,
+        lite: bool,
+        /// `"restart-after"`: the remote will restart once connected; stay to answer.
+        restart_after: bool,
+    },
+    Candidate(Candidate),
+    EndOfCandidates,
+    Ignored,
+}
+
+fn parse_remote_line(line: &str) -> RemoteLine {
+    let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(line.trim()) else {
+        if !line.trim().is_empty() {
+            tracing::warn!(%line, "ignoring a line that is not a JSON object");
+        }
+        return RemoteLine::Ignored;
+    };
+    if msg.contains_key("event") {
+        return RemoteLine::Ignored;
+    }
+    if let (Some(ufrag), Some(pwd)) = (
+        msg.get("ufrag").and_then(Value::as_str),
+        msg.get("pwd").and_then(Value::as_str),
+    ) {
+        return RemoteLine::Credentials {
+            ufrag: ufrag.to_owned(),
+            pwd: pwd.to_owned(),
+            // RFC 8445 §6.1.1: a lite peer says so (`a=ice-lite`); this agent then controls.
+            lite: msg.get("ice-lite").and_then(Value::as_bool) == Some(true),
+            restart_after: msg.get("restart-after").is_some_and(|v| !v.is_null()),
+        };
+    }
+    if let Some(text) = msg.get("candidate").and_then(Value::as_str) {
+        return match text.parse::<Candidate>() {
+            Ok(c) => RemoteLine::Candidate(c),
+            Err(e) => {
+                tracing::warn!(candidate = %text, error = %e, "ignoring a remote candidate");
+                RemoteLine::Ignored
+            }
+        };
+    }
+    if msg.get("end-of-candidates").and_then(Value::as_bool) == Some(true) {
+        return RemoteLine::EndOfCandidates;
+    }
+    RemoteLine::Ignored
+}
+
+/// One `floe ice` run.
+struct Session {
+    agent: IceAgentHandle,
+    options: SessionOptions,
+    /// When checks started (the remote description arrived).
+    started: Option<Instant>,
+    /// The remote credentials in use: a different pair is an ICE restart.
+    remote: Option<(String, String)>,
+    /// The remote said it will restart (`"restart-after"`).
+    remote_will_restart: bool,
+    /// This side restarted (RFC 8445 §9) and waits for the remote's new credentials.
+    awaiting_answer: bool,
+    /// A restart happened (either side started it); there is at most one.
+    restarted: bool,
+    gathering_done: bool,
+    stdin_open: bool,
+    connected: bool,
+    sent: bool,
+    received: bool,
+    /// `--restart-after`: when to restart.
+    restart_at: Option<tokio::time::Instant>,
+    finish_at: Option<tokio::time::Instant>,
+}
+
+/// What the loop does after an event.
+enum Next {
+    Continue,
+    Exit(u8),
+}
+
+impl Session {
+    fn print_description(&self, d: &Description, restart_after: bool) {
+        let mut fields = vec![
+            ("ufrag", d.credentials.ufrag.clone().into()),
+            ("pwd", d.credentials.pwd.clone().into()),
+            ("role", role_name(d.role).into()),
+        ];
+        if restart_after {
+            if let Some(after) = self.options.restart_after {
+                fields.push(("restart-after", after.as_secs_f64().into()));
+            }
+        }
+        emit_object(fields);
+    }
+
+    /// Whether a restart is still to come, so that `--send` must not finish yet.
+    fn restart_pending(&self) -> bool {
+        !self.restarted && (self.options.restart_after.is_some() || self.remote_will_restart)
+    }
+
+    /// RFC 8445 §9: restarts the agent and signals the new credentials and the
+    /// candidates again. Data keeps going on the old pair until the new one is selected;
+    /// `--send` sends and receives again on the new one.
+    async fn restart(&mut self, initiator: &str) {
+        let d = self.agent.restart().await;
+        self.restarted = true;
+        self.connected = false;
+        self.sent = false;
+        self.received = false;
+        self.finish_at = None;
+        self.restart_at = None;
+        emit_object(vec![("event", "restart".into()), ("by", initiator.into())]);
+        self.print_description(&d, false);
+        for c in &d.candidates {
+            emit_object(vec![("candidate", c.to_sdp().into())]);
+        }
+        if self.gathering_done {
+            emit(r#"{"end-of-candidates":true}"#);
+        }
+    }
+
+    async fn remote_line(&mut self, line: &str) {
+        match parse_remote_line(line) {
+            RemoteLine::Credentials {
+                ufrag,
+                pwd,
+                lite,
+                restart_after,
+            } => {
+                self.remote_will_restart |= restart_after;
+                let new = (ufrag.clone(), pwd.clone());
+                if self.remote.as_ref() == Some(&new) {
+                    return;
+                }
+                if self.remote.is_some() {
+                    // A new credentials line mid-session is an ICE restart: answer it
+                    // with new credentials of our own, once (unless it is the answer
+                    // to ours).
+                    if self.awaiting_answer {
+                        self.awaiting_answer = false;
+                    } else if !self.restarted {
+                        self.restart("remote").await;
+                    }
+                }
+                self.remote = Some(new);
+                if lite {
+                    self.agent.set_remote_lite(ufrag, pwd, Vec::new());
+                } else {
+                    self.agent.set_remote(ufrag, pwd, Vec::new());
+                }
+                if self.started.is_none() {
+                    self.started = Some(Instant::now());
+                    self.agent.start();
+                }
+            }
+            RemoteLine::Candidate(c) => self.agent.add_remote_candidate(c),
+            RemoteLine::EndOfCandidates => self.agent.end_of_remote_candidates(),
+            RemoteLine::Ignored => {}
+        }
+    }
+
+    async fn event(&mut self, event: IceEvent) -> Next {
+        match event {
+            IceEvent::Candidate(c) => emit_object(vec![("candidate", c.to_sdp().into())]),
+            IceEvent::GatheringComplete => {
+                self.gathering_done = true;
+                emit(r#"{"end-of-candidates":true}"#);
+            }
+            IceEvent::CandidateError {
+                server,
+                kind,
+                code,
+                reason,
+            } => emit_object(vec![
+                ("event", "candidate-error".into()),
+                ("server", server.to_string().into()),
+                ("kind", format!("{kind:?}").into()),
+                ("code", code.map_or(Value::Null, Value::from)),
+                ("reason", reason.into()),
+            ]),
+            IceEvent::Core(CoreEvent::PairNominated { local, remote }) => {
+                let mut fields = pair_fields("nominated", &local, &remote);
+                if let Some(t) = self.started {
+                    let ms = (t.elapsed().as_secs_f64() * 1e6).round() / 1e3;
+                    fields.push(("elapsed_ms", ms.into()));
+                }
+                emit_object(fields);
+            }
+            IceEvent::Core(CoreEvent::PairFailed { local, remote }) => {
+                emit_object(pair_fields("pair-failed", &local, &remote))
+            }
+            IceEvent::Core(CoreEvent::SelectedPairChanged { local, remote }) => {
+                emit_object(pair_fields("selected-pair", &local, &remote))
+            }
+            IceEvent::Core(CoreEvent::RoleChanged(role)) => emit_object(vec![
+                ("event", "role".into()),
+                ("role", role_name(role).into()),
+            ]),
+            IceEvent::Core(CoreEvent::Connected) => {
+                emit(r#"{"event":"connected"}"#);
+                self.connected = true;
+                if let (Some(after), false) = (self.options.restart_after, self.restarted) {
+                    self.restart_at
+                        .get_or_insert(tokio::time::Instant::now() + after);
+                }
+                match self.options.send.clone() {
+                    Some(text) => self.sent |= self.agent.send(text).await.is_ok(),
+                    None if !self.stdin_open && !self.restart_pending() => return Next::Exit(0),
+                    None => {}
+                }
+            }
+            IceEvent::Core(CoreEvent::Disconnected) => emit(r#"{"event":"disconnected"}"#),
+            IceEvent::Core(CoreEvent::ConsentLost { local, remote }) => {
+                emit_object(pair_fields("consent-lost", &local, &remote))
+            }
+            IceEvent::Core(CoreEvent::Failed) => {
+                emit(
+                    r#"{"event":"failed","reason":"ICE failed: no pair could be nominated, or consent was lost"}"#,
+                );
+                return Next::Exit(1);
+            }
+            IceEvent::Data(data) => {
+                emit_object(vec![
+                    ("event", "data".into()),
+                    ("data", String::from_utf8_lossy(&data).into()),
+                ]);
+                self.received = true;
+            }
+            IceEvent::Core(e) => tracing::debug!(event = ?e, "ICE"),
+        }
+        Next::Continue
+    }
+
+    /// With `--send`: once sent and received (after the restart, if one is due), one
+    /// more copy in case the remote's first ones were lost, then linger.
+    async fn maybe_finish(&mut self) {
+        if self.sent && self.received && self.finish_at.is_none() && !self.restart_pending() {
+            if let Some(text) = self.options.send.clone() {
+                let _ = self.agent.send(text).await;
+            }
+            self.finish_at = Some(tokio::time::Instant::now() + LINGER);
+        }
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs `floe ice` until it exits; returns the exit status.
+pub(crate) async fn session(config: AgentConfig, options: SessionOptions) -> u8 {
+    let agent = IceAgent::spawn(config);
+    let mut events = agent.events();
+    agent.gather();
+    let description = agent.local_description().await;
+    let timeout = options.timeout;
+    let mut s = Session {
+        agent: agent.clone(),
+        options,
+        started: None,
+        remote: None,
+        remote_will_restart: false,
+        awaiting_answer: false,
+        restarted: false,
+        gathering_done: false,
+        stdin_open: true,
+        connected: false,
+        sent: false,
+        received: false,
+        restart_at: None,
+        finish_at: None,
+    };
+    s.print_description(&description, true);
+
+    let mut lines = stdin_lines();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let mut resend = tokio::time::interval(RESEND);
+
+    let code = loop {
+        let sending = s.connected && s.options.send.is_some() && !s.received;
+        tokio::select! {
+            line = lines.recv(), if s.stdin_open => match line {
+                Some(line) => s.remote_line(&line).await,
+                None => {
+                    s.stdin_open = false;
+                    if s.options.send.is_none() && s.connected && !s.restart_pending() {
+                        break 0;
+                    }
+                }
+            },
+            event = events.recv() => {
+                let Some(event) = event else {
+                    emit(r#"{"event":"failed","reason":"the agent stopped"}"#);
+                    break 1;
+                };
+                if let Next::Exit(code) = s.event(event).await {
+                    break code;
+                }
+            },
+            _ = resend.tick(), if sending => {
+                if let Some(text) = s.options.send.clone() {
+                    s.sent |= s.agent.send(text).await.is_ok();
+                }
+            },
+            _ = sleep_until(s.restart_at) => {
+                s.awaiting_answer = true;
+                s.restart("local").await;
+            },
+            _ = sleep_until(s.finish_at) => break 0,
+            _ = &mut deadline => {
+                emit(&format!(r#"{{"event":"failed","reason":"timeout after {} s"}}"#, timeout.as_secs()));
+                break 1;
+            },
+        }
+        s.maybe_finish().await;
+    };
+    agent.stop();
+    // Let TURN allocations be deleted (Refresh with LIFETIME 0).
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    code
+}
