@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use support::{
-    free_port, pair_json_lines, require_peers, wait_stun_ready, AgentOpts, ChildGuard, Coturn,
-    CoturnOpts, LineProcess, RUN_TIMEOUT, STARTUP_TIMEOUT,
+    free_port, libnice_agent, pair_json_lines, require_peers, wait_stun_ready, AgentOpts,
+    ChildGuard, Coturn, CoturnOpts, LineProcess, RUN_TIMEOUT, STARTUP_TIMEOUT,
 };
 
 /// `floe serve` on 127.0.0.1 with the user bob:secret and loopback peers allowed.
@@ -441,4 +441,69 @@ fn floe_controlling_with_aioice_controlled_relay_only_through_floes_server() {
         "relay",
     );
     drop(server.child);
+}
+
+#[test]
+fn floe_controlling_with_libnice_controlled_over_host_candidates() {
+    if !require_peers(&["libnice"]) {
+        return;
+    }
+    cross(
+        spawn("floe controlling", floe_ice(true, None, "from-a")),
+        spawn(
+            "libnice controlled",
+            libnice_agent(false, &["--send", "from-b"]),
+        ),
+        "host",
+    );
+}
+
+#[test]
+fn libnice_controlling_with_floe_controlled_over_host_candidates() {
+    if !require_peers(&["libnice"]) {
+        return;
+    }
+    cross(
+        spawn(
+            "libnice controlling",
+            libnice_agent(true, &["--send", "from-a"]),
+        ),
+        spawn("floe controlled", floe_ice(false, None, "from-b")),
+        "host",
+    );
+}
+
+#[test]
+fn floe_restarts_with_libnice_and_libnice_answers() {
+    if !require_peers(&["libnice"]) {
+        return;
+    }
+    let (a, b) = cross(
+        spawn(
+            "floe controlling",
+            floe_ice_with(true, None, "from-a", &["--restart-after", "0.3"]),
+        ),
+        spawn(
+            "libnice controlled",
+            libnice_agent(false, &["--send", "from-b"]),
+        ),
+        "host",
+    );
+    assert_restarted(&a, &b);
+}
+
+#[test]
+fn libnice_restarts_with_floe_and_floe_answers() {
+    if !require_peers(&["libnice"]) {
+        return;
+    }
+    let (a, b) = cross(
+        spawn(
+            "libnice controlling",
+            libnice_agent(true, &["--send", "from-a", "--restart-after", "0.3"]),
+        ),
+        spawn("floe controlled", floe_ice(false, None, "from-b")),
+        "host",
+    );
+    assert_restarted(&a, &b);
 }
