@@ -507,3 +507,105 @@ fn libnice_restarts_with_floe_and_floe_answers() {
     );
     assert_restarted(&a, &b);
 }
+
+/// Forwards the signalling lines (JSON objects without `"event"`) of each to the other,
+/// as [`pair_json_lines`] does, until both have printed `{"event":"connected"}`.
+fn connect_by_hand(a: &mut LineProcess, b: &mut LineProcess) {
+    fn forward(from: &mut LineProcess, to: &mut LineProcess) {
+        while let Some(line) = from.try_recv_line() {
+            let signalling = serde_json::from_str::<Value>(&line)
+                .is_ok_and(|v| v.is_object() && v.get("event").is_none());
+            if signalling {
+                let _ = to.send_line(&line);
+            }
+        }
+    }
+    let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+    while a.events("connected").is_empty() || b.events("connected").is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not connected\n{}\n{}",
+            a.describe(),
+            b.describe()
+        );
+        forward(a, b);
+        forward(b, a);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// RFC 7675 through `floe ice`: once the peer is gone, consent checks go unanswered:
+/// `consent-lost` on the selected pair, then `failed`, exit 1. (With a consent timeout
+/// this short, the unanswered check may say `disconnected` only afterwards.)
+#[test]
+fn floe_ice_prints_consent_lost_when_the_peer_goes_away() {
+    // No --send: it stays as long as its stdin is open.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+    cmd.args(["ice", "--controlling", "--loopback"]).args([
+        "--consent-interval",
+        "0.2",
+        "--consent-timeout",
+        "2",
+    ]);
+    let mut a = spawn("floe controlling", cmd);
+    let mut b = spawn("floe controlled", floe_ice(false, None, "from-b"));
+    connect_by_hand(&mut a, &mut b);
+    let selected = a.events("selected-pair");
+    assert!(!selected.is_empty(), "{}", a.describe());
+    drop(b); // killed
+    let status = a.wait(RUN_TIMEOUT).expect("exits by itself");
+    assert!(!status.success(), "{}", a.describe());
+    let lost = a.events("consent-lost");
+    assert_eq!(lost.len(), 1, "{}", a.describe());
+    let last = selected.last().unwrap();
+    assert_eq!(lost[0]["local"], last["local"], "{}", a.describe());
+    assert_eq!(lost[0]["remote"], last["remote"], "{}", a.describe());
+    let json = a.json();
+    let at = |name: &str| {
+        json.iter()
+            .position(|v| v.get("event").and_then(Value::as_str) == Some(name))
+    };
+    assert!(at("consent-lost") < at("failed"), "{}", a.describe());
+}
+
+/// RFC 8838 §8.2 through `floe ice`: after the remote's end-of-candidates, a checklist
+/// whose every pair failed fails at once, well before the 30 s connect timeout (and
+/// before `--timeout`); its own end-of-candidates line comes after its candidates.
+#[test]
+fn floe_ice_fails_when_every_pair_failed_after_remote_end_of_candidates() {
+    // A remote candidate that never answers: a socket of ours that reads nothing.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+    cmd.args(["ice", "--controlling", "--loopback", "--timeout", "28"]);
+    let mut p = spawn("floe alone", cmd);
+    p.send_line(r#"{"ufrag":"abcd","pwd":"0123456789012345678901"}"#)
+        .unwrap();
+    p.send_line(&format!(
+        r#"{{"candidate":"1 1 udp 2130706431 127.0.0.1 {} typ host"}}"#,
+        silent.local_addr().unwrap().port()
+    ))
+    .unwrap();
+    p.send_line(r#"{"end-of-candidates":true}"#).unwrap();
+    let status = p.wait(RUN_TIMEOUT).expect("exits by itself");
+    assert!(!status.success(), "{}", p.describe());
+    let failed = p.events("failed");
+    assert_eq!(failed.len(), 1, "{}", p.describe());
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ICE failed")),
+        "failed by end-of-candidates, not by the timeout\n{}",
+        p.describe()
+    );
+    assert!(!p.events("pair-failed").is_empty(), "{}", p.describe());
+    let json = p.json();
+    let eoc = json
+        .iter()
+        .position(|v| v.get("end-of-candidates") == Some(&Value::Bool(true)))
+        .expect("end-of-candidates");
+    let last_candidate = json
+        .iter()
+        .rposition(|v| v.get("candidate").is_some())
+        .expect("a candidate");
+    assert!(last_candidate < eoc, "{}", p.describe());
+}
