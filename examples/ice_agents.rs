@@ -44,7 +44,7 @@ struct Args {
 fn print(name: &str, started: Instant, e: &IceEvent) {
     let t = started.elapsed().as_secs_f64() * 1000.0;
     let what = match e {
-        IceEvent::Candidate(c) => format!("a=candidate:{}", c.to_sdp()),
+        IceEvent::Candidate { candidate: c, .. } => format!("a=candidate:{}", c.to_sdp()),
         IceEvent::CandidateError {
             server,
             kind,
@@ -53,9 +53,18 @@ fn print(name: &str, started: Instant, e: &IceEvent) {
         } => {
             format!("{server}: {kind:?} {code:?} {reason}")
         }
-        IceEvent::Core(CoreEvent::PairNominated { local, remote })
-        | IceEvent::Core(CoreEvent::PairFailed { local, remote })
-        | IceEvent::Core(CoreEvent::SelectedPairChanged { local, remote }) => {
+        IceEvent::Core {
+            event: CoreEvent::PairNominated { local, remote },
+            ..
+        }
+        | IceEvent::Core {
+            event: CoreEvent::PairFailed { local, remote },
+            ..
+        }
+        | IceEvent::Core {
+            event: CoreEvent::SelectedPairChanged { local, remote },
+            ..
+        } => {
             format!(
                 "{} ({}) <-> {} ({})",
                 local.addr(),
@@ -64,8 +73,11 @@ fn print(name: &str, started: Instant, e: &IceEvent) {
                 remote.kind().as_sdp()
             )
         }
-        IceEvent::Core(CoreEvent::RoleChanged(role)) => format!("{role:?}"),
-        IceEvent::Data(d) => format!("{:?}", String::from_utf8_lossy(d)),
+        IceEvent::Core {
+            event: CoreEvent::RoleChanged(role),
+            ..
+        } => format!("{role:?}"),
+        IceEvent::Data { data: d, .. } => format!("{:?}", String::from_utf8_lossy(d)),
         _ => String::new(),
     };
     println!("{t:8.1} ms  {name}  {:<30} {what}", e.seed_name());
@@ -103,9 +115,12 @@ async fn run(a: AgentConfig, b: AgentConfig) -> bool {
             print(names[i], started, &e);
             let other = &agents[1 - i];
             match e {
-                IceEvent::Candidate(c) => other.add_remote_candidate(c),
+                IceEvent::Candidate { candidate: c, .. } => other.add_remote_candidate(c),
                 IceEvent::GatheringComplete => other.end_of_remote_candidates(),
-                IceEvent::Core(CoreEvent::Connected) => {
+                IceEvent::Core {
+                    event: CoreEvent::Connected,
+                    ..
+                } => {
                     let me = agents[i].clone();
                     let text = format!("hello from {}", names[i].trim());
                     actix_rt::spawn(async move {
@@ -114,7 +129,7 @@ async fn run(a: AgentConfig, b: AgentConfig) -> bool {
                         }
                     });
                 }
-                IceEvent::Data(_) => received[i] = true,
+                IceEvent::Data { data: _, .. } => received[i] = true,
                 _ => {}
             }
         };

@@ -49,9 +49,10 @@ impl Seen {
         self.events
             .iter()
             .filter_map(|e| match e {
-                IceEvent::Core(CoreEvent::PairNominated { local, remote }) => {
-                    Some((local.kind(), remote.kind()))
-                }
+                IceEvent::Core {
+                    event: CoreEvent::PairNominated { local, remote },
+                    ..
+                } => Some((local.kind(), remote.kind())),
                 _ => None,
             })
             .collect()
@@ -103,16 +104,21 @@ async fn pair_with(a: AgentConfig, b: AgentConfig, b_lite: bool) -> (Seen, Seen)
         name: &str,
     ) {
         match e {
-            IceEvent::Candidate(c) => other.add_remote_candidate(c.clone()),
+            IceEvent::Candidate { candidate: c, .. } => other.add_remote_candidate(c.clone()),
             IceEvent::GatheringComplete => other.end_of_remote_candidates(),
-            IceEvent::Core(CoreEvent::Connected) => {
+            IceEvent::Core {
+                event: CoreEvent::Connected,
+                ..
+            } => {
                 let me = me.clone();
                 let text = format!("from {name}");
                 actix_rt::spawn(async move {
                     me.send(text).await.expect("sends once connected");
                 });
             }
-            IceEvent::Data(d) => seen.received.push(String::from_utf8_lossy(d).into_owned()),
+            IceEvent::Data { data: d, .. } => {
+                seen.received.push(String::from_utf8_lossy(d).into_owned())
+            }
             _ => {}
         }
         seen.events.push(e.clone());
@@ -139,7 +145,13 @@ fn assert_connected(a: &Seen, b: &Seen, kind: CandidateKind) {
             "nominated a pair not of {kind:?}\n{report}"
         );
         assert!(
-            seen.has(|e| matches!(e, IceEvent::Core(CoreEvent::Connected))),
+            seen.has(|e| matches!(
+                e,
+                IceEvent::Core {
+                    event: CoreEvent::Connected,
+                    ..
+                }
+            )),
             "{report}"
         );
         assert!(
@@ -147,7 +159,13 @@ fn assert_connected(a: &Seen, b: &Seen, kind: CandidateKind) {
             "{report}"
         );
         assert!(
-            !seen.has(|e| matches!(e, IceEvent::Core(CoreEvent::Failed))),
+            !seen.has(|e| matches!(
+                e,
+                IceEvent::Core {
+                    event: CoreEvent::Failed,
+                    ..
+                }
+            )),
             "{report}"
         );
         assert!(
@@ -155,7 +173,7 @@ fn assert_connected(a: &Seen, b: &Seen, kind: CandidateKind) {
             "{other:?} not received\n{report}"
         );
         for e in &seen.events {
-            if let IceEvent::Candidate(c) = e {
+            if let IceEvent::Candidate { candidate: c, .. } = e {
                 assert_eq!(c.kind(), kind, "signalled {c}\n{report}");
                 assert!(c.addr().ip().is_loopback(), "gathered off loopback: {c}");
             }
@@ -179,7 +197,10 @@ async fn a_role_conflict_is_resolved_between_two_controlling_agents() {
             s.has(|e| {
                 matches!(
                     e,
-                    IceEvent::Core(CoreEvent::RoleChanged(IceRole::Controlled))
+                    IceEvent::Core {
+                        event: CoreEvent::RoleChanged(IceRole::Controlled),
+                        ..
+                    }
                 )
             })
         })
@@ -297,9 +318,9 @@ async fn a_wrong_turn_password_is_a_candidate_error_and_gathering_still_complete
         Some((addr, CandidateErrorKind::AuthFailed, Some(401))),
         "{events:#?}"
     );
-    assert!(events
-        .iter()
-        .any(|e| matches!(e, IceEvent::Candidate(c) if c.kind() == CandidateKind::Host)));
+    assert!(events.iter().any(
+        |e| matches!(e, IceEvent::Candidate { candidate: c, .. } if c.kind() == CandidateKind::Host)
+    ));
     assert_eq!(
         events.last(),
         Some(&IceEvent::GatheringComplete),
@@ -351,7 +372,7 @@ async fn wait_for(
 }
 
 fn is_data(text: &'static str) -> impl Fn(&IceEvent) -> bool {
-    move |e| matches!(e, IceEvent::Data(d) if d.as_ref() == text.as_bytes())
+    move |e| matches!(e, IceEvent::Data { data: d, .. } if d.as_ref() == text.as_bytes())
 }
 
 /// Two agents that gathered fully, exchanged everything and are connected, with what
@@ -370,7 +391,13 @@ struct Connected {
 }
 
 fn connected(e: &IceEvent) -> bool {
-    matches!(e, IceEvent::Core(CoreEvent::Connected))
+    matches!(
+        e,
+        IceEvent::Core {
+            event: CoreEvent::Connected,
+            ..
+        }
+    )
 }
 
 async fn connect_two(config_a: AgentConfig, config_b: AgentConfig) -> Connected {
@@ -399,7 +426,7 @@ async fn connect_two(config_a: AgentConfig, config_b: AgentConfig) -> Connected 
     let candidates = |seen: &[IceEvent]| -> Vec<_> {
         seen.iter()
             .filter_map(|e| match e {
-                IceEvent::Candidate(c) => Some(c.clone()),
+                IceEvent::Candidate { candidate: c, .. } => Some(c.clone()),
                 _ => None,
             })
             .collect()
@@ -492,14 +519,23 @@ async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected
     .await;
     for seen in [&sa, &sb] {
         assert!(
-            seen.iter()
-                .any(|e| matches!(e, IceEvent::Core(CoreEvent::PairNominated { .. }))),
+            seen.iter().any(|e| matches!(
+                e,
+                IceEvent::Core {
+                    event: CoreEvent::PairNominated { .. },
+                    ..
+                }
+            )),
             "no new nomination: {seen:#?}"
         );
         assert!(
-            !seen
-                .iter()
-                .any(|e| matches!(e, IceEvent::Core(CoreEvent::Failed))),
+            !seen.iter().any(|e| matches!(
+                e,
+                IceEvent::Core {
+                    event: CoreEvent::Failed,
+                    ..
+                }
+            )),
             "{seen:#?}"
         );
     }
@@ -525,12 +561,21 @@ async fn a_full_agent_told_its_peer_is_lite_controls_it() {
     assert!(
         a.has(|e| matches!(
             e,
-            IceEvent::Core(CoreEvent::RoleChanged(IceRole::Controlling))
+            IceEvent::Core {
+                event: CoreEvent::RoleChanged(IceRole::Controlling),
+                ..
+            }
         )),
         "{report}"
     );
     assert!(
-        !b.has(|e| matches!(e, IceEvent::Core(CoreEvent::RoleChanged(_)))),
+        !b.has(|e| matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::RoleChanged(_),
+                ..
+            }
+        )),
         "a lite agent never changes role\n{report}"
     );
 }
@@ -561,16 +606,33 @@ async fn when_the_peer_stops_answering_consent_expires_and_the_agent_fails() {
     b.stop();
     sa.clear();
     wait_for(&mut ea, &mut sa, "Disconnected", |e| {
-        matches!(e, IceEvent::Core(CoreEvent::Disconnected))
+        matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::Disconnected,
+                ..
+            }
+        )
     })
     .await;
     wait_for(&mut ea, &mut sa, "Failed", |e| {
-        matches!(e, IceEvent::Core(CoreEvent::Failed))
+        matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::Failed,
+                ..
+            }
+        )
     })
     .await;
     assert!(
-        sa.iter()
-            .any(|e| matches!(e, IceEvent::Core(CoreEvent::ConsentLost { .. }))),
+        sa.iter().any(|e| matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::ConsentLost { .. },
+                ..
+            }
+        )),
         "{sa:#?}"
     );
     // RFC 7675 §5.1: no more data once consent is lost.

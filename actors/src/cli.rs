@@ -243,6 +243,12 @@ pub struct IceArgs {
     /// credentials on a new credentials line, the candidates again
     #[arg(long, value_name = "SECONDS")]
     pub restart_after: Option<f64>,
+    /// Data streams, each with its own credentials line (`"stream": N`) and checklist
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub streams: u16,
+    /// Components of each stream (2: RTP and RTCP)
+    #[arg(long, value_name = "M", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub components: u16,
     /// RFC 7675: seconds between consent checks [default: 5]
     #[arg(long, value_name = "SECONDS")]
     pub consent_interval: Option<f64>,
@@ -333,6 +339,8 @@ mod tests {
             "loopback",
             "send",
             "restart-after",
+            "streams",
+            "components",
         ] {
             assert!(flags.contains(&flag), "--{flag} missing from {flags:?}");
         }

@@ -578,10 +578,10 @@ impl Agent {
                             s.set_role(*role);
                         }
                     }
-                    IceEvent::Connected => {
-                        if self.streams.iter().all(|s| s.checklist.is_connected()) {
-                            self.state = IceConnectionState::Connected;
-                        }
+                    IceEvent::Connected
+                        if self.streams.iter().all(|s| s.checklist.is_connected()) =>
+                    {
+                        self.state = IceConnectionState::Connected;
                     }
                     IceEvent::Disconnected => self.state = IceConnectionState::Disconnected,
                     IceEvent::Failed => self.state = IceConnectionState::Failed,

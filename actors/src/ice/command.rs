@@ -70,6 +70,8 @@ pub fn agent_config(args: &IceArgs) -> Result<AgentConfig, String> {
     if let Some(s) = args.restart_after {
         seconds("restart-after", s)?;
     }
+    config.streams = usize::from(args.streams);
+    config.components = args.components;
     config.gather = if args.loopback {
         GatherConfig::loopback_only()
     } else {
@@ -109,6 +111,8 @@ pub fn run(args: &IceArgs) -> ExitCode {
         send: args.send.clone(),
         timeout: Duration::from_secs(args.timeout.max(1)),
         restart_after: args.restart_after.map(Duration::from_secs_f64),
+        streams: config.streams,
+        components: config.components,
     };
     let code = actix_rt::System::new().block_on(session(config, options));
     ExitCode::from(code)

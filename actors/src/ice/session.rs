@@ -1,6 +1,7 @@
 //! The session loop of `floe ice`: the JSON lines in and out, `--send`, and ICE restart.
 //! The protocol is described in the [`command`](super::command) module.
 
+use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,10 @@ pub(crate) struct SessionOptions {
     pub timeout: Duration,
     /// `--restart-after`: restart once, this long after connecting.
     pub restart_after: Option<Duration>,
+    /// `--streams`.
+    pub streams: usize,
+    /// `--components`.
+    pub components: u16,
 }
 
 fn emit(line: &str) {
@@ -59,26 +64,35 @@ fn stdin_lines() -> UnboundedReceiver<String> {
     rx
 }
 
-fn pair_fields<'a>(event: &'a str, local: &Candidate, remote: &Candidate) -> Vec<(&'a str, Value)> {
+/// A pair event line: the stream, and the component (the local candidate's).
+fn pair_fields<'a>(
+    event: &'a str,
+    stream: usize,
+    local: &Candidate,
+    remote: &Candidate,
+) -> Vec<(&'a str, Value)> {
     vec![
         ("event", event.into()),
+        ("stream", stream.into()),
+        ("component", local.component().into()),
         ("local", local.to_sdp().into()),
         ("remote", remote.to_sdp().into()),
     ]
 }
 
-/// A line from the remote, parsed.
+/// A line from the remote, parsed; `stream` is the line's `"stream"` (0 when absent).
 enum RemoteLine {
     /// `{"ufrag","pwd"}`: the description (again after an ICE restart).
     Credentials {
+        stream: usize,
         ufrag: String,
         pwd: String,
         lite: bool,
         /// `"restart-after"`: the remote will restart once connected; stay to answer.
         restart_after: bool,
     },
-    Candidate(Candidate),
-    EndOfCandidates,
+    Candidate(usize, Candidate),
+    EndOfCandidates(usize),
     Ignored,
 }
 
@@ -92,11 +106,22 @@ fn parse_remote_line(line: &str) -> RemoteLine {
     if msg.contains_key("event") {
         return RemoteLine::Ignored;
     }
+    let stream = match msg.get("stream") {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) => n,
+            None => {
+                tracing::warn!(%line, "ignoring a line with a bad stream");
+                return RemoteLine::Ignored;
+            }
+        },
+    };
     if let (Some(ufrag), Some(pwd)) = (
         msg.get("ufrag").and_then(Value::as_str),
         msg.get("pwd").and_then(Value::as_str),
     ) {
         return RemoteLine::Credentials {
+            stream,
             ufrag: ufrag.to_owned(),
             pwd: pwd.to_owned(),
             // RFC 8445 §6.1.1: a lite peer says so (`a=ice-lite`); this agent then controls.
@@ -106,7 +131,7 @@ fn parse_remote_line(line: &str) -> RemoteLine {
     }
     if let Some(text) = msg.get("candidate").and_then(Value::as_str) {
         return match text.parse::<Candidate>() {
-            Ok(c) => RemoteLine::Candidate(c),
+            Ok(c) => RemoteLine::Candidate(stream, c),
             Err(e) => {
                 tracing::warn!(candidate = %text, error = %e, "ignoring a remote candidate");
                 RemoteLine::Ignored
@@ -114,7 +139,7 @@ fn parse_remote_line(line: &str) -> RemoteLine {
         };
     }
     if msg.get("end-of-candidates").and_then(Value::as_bool) == Some(true) {
-        return RemoteLine::EndOfCandidates;
+        return RemoteLine::EndOfCandidates(stream);
     }
     RemoteLine::Ignored
 }
@@ -125,8 +150,8 @@ struct Session {
     options: SessionOptions,
     /// When checks started (the remote description arrived).
     started: Option<Instant>,
-    /// The remote credentials in use: a different pair is an ICE restart.
-    remote: Option<(String, String)>,
+    /// Each stream's remote credentials in use: a different pair is an ICE restart.
+    remote: Vec<Option<(String, String)>>,
     /// The remote said it will restart (`"restart-after"`).
     remote_will_restart: bool,
     /// This side restarted (RFC 8445 §9) and waits for the remote's new credentials.
@@ -135,9 +160,12 @@ struct Session {
     restarted: bool,
     gathering_done: bool,
     stdin_open: bool,
-    connected: bool,
+    /// The streams that said `connected` (since the restart, if any).
+    connected: HashSet<usize>,
+    /// `--send` TEXT went out on every stream and component.
     sent: bool,
-    received: bool,
+    /// The (stream, component)s data arrived on (since the restart, if any).
+    received: HashSet<(usize, u16)>,
     /// `--restart-after`: when to restart.
     restart_at: Option<tokio::time::Instant>,
     finish_at: Option<tokio::time::Instant>,
@@ -150,18 +178,47 @@ enum Next {
 }
 
 impl Session {
-    fn print_description(&self, d: &Description, restart_after: bool) {
-        let mut fields = vec![
-            ("ufrag", d.credentials.ufrag.clone().into()),
-            ("pwd", d.credentials.pwd.clone().into()),
-            ("role", role_name(d.role).into()),
-        ];
-        if restart_after {
-            if let Some(after) = self.options.restart_after {
-                fields.push(("restart-after", after.as_secs_f64().into()));
-            }
+    fn multi_stream(&self) -> bool {
+        self.options.streams > 1
+    }
+
+    /// A signalling line: with several streams, it names its stream.
+    fn signal(&self, stream: usize, mut fields: Vec<(&str, Value)>) {
+        if self.multi_stream() {
+            fields.push(("stream", stream.into()));
         }
         emit_object(fields);
+    }
+
+    fn print_credentials(&self, d: &Description, first: bool) {
+        for (stream, sd) in d.streams.iter().enumerate() {
+            let mut fields = vec![
+                ("ufrag", sd.credentials.ufrag.clone().into()),
+                ("pwd", sd.credentials.pwd.clone().into()),
+                ("role", role_name(d.role).into()),
+            ];
+            if first {
+                if let Some(after) = self.options.restart_after {
+                    fields.push(("restart-after", after.as_secs_f64().into()));
+                }
+            }
+            self.signal(stream, fields);
+        }
+    }
+
+    fn end_of_candidates(&self) {
+        for stream in 0..self.options.streams.max(1) {
+            self.signal(stream, vec![("end-of-candidates", true.into())]);
+        }
+    }
+
+    fn is_connected(&self) -> bool {
+        self.connected.len() >= self.options.streams.max(1)
+    }
+
+    fn all_received(&self) -> bool {
+        self.received.len()
+            >= self.options.streams.max(1) * usize::from(self.options.components.max(1))
     }
 
     /// Whether a restart is still to come, so that `--send` must not finish yet.
@@ -169,30 +226,59 @@ impl Session {
         !self.restarted && (self.options.restart_after.is_some() || self.remote_will_restart)
     }
 
+    /// `--send`: TEXT on every stream and component.
+    async fn send_all(&mut self) {
+        let Some(text) = self.options.send.clone() else {
+            return;
+        };
+        let mut all = true;
+        for stream in 0..self.options.streams.max(1) {
+            for component in 1..=self.options.components.max(1) {
+                all &= self
+                    .agent
+                    .send_on(stream, component, text.clone())
+                    .await
+                    .is_ok();
+            }
+        }
+        self.sent |= all;
+    }
+
     /// RFC 8445 §9: restarts the agent and signals the new credentials and the
-    /// candidates again. Data keeps going on the old pair until the new one is selected;
-    /// `--send` sends and receives again on the new one.
+    /// candidates again. Data keeps going on the old pairs until new ones are selected;
+    /// `--send` sends and receives again on the new ones.
     async fn restart(&mut self, initiator: &str) {
         let d = self.agent.restart().await;
         self.restarted = true;
-        self.connected = false;
+        self.connected.clear();
         self.sent = false;
-        self.received = false;
+        self.received.clear();
         self.finish_at = None;
         self.restart_at = None;
         emit_object(vec![("event", "restart".into()), ("by", initiator.into())]);
-        self.print_description(&d, false);
-        for c in &d.candidates {
-            emit_object(vec![("candidate", c.to_sdp().into())]);
+        self.print_credentials(&d, false);
+        for (stream, sd) in d.streams.iter().enumerate() {
+            for c in &sd.candidates {
+                self.signal(stream, vec![("candidate", c.to_sdp().into())]);
+            }
         }
         if self.gathering_done {
-            emit(r#"{"end-of-candidates":true}"#);
+            self.end_of_candidates();
         }
     }
 
     async fn remote_line(&mut self, line: &str) {
+        let streams = self.options.streams.max(1);
         match parse_remote_line(line) {
+            RemoteLine::Credentials { stream, .. }
+            | RemoteLine::Candidate(stream, _)
+            | RemoteLine::EndOfCandidates(stream)
+                if stream >= streams =>
+            {
+                tracing::warn!(%line, "ignoring a line of a stream this agent has not");
+            }
             RemoteLine::Credentials {
+                stream,
                 ufrag,
                 pwd,
                 lite,
@@ -200,42 +286,45 @@ impl Session {
             } => {
                 self.remote_will_restart |= restart_after;
                 let new = (ufrag.clone(), pwd.clone());
-                if self.remote.as_ref() == Some(&new) {
+                if self.remote[stream].as_ref() == Some(&new) {
                     return;
                 }
-                if self.remote.is_some() {
+                if self.remote[stream].is_some() {
                     // A new credentials line mid-session is an ICE restart: answer it
                     // with new credentials of our own, once (unless it is the answer
-                    // to ours).
+                    // to ours, or another stream's line of the same restart).
                     if self.awaiting_answer {
                         self.awaiting_answer = false;
                     } else if !self.restarted {
                         self.restart("remote").await;
                     }
                 }
-                self.remote = Some(new);
+                self.remote[stream] = Some(new);
                 if lite {
-                    self.agent.set_remote_lite(ufrag, pwd, Vec::new());
+                    self.agent
+                        .set_remote_lite_of(stream, ufrag, pwd, Vec::new());
                 } else {
-                    self.agent.set_remote(ufrag, pwd, Vec::new());
+                    self.agent.set_remote_of(stream, ufrag, pwd, Vec::new());
                 }
                 if self.started.is_none() {
                     self.started = Some(Instant::now());
                     self.agent.start();
                 }
             }
-            RemoteLine::Candidate(c) => self.agent.add_remote_candidate(c),
-            RemoteLine::EndOfCandidates => self.agent.end_of_remote_candidates(),
+            RemoteLine::Candidate(stream, c) => self.agent.add_remote_candidate_to(stream, c),
+            RemoteLine::EndOfCandidates(stream) => self.agent.end_of_remote_candidates_of(stream),
             RemoteLine::Ignored => {}
         }
     }
 
     async fn event(&mut self, event: IceEvent) -> Next {
         match event {
-            IceEvent::Candidate(c) => emit_object(vec![("candidate", c.to_sdp().into())]),
+            IceEvent::Candidate { stream, candidate } => {
+                self.signal(stream, vec![("candidate", candidate.to_sdp().into())])
+            }
             IceEvent::GatheringComplete => {
                 self.gathering_done = true;
-                emit(r#"{"end-of-candidates":true}"#);
+                self.end_of_candidates();
             }
             IceEvent::CandidateError {
                 server,
@@ -249,66 +338,92 @@ impl Session {
                 ("code", code.map_or(Value::Null, Value::from)),
                 ("reason", reason.into()),
             ]),
-            IceEvent::Core(CoreEvent::PairNominated { local, remote }) => {
-                let mut fields = pair_fields("nominated", &local, &remote);
+            IceEvent::Core { stream, event } => return self.core_event(stream, event).await,
+            IceEvent::Data {
+                stream,
+                component,
+                data,
+            } => {
+                emit_object(vec![
+                    ("event", "data".into()),
+                    ("stream", stream.into()),
+                    ("component", component.into()),
+                    ("data", String::from_utf8_lossy(&data).into()),
+                ]);
+                self.received.insert((stream, component));
+            }
+        }
+        Next::Continue
+    }
+
+    async fn core_event(&mut self, stream: usize, event: CoreEvent) -> Next {
+        match event {
+            CoreEvent::PairNominated { local, remote } => {
+                let mut fields = pair_fields("nominated", stream, &local, &remote);
                 if let Some(t) = self.started {
                     let ms = (t.elapsed().as_secs_f64() * 1e6).round() / 1e3;
                     fields.push(("elapsed_ms", ms.into()));
                 }
                 emit_object(fields);
             }
-            IceEvent::Core(CoreEvent::PairFailed { local, remote }) => {
-                emit_object(pair_fields("pair-failed", &local, &remote))
+            CoreEvent::PairFailed { local, remote } => {
+                emit_object(pair_fields("pair-failed", stream, &local, &remote))
             }
-            IceEvent::Core(CoreEvent::SelectedPairChanged { local, remote }) => {
-                emit_object(pair_fields("selected-pair", &local, &remote))
+            CoreEvent::SelectedPairChanged { local, remote } => {
+                emit_object(pair_fields("selected-pair", stream, &local, &remote))
             }
-            IceEvent::Core(CoreEvent::RoleChanged(role)) => emit_object(vec![
+            CoreEvent::RoleChanged(role) => emit_object(vec![
                 ("event", "role".into()),
                 ("role", role_name(role).into()),
             ]),
-            IceEvent::Core(CoreEvent::Connected) => {
-                emit(r#"{"event":"connected"}"#);
-                self.connected = true;
+            CoreEvent::Connected => {
+                emit_object(vec![
+                    ("event", "connected".into()),
+                    ("stream", stream.into()),
+                ]);
+                self.connected.insert(stream);
+                if !self.is_connected() {
+                    return Next::Continue;
+                }
                 if let (Some(after), false) = (self.options.restart_after, self.restarted) {
                     self.restart_at
                         .get_or_insert(tokio::time::Instant::now() + after);
                 }
-                match self.options.send.clone() {
-                    Some(text) => self.sent |= self.agent.send(text).await.is_ok(),
-                    None if !self.stdin_open && !self.restart_pending() => return Next::Exit(0),
-                    None => {}
+                if self.options.send.is_some() {
+                    self.send_all().await;
+                } else if !self.stdin_open && !self.restart_pending() {
+                    return Next::Exit(0);
                 }
             }
-            IceEvent::Core(CoreEvent::Disconnected) => emit(r#"{"event":"disconnected"}"#),
-            IceEvent::Core(CoreEvent::ConsentLost { local, remote }) => {
-                emit_object(pair_fields("consent-lost", &local, &remote))
+            CoreEvent::Disconnected => emit_object(vec![
+                ("event", "disconnected".into()),
+                ("stream", stream.into()),
+            ]),
+            CoreEvent::ConsentLost { local, remote } => {
+                emit_object(pair_fields("consent-lost", stream, &local, &remote))
             }
-            IceEvent::Core(CoreEvent::Failed) => {
-                emit(
-                    r#"{"event":"failed","reason":"ICE failed: no pair could be nominated, or consent was lost"}"#,
-                );
+            CoreEvent::Failed => {
+                emit_object(vec![
+                    ("event", "failed".into()),
+                    ("stream", stream.into()),
+                    (
+                        "reason",
+                        "ICE failed: no pair could be nominated, or consent was lost".into(),
+                    ),
+                ]);
                 return Next::Exit(1);
             }
-            IceEvent::Data(data) => {
-                emit_object(vec![
-                    ("event", "data".into()),
-                    ("data", String::from_utf8_lossy(&data).into()),
-                ]);
-                self.received = true;
-            }
-            IceEvent::Core(e) => tracing::debug!(event = ?e, "ICE"),
+            e => tracing::debug!(event = ?e, "ICE"),
         }
         Next::Continue
     }
 
-    /// With `--send`: once sent and received (after the restart, if one is due), one
-    /// more copy in case the remote's first ones were lost, then linger.
+    /// With `--send`: once sent and received on every stream and component (after the
+    /// restart, if one is due), one more copy in case the remote's first ones were
+    /// lost, then linger.
     async fn maybe_finish(&mut self) {
-        if self.sent && self.received && self.finish_at.is_none() && !self.restart_pending() {
-            if let Some(text) = self.options.send.clone() {
-                let _ = self.agent.send(text).await;
-            }
+        if self.sent && self.all_received() && self.finish_at.is_none() && !self.restart_pending() {
+            self.send_all().await;
             self.finish_at = Some(tokio::time::Instant::now() + LINGER);
         }
     }
@@ -330,21 +445,21 @@ pub(crate) async fn session(config: AgentConfig, options: SessionOptions) -> u8 
     let timeout = options.timeout;
     let mut s = Session {
         agent: agent.clone(),
+        remote: vec![None; options.streams.max(1)],
         options,
         started: None,
-        remote: None,
         remote_will_restart: false,
         awaiting_answer: false,
         restarted: false,
         gathering_done: false,
         stdin_open: true,
-        connected: false,
+        connected: HashSet::new(),
         sent: false,
-        received: false,
+        received: HashSet::new(),
         restart_at: None,
         finish_at: None,
     };
-    s.print_description(&description, true);
+    s.print_credentials(&description, true);
 
     let mut lines = stdin_lines();
     let deadline = tokio::time::sleep(timeout);
@@ -352,13 +467,13 @@ pub(crate) async fn session(config: AgentConfig, options: SessionOptions) -> u8 
     let mut resend = tokio::time::interval(RESEND);
 
     let code = loop {
-        let sending = s.connected && s.options.send.is_some() && !s.received;
+        let sending = s.is_connected() && s.options.send.is_some() && !s.all_received();
         tokio::select! {
             line = lines.recv(), if s.stdin_open => match line {
                 Some(line) => s.remote_line(&line).await,
                 None => {
                     s.stdin_open = false;
-                    if s.options.send.is_none() && s.connected && !s.restart_pending() {
+                    if s.options.send.is_none() && s.is_connected() && !s.restart_pending() {
                         break 0;
                     }
                 }
@@ -372,11 +487,7 @@ pub(crate) async fn session(config: AgentConfig, options: SessionOptions) -> u8 
                     break code;
                 }
             },
-            _ = resend.tick(), if sending => {
-                if let Some(text) = s.options.send.clone() {
-                    s.sent |= s.agent.send(text).await.is_ok();
-                }
-            },
+            _ = resend.tick(), if sending => s.send_all().await,
             _ = sleep_until(s.restart_at) => {
                 s.awaiting_answer = true;
                 s.restart("local").await;
