@@ -609,3 +609,170 @@ fn floe_ice_fails_when_every_pair_failed_after_remote_end_of_candidates() {
         .expect("a candidate");
     assert!(last_candidate < eoc, "{}", p.describe());
 }
+
+/// After [`cross`] of agents with `streams` streams of `components` components: every
+/// (stream, component) was nominated on both sides and data arrived on each; with
+/// several streams, each signalled its own credentials. A side that prints no `stream`
+/// (a single-stream peer script) counts as stream 0.
+fn assert_streams(a: &LineProcess, b: &LineProcess, streams: u64, components: u64) {
+    let report = format!("{}\n{}", a.describe(), b.describe());
+    let stream_of = |v: &Value| v.get("stream").and_then(Value::as_u64).unwrap_or(0);
+    let component_of = |v: &Value| v.get("component").and_then(Value::as_u64).unwrap_or(1);
+    for p in [a, b] {
+        let credentials: Vec<Value> = p
+            .json()
+            .into_iter()
+            .filter(|v| v.get("ufrag").is_some())
+            .collect();
+        assert_eq!(credentials.len() as u64, streams, "{}\n{report}", p.name);
+        for (i, c) in credentials.iter().enumerate() {
+            assert_eq!(stream_of(c), i as u64, "{report}");
+        }
+        for s in 0..streams {
+            for c in 1..=components {
+                assert!(
+                    p.events("nominated")
+                        .iter()
+                        .any(|e| stream_of(e) == s && component_of(e) == c),
+                    "{}: stream {s} component {c} not nominated\n{report}",
+                    p.name
+                );
+                assert!(
+                    p.events("data")
+                        .iter()
+                        .any(|e| stream_of(e) == s && component_of(e) == c),
+                    "{}: no data on stream {s} component {c}\n{report}",
+                    p.name
+                );
+                let signalled = p.json().iter().any(|v| {
+                    v.get("candidate")
+                        .and_then(Value::as_str)
+                        .and_then(|c| c.split_whitespace().nth(1))
+                        .and_then(|n| n.parse::<u64>().ok())
+                        == Some(c)
+                        && stream_of(v) == s
+                });
+                assert!(signalled, "{}: no candidate of {s}/{c}\n{report}", p.name);
+            }
+        }
+    }
+    if streams > 1 {
+        let ufrags: std::collections::HashSet<String> = a
+            .json()
+            .iter()
+            .filter_map(|v| v.get("ufrag").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        assert_eq!(
+            ufrags.len() as u64,
+            streams,
+            "one ufrag per stream\n{report}"
+        );
+    }
+}
+
+#[test]
+fn floe_ice_with_itself_two_streams_of_two_components() {
+    let more = ["--streams", "2", "--components", "2"];
+    let (a, b) = cross(
+        spawn(
+            "floe controlling",
+            floe_ice_with(true, None, "from-a", &more),
+        ),
+        spawn(
+            "floe controlled",
+            floe_ice_with(false, None, "from-b", &more),
+        ),
+        "host",
+    );
+    assert_streams(&a, &b, 2, 2);
+}
+
+#[test]
+fn floe_ice_restarts_two_streams_with_itself() {
+    let (a, b) = cross(
+        spawn(
+            "floe controlling",
+            floe_ice_with(
+                true,
+                None,
+                "from-a",
+                &["--streams", "2", "--restart-after", "0.3"],
+            ),
+        ),
+        spawn(
+            "floe controlled",
+            floe_ice_with(false, None, "from-b", &["--streams", "2"]),
+        ),
+        "host",
+    );
+    let report = format!("{}\n{}", a.describe(), b.describe());
+    for p in [&a, &b] {
+        assert_eq!(p.events("restart").len(), 1, "{report}");
+        assert!(p.events("failed").is_empty(), "{report}");
+        let credentials = p.json().iter().filter(|v| v.get("ufrag").is_some()).count();
+        assert_eq!(credentials, 4, "two streams, twice\n{report}");
+        for s in 0..2u64 {
+            let connected = p
+                .events("connected")
+                .iter()
+                .filter(|e| e["stream"] == s)
+                .count();
+            assert_eq!(connected, 2, "stream {s} connected again\n{report}");
+        }
+    }
+}
+
+#[test]
+fn floe_controlling_with_aioice_controlled_one_stream_of_two_components() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    let mut opts = AgentOpts::controlled().send("from-b");
+    opts.components = Some(2);
+    let (a, b) = cross(
+        spawn(
+            "floe controlling",
+            floe_ice_with(true, None, "from-a", &["--components", "2"]),
+        ),
+        spawn("aioice controlled", opts.command()),
+        "host",
+    );
+    assert_streams(&a, &b, 1, 2);
+}
+
+#[test]
+fn aioice_controlling_with_floe_controlled_one_stream_of_two_components() {
+    if !require_peers(&["aioice"]) {
+        return;
+    }
+    let mut opts = AgentOpts::controlling().send("from-a");
+    opts.components = Some(2);
+    let (a, b) = cross(
+        spawn("aioice controlling", opts.command()),
+        spawn(
+            "floe controlled",
+            floe_ice_with(false, None, "from-b", &["--components", "2"]),
+        ),
+        "host",
+    );
+    assert_streams(&a, &b, 1, 2);
+}
+
+#[test]
+fn floe_controlling_with_libnice_controlled_one_stream_of_two_components() {
+    if !require_peers(&["libnice"]) {
+        return;
+    }
+    let (a, b) = cross(
+        spawn(
+            "floe controlling",
+            floe_ice_with(true, None, "from-a", &["--components", "2"]),
+        ),
+        spawn(
+            "libnice controlled",
+            libnice_agent(false, &["--send", "from-b", "--components", "2"]),
+        ),
+        "host",
+    );
+    assert_streams(&a, &b, 1, 2);
+}

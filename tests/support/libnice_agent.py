@@ -19,9 +19,10 @@ with nice_agent_restart_stream and new credentials of our own. With --restart-af
 the agent restarts itself S seconds after connecting (and says `"restart-after"` on
 its first description, so that the remote stays to answer).
 
-With --send TEXT, TEXT is sent once connected and again every 0.5 s until something has
-been received (again after a restart); the agent exits 0 once it has both sent and
-received. Without --send, it exits 0 once connected and stdin is closed.
+With --send TEXT, TEXT is sent once connected (on every component, with --components)
+and again every 0.5 s until something has been received on every component (again after
+a restart); the agent exits 0 once it has both sent and received. Without --send, it
+exits 0 once connected and stdin is closed.
 
 Gathering is loopback only (INTEROP.md): host candidates on 127.0.0.1 alone.
 """
@@ -119,6 +120,7 @@ class Agent:
         self.stdin_closed = False
         self.sent = False
         self.received = False
+        self.received_on = set()
         self.finishing = False
 
     # --- local side
@@ -166,6 +168,7 @@ class Agent:
         emit(
             {
                 "event": "nominated",
+                "component": component,
                 "local": bare(agent.generate_local_candidate_sdp(local)),
                 "remote": bare(agent.generate_local_candidate_sdp(remote)),
             }
@@ -182,6 +185,7 @@ class Agent:
         self.connected = False
         self.sent = False
         self.received = False
+        self.received_on = set()
         emit({"event": "restart", "by": by})
         self.describe(first=False)
         self.signal_candidates()
@@ -255,16 +259,18 @@ class Agent:
 
     def on_data(self, agent, stream, component, length, buf, user_data):
         data = ctypes.string_at(buf, length).decode(errors="replace")
-        emit({"event": "data", "data": data})
-        self.received = True
+        emit({"event": "data", "component": component, "data": data})
+        self.received_on.add(component)
+        self.received = self.received_on >= set(self.components)
         self.maybe_finish()
 
     def send(self):
         if self.args.send is None or not self.connected:
             return
         payload = self.args.send
-        n = self.agent.send(self.stream, self.components[0], len(payload.encode()), payload)
-        self.sent |= n > 0
+        size = len(payload.encode())
+        sent = [self.agent.send(self.stream, c, size, payload) > 0 for c in self.components]
+        self.sent |= all(sent)
 
     def resend(self):
         if self.connected and not self.received:
