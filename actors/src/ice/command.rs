@@ -1,29 +1,44 @@
 //! `floe ice`: one [`IceAgent`] speaking INTEROP.md's JSON-lines protocol.
 //!
-//! stdout, one JSON object a line:
+//! stdout, one JSON object a line (the signalling lines have no `"event"` key):
 //!
 //! ```text
-//! {"ufrag":"...","pwd":"...","role":"controlling"}       the description, first
+//! {"ufrag":"...","pwd":"...","role":"controlling"}       the credentials, first
 //! {"candidate":"<RFC 8839 candidate-attribute value>"}    one per local candidate
-//! {"end-of-candidates":true}
-//! {"event":"nominated","local":"...","remote":"...","elapsed_ms":6.4}
-//! {"event":"connected"}
-//! {"event":"data","data":"..."}                           each datagram received
+//! {"end-of-candidates":true}                              RFC 8838 §8.2
+//! {"event":"nominated","stream":0,"component":1,"local":"...","remote":"...","elapsed_ms":6.4}
+//! {"event":"connected","stream":0}                        every component selected
+//! {"event":"data","stream":0,"component":1,"data":"..."}  each datagram received
+//! {"event":"restart","by":"local"}                        then new credentials lines
+//! {"event":"consent-lost","stream":0,"component":1,...}   RFC 7675, then failed
 //! {"event":"failed","reason":"..."}                       then exit status 1
 //! ```
 //!
 //! (and `candidate-error`, `pair-failed`, `selected-pair`, `role`, `disconnected`
-//! events). `elapsed_ms` is the time from `Start` (when the remote description
+//! events). `elapsed_ms` is the time from `Start` (when the remote credentials
 //! arrived) to the nomination.
 //!
-//! stdin: the remote's description, candidates and end-of-candidates, in any order and
+//! stdin: the remote's credentials, candidates and end-of-candidates, in any order and
 //! at any time (trickle); lines with an `"event"` key are ignored. Checks start when
-//! the remote description arrives; `"ice-lite":true` on it says the remote is lite.
+//! the remote credentials arrive; `"ice-lite":true` on them says the remote is lite.
 //!
-//! With `--send TEXT` the agent sends TEXT once connected, again every 0.5 s until
-//! something arrives, and exits 0 once it has both sent and received (after a second
-//! more, so that the remote's last checks are answered). Without it, it exits 0 once
-//! connected and stdin is closed. Failure or the `--timeout` exits 1; bad arguments 2.
+//! Streams: with `--streams N`, each signalling line carries `"stream": N` (a line
+//! without one is for stream 0): a credentials line, candidates and end-of-candidates
+//! per stream, each stream with its own ufrag and pwd. `--components M` gathers a host
+//! candidate (and a relayed one) per component; a candidate's component is its own.
+//!
+//! ICE restart (RFC 8445 §9): a new credentials line for a stream whose credentials are
+//! known is a restart. `--restart-after S` restarts once, S seconds after connecting:
+//! new credentials lines, the candidates again, end-of-candidates; the first credentials
+//! line then says `"restart-after":S` so that the peer stays to answer. The peer answers
+//! a restart with new credentials of its own, once. Data stays on the old pairs until
+//! new ones are selected; no `failed` event comes of it.
+//!
+//! With `--send TEXT` the agent sends TEXT on every stream and component once
+//! connected, again every 0.5 s until something arrives on each, and exits 0 once it
+//! has both sent and received — after the restart, when one is due — and a second more,
+//! so that the remote's last checks are answered. Without it, it exits 0 once connected
+//! and stdin is closed. Failure or the `--timeout` exits 1; bad arguments 2.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
