@@ -639,3 +639,139 @@ async fn when_the_peer_stops_answering_consent_expires_and_the_agent_fails() {
     assert_eq!(a.send("after").await, Err(IceError::ConsentLost));
     a.stop();
 }
+
+/// Waits until `done` holds for everything `events` gave so far (recorded in `seen`).
+async fn wait_until(
+    events: &mut floe_actors::events::EventStream<IceEvent>,
+    seen: &mut Vec<IceEvent>,
+    what: &str,
+    done: impl Fn(&[IceEvent]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !done(seen) {
+        tokio::select! {
+            Some(e) = events.recv() => seen.push(e),
+            _ = tokio::time::sleep_until(deadline) => panic!("no {what}: {seen:#?}"),
+        }
+    }
+}
+
+/// RFC 8445 §5.3 and §6.1.2: one agent, two data streams (each with its own ufrag and
+/// pwd and checklist) of two components (RTP and RTCP): every (stream, component) is
+/// nominated and carries its own data; events and messages name the stream.
+#[actix_rt::test]
+async fn two_streams_of_two_components_connect_each_with_its_own_credentials() {
+    let av = |role| {
+        let mut c = config(role);
+        c.streams = 2;
+        c.components = 2;
+        c
+    };
+    let (a, b) = (
+        IceAgent::spawn(av(IceRole::Controlling)),
+        IceAgent::spawn(av(IceRole::Controlled)),
+    );
+    let (mut ea, mut eb) = (a.events(), b.events());
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    a.gather();
+    b.gather();
+    let gathered = |seen: &[IceEvent]| seen.contains(&IceEvent::GatheringComplete);
+    wait_until(&mut ea, &mut sa, "GatheringComplete (a)", gathered).await;
+    wait_until(&mut eb, &mut sb, "GatheringComplete (b)", gathered).await;
+    let (da, db) = (a.local_description().await, b.local_description().await);
+    for (d, seen) in [(&da, &sa), (&db, &sb)] {
+        assert_eq!(d.streams.len(), 2);
+        assert_eq!(d.credentials, d.streams[0].credentials);
+        assert_ne!(d.streams[0].credentials, d.streams[1].credentials);
+        for (s, sd) in d.streams.iter().enumerate() {
+            let mut components: Vec<u16> = sd.candidates.iter().map(|c| c.component()).collect();
+            components.sort_unstable();
+            components.dedup();
+            assert_eq!(components, [1, 2], "stream {s}: {:?}", sd.candidates);
+            // Each was an event naming its stream.
+            for c in &sd.candidates {
+                assert!(seen.contains(&IceEvent::Candidate {
+                    stream: s,
+                    candidate: c.clone()
+                }));
+            }
+        }
+    }
+    for (from, to) in [(&da, &b), (&db, &a)] {
+        for (s, sd) in from.streams.iter().enumerate() {
+            let c = &sd.credentials;
+            to.set_remote_of(s, c.ufrag.clone(), c.pwd.clone(), sd.candidates.clone());
+            to.end_of_remote_candidates_of(s);
+        }
+    }
+    a.start();
+    b.start();
+    let all_nominated = |seen: &[IceEvent]| {
+        (0..2).all(|s| {
+            (1..=2).all(|c| {
+                seen.iter().any(|e| {
+                    matches!(e, IceEvent::Core { stream, event: CoreEvent::PairNominated { local, .. } }
+                        if *stream == s && local.component() == c)
+                })
+            })
+        }) && (0..2).all(|s| {
+            seen.iter()
+                .any(|e| e.stream() == Some(s) && connected(e))
+        })
+    };
+    wait_until(
+        &mut ea,
+        &mut sa,
+        "every stream and component (a)",
+        all_nominated,
+    )
+    .await;
+    wait_until(
+        &mut eb,
+        &mut sb,
+        "every stream and component (b)",
+        all_nominated,
+    )
+    .await;
+    for s in 0..2 {
+        for c in 1..=2u16 {
+            a.send_on(s, c, format!("{s}/{c}"))
+                .await
+                .expect("a sends on every stream and component");
+        }
+    }
+    let all_data = |seen: &[IceEvent]| {
+        (0..2).all(|s| {
+            (1..=2u16).all(|c| {
+                let text = format!("{s}/{c}");
+                seen.iter().any(|e| {
+                    matches!(e, IceEvent::Data { stream, component, data }
+                        if *stream == s && *component == c && data.as_ref() == text.as_bytes())
+                })
+            })
+        })
+    };
+    wait_until(
+        &mut eb,
+        &mut sb,
+        "data on every stream and component",
+        all_data,
+    )
+    .await;
+    assert_eq!(
+        a.send_on(2, 1, "no such stream").await,
+        Err(IceError::NotConnected)
+    );
+    assert!(
+        !sa.iter().chain(&sb).any(|e| matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::Failed,
+                ..
+            }
+        )),
+        "{sa:#?}\n{sb:#?}"
+    );
+    a.stop();
+    b.stop();
+}
