@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
 use floe::ice::{Candidate, IceEvent as CoreEvent, IceRole};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::api::Description;
@@ -38,9 +38,13 @@ fn emit(line: &str) {
     let _ = out.flush();
 }
 
+/// One JSON object, its keys in the order given.
 fn emit_object(fields: Vec<(&str, Value)>) {
-    let map: Map<String, Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    emit(&Value::Object(map).to_string());
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", Value::from(*k)))
+        .collect();
+    emit(&format!("{{{}}}", body.join(",")));
 }
 
 fn role_name(role: IceRole) -> &'static str {
@@ -62,22 +66,6 @@ fn stdin_lines() -> UnboundedReceiver<String> {
         }
     });
     rx
-}
-
-/// A pair event line: the stream, and the component (the local candidate's).
-fn pair_fields<'a>(
-    event: &'a str,
-    stream: usize,
-    local: &Candidate,
-    remote: &Candidate,
-) -> Vec<(&'a str, Value)> {
-    vec![
-        ("event", event.into()),
-        ("stream", stream.into()),
-        ("component", local.component().into()),
-        ("local", local.to_sdp().into()),
-        ("remote", remote.to_sdp().into()),
-    ]
 }
 
 /// A line from the remote, parsed; `stream` is the line's `"stream"` (0 when absent).
@@ -180,6 +168,39 @@ enum Next {
 impl Session {
     fn multi_stream(&self) -> bool {
         self.options.streams > 1
+    }
+
+    /// An event line: with several streams it names its stream, with several
+    /// components its component (so that a one-stream, one-component session prints the
+    /// lines it always did).
+    fn event_fields<'a>(
+        &self,
+        event: &'a str,
+        stream: usize,
+        component: Option<u16>,
+    ) -> Vec<(&'a str, Value)> {
+        let mut fields = vec![("event", event.into())];
+        if self.multi_stream() {
+            fields.push(("stream", stream.into()));
+        }
+        if let Some(c) = component.filter(|_| self.options.components > 1) {
+            fields.push(("component", c.into()));
+        }
+        fields
+    }
+
+    /// A pair event line; the component is the local candidate's.
+    fn pair_fields<'a>(
+        &self,
+        event: &'a str,
+        stream: usize,
+        local: &Candidate,
+        remote: &Candidate,
+    ) -> Vec<(&'a str, Value)> {
+        let mut fields = self.event_fields(event, stream, Some(local.component()));
+        fields.push(("local", local.to_sdp().into()));
+        fields.push(("remote", remote.to_sdp().into()));
+        fields
     }
 
     /// A signalling line: with several streams, it names its stream.
@@ -344,12 +365,9 @@ impl Session {
                 component,
                 data,
             } => {
-                emit_object(vec![
-                    ("event", "data".into()),
-                    ("stream", stream.into()),
-                    ("component", component.into()),
-                    ("data", String::from_utf8_lossy(&data).into()),
-                ]);
+                let mut fields = self.event_fields("data", stream, Some(component));
+                fields.push(("data", String::from_utf8_lossy(&data).into()));
+                emit_object(fields);
                 self.received.insert((stream, component));
             }
         }
@@ -359,7 +377,7 @@ impl Session {
     async fn core_event(&mut self, stream: usize, event: CoreEvent) -> Next {
         match event {
             CoreEvent::PairNominated { local, remote } => {
-                let mut fields = pair_fields("nominated", stream, &local, &remote);
+                let mut fields = self.pair_fields("nominated", stream, &local, &remote);
                 if let Some(t) = self.started {
                     let ms = (t.elapsed().as_secs_f64() * 1e6).round() / 1e3;
                     fields.push(("elapsed_ms", ms.into()));
@@ -367,20 +385,17 @@ impl Session {
                 emit_object(fields);
             }
             CoreEvent::PairFailed { local, remote } => {
-                emit_object(pair_fields("pair-failed", stream, &local, &remote))
+                emit_object(self.pair_fields("pair-failed", stream, &local, &remote))
             }
             CoreEvent::SelectedPairChanged { local, remote } => {
-                emit_object(pair_fields("selected-pair", stream, &local, &remote))
+                emit_object(self.pair_fields("selected-pair", stream, &local, &remote))
             }
             CoreEvent::RoleChanged(role) => emit_object(vec![
                 ("event", "role".into()),
                 ("role", role_name(role).into()),
             ]),
             CoreEvent::Connected => {
-                emit_object(vec![
-                    ("event", "connected".into()),
-                    ("stream", stream.into()),
-                ]);
+                emit_object(self.event_fields("connected", stream, None));
                 self.connected.insert(stream);
                 if !self.is_connected() {
                     return Next::Continue;
@@ -395,22 +410,15 @@ impl Session {
                     return Next::Exit(0);
                 }
             }
-            CoreEvent::Disconnected => emit_object(vec![
-                ("event", "disconnected".into()),
-                ("stream", stream.into()),
-            ]),
+            CoreEvent::Disconnected => emit_object(self.event_fields("disconnected", stream, None)),
             CoreEvent::ConsentLost { local, remote } => {
-                emit_object(pair_fields("consent-lost", stream, &local, &remote))
+                emit_object(self.pair_fields("consent-lost", stream, &local, &remote))
             }
             CoreEvent::Failed => {
-                emit_object(vec![
-                    ("event", "failed".into()),
-                    ("stream", stream.into()),
-                    (
-                        "reason",
-                        "ICE failed: no pair could be nominated, or consent was lost".into(),
-                    ),
-                ]);
+                let mut fields = self.event_fields("failed", stream, None);
+                let reason = "ICE failed: no pair could be nominated, or consent was lost";
+                fields.push(("reason", reason.into()));
+                emit_object(fields);
                 return Next::Exit(1);
             }
             e => tracing::debug!(event = ?e, "ICE"),
