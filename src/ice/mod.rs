@@ -21,6 +21,9 @@
 //! handles that (RFC 8445 §7.3.1.5), selecting the highest-priority nominated pair.
 //! floe's controlling side uses regular nomination, which aioice's controlled side
 //! accepts. aioice's 4-character ufrags and 22-character passwords are accepted.
+//! libnice 0.1.21 (RFC 5245 mode, trickle) pairs with floe in both roles, on one or two
+//! components, and either side may restart ICE (`nice_agent_restart_stream`): the other
+//! answers with new credentials. aioice 0.13 cannot restart.
 
 mod agent;
 mod candidate;

@@ -58,8 +58,12 @@ fn resolve(what: &str, text: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("--{what} {text}: no address"))
 }
 
+/// A positive number of seconds.
 fn seconds(what: &str, s: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(s).map_err(|_| format!("--{what} {s}: not a duration"))
+    match Duration::try_from_secs_f64(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(format!("--{what} {s}: not a positive number of seconds")),
+    }
 }
 
 /// The agent's configuration from the flags.
