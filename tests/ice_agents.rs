@@ -49,9 +49,10 @@ impl Seen {
         self.events
             .iter()
             .filter_map(|e| match e {
-                IceEvent::Core(CoreEvent::PairNominated { local, remote }) => {
-                    Some((local.kind(), remote.kind()))
-                }
+                IceEvent::Core {
+                    event: CoreEvent::PairNominated { local, remote },
+                    ..
+                } => Some((local.kind(), remote.kind())),
                 _ => None,
             })
             .collect()
@@ -103,16 +104,21 @@ async fn pair_with(a: AgentConfig, b: AgentConfig, b_lite: bool) -> (Seen, Seen)
         name: &str,
     ) {
         match e {
-            IceEvent::Candidate(c) => other.add_remote_candidate(c.clone()),
+            IceEvent::Candidate { candidate: c, .. } => other.add_remote_candidate(c.clone()),
             IceEvent::GatheringComplete => other.end_of_remote_candidates(),
-            IceEvent::Core(CoreEvent::Connected) => {
+            IceEvent::Core {
+                event: CoreEvent::Connected,
+                ..
+            } => {
                 let me = me.clone();
                 let text = format!("from {name}");
                 actix_rt::spawn(async move {
                     me.send(text).await.expect("sends once connected");
                 });
             }
-            IceEvent::Data(d) => seen.received.push(String::from_utf8_lossy(d).into_owned()),
+            IceEvent::Data { data: d, .. } => {
+                seen.received.push(String::from_utf8_lossy(d).into_owned())
+            }
             _ => {}
         }
         seen.events.push(e.clone());
@@ -139,7 +145,13 @@ fn assert_connected(a: &Seen, b: &Seen, kind: CandidateKind) {
             "nominated a pair not of {kind:?}\n{report}"
         );
         assert!(
-            seen.has(|e| matches!(e, IceEvent::Core(CoreEvent::Connected))),
+            seen.has(|e| matches!(
+                e,
+                IceEvent::Core {
+                    event: CoreEvent::Connected,
+                    ..
+                }
+            )),
             "{report}"
         );
         assert!(
@@ -147,7 +159,13 @@ fn assert_connected(a: &Seen, b: &Seen, kind: CandidateKind) {
             "{report}"
         );
         assert!(
-            !seen.has(|e| matches!(e, IceEvent::Core(CoreEvent::Failed))),
+            !seen.has(|e| matches!(
+                e,
+                IceEvent::Core {
+                    event: CoreEvent::Failed,
+                    ..
+                }
+            )),
             "{report}"
         );
         assert!(
@@ -155,7 +173,7 @@ fn assert_connected(a: &Seen, b: &Seen, kind: CandidateKind) {
             "{other:?} not received\n{report}"
         );
         for e in &seen.events {
-            if let IceEvent::Candidate(c) = e {
+            if let IceEvent::Candidate { candidate: c, .. } = e {
                 assert_eq!(c.kind(), kind, "signalled {c}\n{report}");
                 assert!(c.addr().ip().is_loopback(), "gathered off loopback: {c}");
             }
@@ -179,7 +197,10 @@ async fn a_role_conflict_is_resolved_between_two_controlling_agents() {
             s.has(|e| {
                 matches!(
                     e,
-                    IceEvent::Core(CoreEvent::RoleChanged(IceRole::Controlled))
+                    IceEvent::Core {
+                        event: CoreEvent::RoleChanged(IceRole::Controlled),
+                        ..
+                    }
                 )
             })
         })
@@ -297,9 +318,9 @@ async fn a_wrong_turn_password_is_a_candidate_error_and_gathering_still_complete
         Some((addr, CandidateErrorKind::AuthFailed, Some(401))),
         "{events:#?}"
     );
-    assert!(events
-        .iter()
-        .any(|e| matches!(e, IceEvent::Candidate(c) if c.kind() == CandidateKind::Host)));
+    assert!(events.iter().any(
+        |e| matches!(e, IceEvent::Candidate { candidate: c, .. } if c.kind() == CandidateKind::Host)
+    ));
     assert_eq!(
         events.last(),
         Some(&IceEvent::GatheringComplete),
@@ -351,7 +372,7 @@ async fn wait_for(
 }
 
 fn is_data(text: &'static str) -> impl Fn(&IceEvent) -> bool {
-    move |e| matches!(e, IceEvent::Data(d) if d.as_ref() == text.as_bytes())
+    move |e| matches!(e, IceEvent::Data { data: d, .. } if d.as_ref() == text.as_bytes())
 }
 
 /// Two agents that gathered fully, exchanged everything and are connected, with what
@@ -370,7 +391,13 @@ struct Connected {
 }
 
 fn connected(e: &IceEvent) -> bool {
-    matches!(e, IceEvent::Core(CoreEvent::Connected))
+    matches!(
+        e,
+        IceEvent::Core {
+            event: CoreEvent::Connected,
+            ..
+        }
+    )
 }
 
 async fn connect_two(config_a: AgentConfig, config_b: AgentConfig) -> Connected {
@@ -399,7 +426,7 @@ async fn connect_two(config_a: AgentConfig, config_b: AgentConfig) -> Connected 
     let candidates = |seen: &[IceEvent]| -> Vec<_> {
         seen.iter()
             .filter_map(|e| match e {
-                IceEvent::Candidate(c) => Some(c.clone()),
+                IceEvent::Candidate { candidate: c, .. } => Some(c.clone()),
                 _ => None,
             })
             .collect()
@@ -492,14 +519,23 @@ async fn an_ice_restart_keeps_data_on_the_old_pair_until_the_new_one_is_selected
     .await;
     for seen in [&sa, &sb] {
         assert!(
-            seen.iter()
-                .any(|e| matches!(e, IceEvent::Core(CoreEvent::PairNominated { .. }))),
+            seen.iter().any(|e| matches!(
+                e,
+                IceEvent::Core {
+                    event: CoreEvent::PairNominated { .. },
+                    ..
+                }
+            )),
             "no new nomination: {seen:#?}"
         );
         assert!(
-            !seen
-                .iter()
-                .any(|e| matches!(e, IceEvent::Core(CoreEvent::Failed))),
+            !seen.iter().any(|e| matches!(
+                e,
+                IceEvent::Core {
+                    event: CoreEvent::Failed,
+                    ..
+                }
+            )),
             "{seen:#?}"
         );
     }
@@ -525,12 +561,21 @@ async fn a_full_agent_told_its_peer_is_lite_controls_it() {
     assert!(
         a.has(|e| matches!(
             e,
-            IceEvent::Core(CoreEvent::RoleChanged(IceRole::Controlling))
+            IceEvent::Core {
+                event: CoreEvent::RoleChanged(IceRole::Controlling),
+                ..
+            }
         )),
         "{report}"
     );
     assert!(
-        !b.has(|e| matches!(e, IceEvent::Core(CoreEvent::RoleChanged(_)))),
+        !b.has(|e| matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::RoleChanged(_),
+                ..
+            }
+        )),
         "a lite agent never changes role\n{report}"
     );
 }
@@ -561,19 +606,172 @@ async fn when_the_peer_stops_answering_consent_expires_and_the_agent_fails() {
     b.stop();
     sa.clear();
     wait_for(&mut ea, &mut sa, "Disconnected", |e| {
-        matches!(e, IceEvent::Core(CoreEvent::Disconnected))
+        matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::Disconnected,
+                ..
+            }
+        )
     })
     .await;
     wait_for(&mut ea, &mut sa, "Failed", |e| {
-        matches!(e, IceEvent::Core(CoreEvent::Failed))
+        matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::Failed,
+                ..
+            }
+        )
     })
     .await;
     assert!(
-        sa.iter()
-            .any(|e| matches!(e, IceEvent::Core(CoreEvent::ConsentLost { .. }))),
+        sa.iter().any(|e| matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::ConsentLost { .. },
+                ..
+            }
+        )),
         "{sa:#?}"
     );
     // RFC 7675 §5.1: no more data once consent is lost.
     assert_eq!(a.send("after").await, Err(IceError::ConsentLost));
     a.stop();
+}
+
+/// Waits until `done` holds for everything `events` gave so far (recorded in `seen`).
+async fn wait_until(
+    events: &mut floe_actors::events::EventStream<IceEvent>,
+    seen: &mut Vec<IceEvent>,
+    what: &str,
+    done: impl Fn(&[IceEvent]) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while !done(seen) {
+        tokio::select! {
+            Some(e) = events.recv() => seen.push(e),
+            _ = tokio::time::sleep_until(deadline) => panic!("no {what}: {seen:#?}"),
+        }
+    }
+}
+
+/// RFC 8445 §5.3 and §6.1.2: one agent, two data streams (each with its own ufrag and
+/// pwd and checklist) of two components (RTP and RTCP): every (stream, component) is
+/// nominated and carries its own data; events and messages name the stream.
+#[actix_rt::test]
+async fn two_streams_of_two_components_connect_each_with_its_own_credentials() {
+    let av = |role| {
+        let mut c = config(role);
+        c.streams = 2;
+        c.components = 2;
+        c
+    };
+    let (a, b) = (
+        IceAgent::spawn(av(IceRole::Controlling)),
+        IceAgent::spawn(av(IceRole::Controlled)),
+    );
+    let (mut ea, mut eb) = (a.events(), b.events());
+    let (mut sa, mut sb) = (Vec::new(), Vec::new());
+    a.gather();
+    b.gather();
+    let gathered = |seen: &[IceEvent]| seen.contains(&IceEvent::GatheringComplete);
+    wait_until(&mut ea, &mut sa, "GatheringComplete (a)", gathered).await;
+    wait_until(&mut eb, &mut sb, "GatheringComplete (b)", gathered).await;
+    let (da, db) = (a.local_description().await, b.local_description().await);
+    for (d, seen) in [(&da, &sa), (&db, &sb)] {
+        assert_eq!(d.streams.len(), 2);
+        assert_eq!(d.credentials, d.streams[0].credentials);
+        assert_ne!(d.streams[0].credentials, d.streams[1].credentials);
+        for (s, sd) in d.streams.iter().enumerate() {
+            let mut components: Vec<u16> = sd.candidates.iter().map(|c| c.component()).collect();
+            components.sort_unstable();
+            components.dedup();
+            assert_eq!(components, [1, 2], "stream {s}: {:?}", sd.candidates);
+            // Each was an event naming its stream.
+            for c in &sd.candidates {
+                assert!(seen.contains(&IceEvent::Candidate {
+                    stream: s,
+                    candidate: c.clone()
+                }));
+            }
+        }
+    }
+    for (from, to) in [(&da, &b), (&db, &a)] {
+        for (s, sd) in from.streams.iter().enumerate() {
+            let c = &sd.credentials;
+            to.set_remote_of(s, c.ufrag.clone(), c.pwd.clone(), sd.candidates.clone());
+            to.end_of_remote_candidates_of(s);
+        }
+    }
+    a.start();
+    b.start();
+    let all_nominated = |seen: &[IceEvent]| {
+        (0..2).all(|s| {
+            (1..=2).all(|c| {
+                seen.iter().any(|e| {
+                    matches!(e, IceEvent::Core { stream, event: CoreEvent::PairNominated { local, .. } }
+                        if *stream == s && local.component() == c)
+                })
+            })
+        }) && (0..2).all(|s| {
+            seen.iter()
+                .any(|e| e.stream() == Some(s) && connected(e))
+        })
+    };
+    wait_until(
+        &mut ea,
+        &mut sa,
+        "every stream and component (a)",
+        all_nominated,
+    )
+    .await;
+    wait_until(
+        &mut eb,
+        &mut sb,
+        "every stream and component (b)",
+        all_nominated,
+    )
+    .await;
+    for s in 0..2 {
+        for c in 1..=2u16 {
+            a.send_on(s, c, format!("{s}/{c}"))
+                .await
+                .expect("a sends on every stream and component");
+        }
+    }
+    let all_data = |seen: &[IceEvent]| {
+        (0..2).all(|s| {
+            (1..=2u16).all(|c| {
+                let text = format!("{s}/{c}");
+                seen.iter().any(|e| {
+                    matches!(e, IceEvent::Data { stream, component, data }
+                        if *stream == s && *component == c && data.as_ref() == text.as_bytes())
+                })
+            })
+        })
+    };
+    wait_until(
+        &mut eb,
+        &mut sb,
+        "data on every stream and component",
+        all_data,
+    )
+    .await;
+    assert_eq!(
+        a.send_on(2, 1, "no such stream").await,
+        Err(IceError::NotConnected)
+    );
+    assert!(
+        !sa.iter().chain(&sb).any(|e| matches!(
+            e,
+            IceEvent::Core {
+                event: CoreEvent::Failed,
+                ..
+            }
+        )),
+        "{sa:#?}\n{sb:#?}"
+    );
+    a.stop();
+    b.stop();
 }

@@ -236,6 +236,22 @@ pub struct IceArgs {
     /// as libnice does) instead of RFC 8445's regular nomination
     #[arg(long)]
     pub aggressive_nomination: bool,
+    /// Restart ICE once (RFC 8445 §9), this many seconds after connecting: new
+    /// credentials on a new credentials line, the candidates again
+    #[arg(long, value_name = "SECONDS")]
+    pub restart_after: Option<f64>,
+    /// Data streams, each with its own credentials line (`"stream": N`) and checklist
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub streams: u16,
+    /// Components of each stream (2: RTP and RTCP)
+    #[arg(long, value_name = "M", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub components: u16,
+    /// RFC 7675: seconds between consent checks [default: 5]
+    #[arg(long, value_name = "SECONDS")]
+    pub consent_interval: Option<f64>,
+    /// RFC 7675 §5.1: consent is lost after this many seconds without a response [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub consent_timeout: Option<f64>,
     /// Log filter for stderr [default: warn]
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,
@@ -319,6 +335,9 @@ mod tests {
             "relay-only",
             "loopback",
             "send",
+            "restart-after",
+            "streams",
+            "components",
         ] {
             assert!(flags.contains(&flag), "--{flag} missing from {flags:?}");
         }

@@ -2,10 +2,11 @@
 //! checklists with pacing, triggered checks, nomination and role conflicts, consent
 //! freshness (RFC 7675), trickle ICE (RFC 8838), ICE restart and ice-lite.
 //!
-//! [`Agent`] is the agent of one data stream: it owns the credentials, role and
-//! tie-breaker, computes candidate priorities and foundations, paces checks with a
-//! [`Pacer`], and drives one [`Checklist`]. Like every floe core it reads no clock and
-//! opens no socket:
+//! [`Agent`] owns the role and tie-breaker, computes candidate priorities and
+//! foundations, and drives one [`Checklist`] per data stream (each stream with its own
+//! credentials and components), paced by one [`Pacer`] with the frozen algorithm across
+//! the checklists (RFC 8445 §6.1.2.6). Like every floe core it reads no clock and opens
+//! no socket:
 //!
 //! ```text
 //! agent.handle_input(now, from, to, datagram)  // -> Some(app data) for non-STUN
@@ -20,6 +21,9 @@
 //! handles that (RFC 8445 §7.3.1.5), selecting the highest-priority nominated pair.
 //! floe's controlling side uses regular nomination, which aioice's controlled side
 //! accepts. aioice's 4-character ufrags and 22-character passwords are accepted.
+//! libnice 0.1.21 (RFC 5245 mode, trickle) pairs with floe in both roles, on one or two
+//! components, and either side may restart ICE (`nice_agent_restart_stream`): the other
+//! answers with new credentials. aioice 0.13 cannot restart.
 
 mod agent;
 mod candidate;
@@ -32,8 +36,9 @@ mod error;
 mod event;
 mod pacer;
 mod pair;
+mod stream;
 
-pub use agent::Agent;
+pub use agent::{Agent, Received};
 pub use candidate::{
     candidate_foundation, candidate_priority, is_valid_foundation, Candidate, CandidateKind,
     CandidateTransport, TcpType,

@@ -77,6 +77,8 @@ pub struct AgentOpts {
     pub turn_tcp: bool,
     pub relay_only: bool,
     pub send: Option<String>,
+    /// `--components N` (1 when `None`).
+    pub components: Option<u16>,
     /// Seconds before the agent gives up (its default: 30).
     pub timeout: Option<u32>,
 }
@@ -147,6 +149,9 @@ impl AgentOpts {
         }
         if let Some(text) = &self.send {
             args.extend(["--send".into(), text.clone()]);
+        }
+        if let Some(n) = self.components {
+            args.extend(["--components".into(), n.to_string()]);
         }
         if let Some(seconds) = self.timeout {
             args.extend(["--timeout".into(), seconds.to_string()]);

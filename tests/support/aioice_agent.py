@@ -11,8 +11,9 @@ stdout, one JSON object a line:
 stdin: the remote's description, candidate and end-of-candidates lines, in any order and
 at any time (trickle). Other lines (for example the remote's events) are ignored.
 
-With --send TEXT, TEXT is sent once connected and again every 0.5 s until something has
-been received; the agent exits 0 once it has both sent and received. Without --send, it
+With --send TEXT, TEXT is sent once connected (on every component, with --components)
+and again every 0.5 s until something has been received on every component; the agent
+exits 0 once it has both sent and received. Without --send, it
 exits 0 once connected and stdin is closed. Anything else by --timeout is a failure.
 
 Gathering is loopback only (INTEROP.md): host candidates come from 127.0.0.1 alone.
@@ -68,6 +69,7 @@ def parse_args():
     p.add_argument("--password")
     p.add_argument("--relay-only", action="store_true")
     p.add_argument("--send", metavar="TEXT")
+    p.add_argument("--components", type=int, default=1, help="components (2: RTP and RTCP)")
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args()
@@ -87,6 +89,7 @@ class Agent:
             turn_password=args.password,
             turn_transport="tcp" if args.turn_tcp else "udp",
             use_ipv6=False,
+            components=args.components,
             transport_policy=(
                 aioice.TransportPolicy.RELAY if args.relay_only else aioice.TransportPolicy.ALL
             ),
@@ -94,6 +97,7 @@ class Agent:
         self.remote_credentials = asyncio.Event()
         self.stdin_closed = asyncio.Event()
         self.received = asyncio.Event()
+        self.received_on = set()  # the components data arrived on
         self.pending = []  # remote candidates (or None) that came before the description
 
     async def gather(self):
@@ -154,34 +158,41 @@ class Agent:
 
     async def receive(self):
         while True:
-            data = await self.conn.recv()
-            emit({"event": "data", "data": data.decode(errors="replace")})
-            self.received.set()
+            data, component = await self.conn.recvfrom()
+            emit({"event": "data", "component": component, "data": data.decode(errors="replace")})
+            self.received_on.add(component)
+            if len(self.received_on) >= self.args.components:
+                self.received.set()
+
+    async def send_all(self, payload):
+        for component in range(1, self.args.components + 1):
+            await self.conn.sendto(payload, component)
 
     async def run(self):
         await self.gather()
         stdin_task = asyncio.create_task(self.read_stdin())
         await self.remote_credentials.wait()
         await self.conn.connect()
-        pair = self.conn._nominated[1]
-        emit(
-            {
-                "event": "nominated",
-                "local": pair.local_candidate.to_sdp(),
-                "remote": pair.remote_candidate.to_sdp(),
-            }
-        )
+        for component, pair in sorted(self.conn._nominated.items()):
+            emit(
+                {
+                    "event": "nominated",
+                    "component": component,
+                    "local": pair.local_candidate.to_sdp(),
+                    "remote": pair.remote_candidate.to_sdp(),
+                }
+            )
         recv_task = asyncio.create_task(self.receive())
         if self.args.send is not None:
             payload = self.args.send.encode()
             while not self.received.is_set():
-                await self.conn.send(payload)
+                await self.send_all(payload)
                 try:
                     await asyncio.wait_for(self.received.wait(), RESEND_INTERVAL)
                 except asyncio.TimeoutError:
                     pass
             # Stay a moment, so the remote's checks and our last copies are answered.
-            await self.conn.send(payload)
+            await self.send_all(payload)
             await asyncio.sleep(LINGER)
         else:
             await self.stdin_closed.wait()

@@ -29,6 +29,7 @@ mod aioice;
 mod coturn;
 mod floe_serve;
 pub mod netns;
+mod libnice;
 mod ports;
 mod process;
 mod stun;
@@ -42,6 +43,7 @@ pub use coturn::{
     CoturnTls, StunclientReport, TurnutilsPeer, Uclient, UclientReport,
 };
 pub use floe_serve::{FloeServe, ServeOpts, REALM};
+pub use libnice::{libnice_agent, libnice_python};
 pub use ports::{free_port, free_port_pair, PortBlock};
 pub use process::{
     json_lines, pair_json_lines, run, spawn, ChildGuard, Finished, LineProcess, PairOutcome,
@@ -75,6 +77,7 @@ pub const PEERS: &[&str] = &[
     "turnutils_peer",
     "turnutils_stunclient",
     "aioice",
+    "libnice",
 ];
 
 /// Whether a peer is installed: a coturn program on `PATH`, or `aioice` importable from
@@ -82,6 +85,7 @@ pub const PEERS: &[&str] = &[
 pub fn peer_available(name: &str) -> bool {
     match name {
         "aioice" => aioice::aioice_importable(),
+        "libnice" => libnice::libnice_importable(),
         program => find_in_path(program).is_some(),
     }
 }
@@ -92,6 +96,10 @@ pub fn install_hint(name: &str) -> &'static str {
         "aioice" => {
             "create the venv at the repository root: \
              `python3 -m venv .venv && .venv/bin/pip install aioice==0.13.0`"
+        }
+        "libnice" => {
+            "install libnice's introspection for the system Python: \
+             `apt-get install -y gir1.2-nice-0.1 python3-gi`"
         }
         name if name == "turnserver" || name.starts_with("turnutils_") => {
             "install coturn: `apt-get install -y coturn`"

@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::api::Description;
+use super::api::{Description, StreamDescription};
 use super::config::AgentConfig;
 use super::gather::{host_addresses, BindingOutcome, ServerBinding};
 use super::io::{udp_datagrams, Datagram};
@@ -24,9 +24,11 @@ use crate::events::Subscribers;
 use crate::turn::client::{Allocate, TurnClientEvent, TurnClientHandle};
 use crate::udp::{BatchSocket, Outgoing, UdpSocketConfig};
 
-/// A host socket: a host candidate's base.
+/// A host socket: a host candidate's base, of one component of one data stream.
 struct HostSocket {
     addr: SocketAddr,
+    stream: usize,
+    component: u16,
     socket: Rc<BatchSocket>,
 }
 
@@ -54,7 +56,7 @@ pub(crate) struct RelayInput {
 /// let description = agent.local_description().await;
 /// while let Some(e) = events.recv().await {
 ///     match e {
-///         IceEvent::Candidate(c) => println!("a=candidate:{}", c.to_sdp()),
+///         IceEvent::Candidate { candidate, .. } => println!("a=candidate:{}", candidate.to_sdp()),
 ///         IceEvent::GatheringComplete => break,
 ///         _ => {}
 ///     }
@@ -69,6 +71,8 @@ pub struct IceAgent {
     sockets: Vec<HostSocket>,
     bindings: Vec<ServerBinding>,
     relays: Vec<RelaySession>,
+    /// The stream and component of each relay.
+    relay_owners: Vec<(usize, u16)>,
     gathering: bool,
     gathering_complete: bool,
     /// The remote candidates' IPs: each relay installs permissions for them.
@@ -82,12 +86,17 @@ impl IceAgent {
     /// An agent with fresh credentials (RFC 8445 §5.3) and tie-breaker (§7.1.3) from
     /// the OS CSPRNG, not started.
     pub fn new(config: AgentConfig) -> Self {
+        let mut core = Agent::new(config.ice.clone(), StdRng::from_entropy());
+        for _ in 1..config.streams.max(1) {
+            core.add_stream();
+        }
         IceAgent {
-            core: Agent::new(config.ice.clone(), StdRng::from_entropy()),
+            core,
             config,
             sockets: Vec::new(),
             bindings: Vec::new(),
             relays: Vec::new(),
+            relay_owners: Vec::new(),
             gathering: false,
             gathering_complete: false,
             remote_ips: HashSet::new(),
@@ -99,15 +108,31 @@ impl IceAgent {
 
     /// The local credentials, the current role and the local candidates.
     pub(super) fn description(&self) -> Description {
-        let (ufrag, pwd) = self.core.local_credentials();
+        let streams: Vec<StreamDescription> = (0..self.core.stream_count())
+            .map(|i| {
+                let (ufrag, pwd) = self.core.local_credentials_of(i);
+                StreamDescription {
+                    credentials: IceCredentials {
+                        ufrag: ufrag.to_owned(),
+                        pwd: pwd.to_owned(),
+                    },
+                    candidates: self.core.local_candidates_of(i).to_vec(),
+                }
+            })
+            .collect();
         Description {
-            credentials: IceCredentials {
-                ufrag: ufrag.to_owned(),
-                pwd: pwd.to_owned(),
-            },
+            credentials: streams[0].credentials.clone(),
             role: self.core.role(),
-            candidates: self.core.local_candidates().to_vec(),
+            candidates: streams[0].candidates.clone(),
+            streams,
         }
+    }
+
+    /// The streams and components, in order: `(0, 1), (0, 2) ... (1, 1) ...`.
+    fn components(&self) -> Vec<(usize, u16)> {
+        let n = self.core.stream_count();
+        let m = self.config.components.max(1);
+        (0..n).flat_map(|s| (1..=m).map(move |c| (s, c))).collect()
     }
 
     /// Binds a host socket on each allowed address, starts the Bindings to STUN
@@ -124,20 +149,28 @@ impl IceAgent {
         let now = Instant::now();
         let transaction = self.config.gather.transaction();
         let relay_only = self.config.gather.relay_only;
-        for ip in ips {
-            let socket =
-                match BatchSocket::bind(SocketAddr::new(ip, 0), &UdpSocketConfig::default()) {
+        let components = self.components();
+        for &(stream, component) in &components {
+            for &ip in &ips {
+                let config = UdpSocketConfig::default();
+                let socket = match BatchSocket::bind(SocketAddr::new(ip, 0), &config) {
                     Ok(s) => Rc::new(s),
                     Err(e) => {
                         tracing::warn!(%ip, error = %e, "no host candidate");
                         continue;
                     }
                 };
-            let addr = socket.local_addr();
-            ctx.add_stream(udp_datagrams(self.sockets.len(), socket.clone()));
-            self.sockets.push(HostSocket { addr, socket });
-            if !relay_only {
-                self.add_local(Candidate::host(addr));
+                let addr = socket.local_addr();
+                ctx.add_stream(udp_datagrams(self.sockets.len(), socket.clone()));
+                self.sockets.push(HostSocket {
+                    addr,
+                    stream,
+                    component,
+                    socket,
+                });
+                if !relay_only {
+                    self.add_local(stream, Candidate::host(addr).with_component(component));
+                }
             }
         }
         if !relay_only {
@@ -150,26 +183,30 @@ impl IceAgent {
                 }
             }
         }
+        // A relayed candidate per TURN server, stream and component.
         for server in self.config.turn.clone() {
-            let local_ip = self
-                .sockets
-                .iter()
-                .map(|s| s.addr.ip())
-                .find(|ip| ip.is_ipv4() == server.addr.is_ipv4())
-                .unwrap_or(if server.addr.is_ipv4() {
-                    IpAddr::from([0, 0, 0, 0])
-                } else {
-                    IpAddr::from([0u16; 8])
-                });
-            let session = RelaySession::new(server);
-            let config = session.client_config(local_ip, transaction);
-            let index = self.relays.len();
-            self.relays.push(session);
-            ctx.spawn(
-                relay::connect(config)
-                    .into_actor(self)
-                    .map(move |res, act, ctx| act.relay_connected(ctx, index, res)),
-            );
+            for &owner in &components {
+                let local_ip = self
+                    .sockets
+                    .iter()
+                    .map(|s| s.addr.ip())
+                    .find(|ip| ip.is_ipv4() == server.addr.is_ipv4())
+                    .unwrap_or(if server.addr.is_ipv4() {
+                        IpAddr::from([0, 0, 0, 0])
+                    } else {
+                        IpAddr::from([0u16; 8])
+                    });
+                let session = RelaySession::new(server.clone());
+                let config = session.client_config(local_ip, transaction);
+                let index = self.relays.len();
+                self.relays.push(session);
+                self.relay_owners.push(owner);
+                ctx.spawn(
+                    relay::connect(config)
+                        .into_actor(self)
+                        .map(move |res, act, ctx| act.relay_connected(ctx, index, res)),
+                );
+            }
         }
         self.check_gathering_done();
         self.drive(ctx);
@@ -212,9 +249,10 @@ impl IceAgent {
 
     /// RFC 8445 §5.1: the core gives the candidate its priority and foundation, or
     /// drops it as redundant; what it keeps is signalled.
-    fn add_local(&mut self, candidate: Candidate) {
-        if let Some(c) = self.core.add_local_candidate(candidate) {
-            self.subscribers.publish(IceEvent::Candidate(c));
+    fn add_local(&mut self, stream: usize, candidate: Candidate) {
+        if let Some(candidate) = self.core.add_local_candidate_to(stream, candidate) {
+            self.subscribers
+                .publish(IceEvent::Candidate { stream, candidate });
         }
     }
 
@@ -255,8 +293,10 @@ impl IceAgent {
         let server = self.bindings[i].server();
         match outcome {
             BindingOutcome::Mapped(mapped) => {
-                let base = self.sockets[self.bindings[i].socket()].addr;
-                self.add_local(Candidate::server_reflexive(mapped, base, server));
+                let s = &self.sockets[self.bindings[i].socket()];
+                let (base, stream, component) = (s.addr, s.stream, s.component);
+                let c = Candidate::server_reflexive(mapped, base, server).with_component(component);
+                self.add_local(stream, c);
             }
             BindingOutcome::Failed { kind, code, reason } => {
                 self.candidate_error(server, kind, code, reason)
@@ -279,7 +319,9 @@ impl IceAgent {
                         s.map(|s| s.addr)
                     })
                     .unwrap_or(relayed);
-                self.add_local(Candidate::relayed(relayed, mapped, server));
+                let (stream, component) = self.relay_owners[relay];
+                let c = Candidate::relayed(relayed, mapped, server).with_component(component);
+                self.add_local(stream, c);
                 for ip in self.remote_ips.clone() {
                     self.relays[relay].permit(ip);
                 }
@@ -300,28 +342,38 @@ impl IceAgent {
     /// A datagram (or relayed data) for the core; application data goes straight to
     /// the subscribers.
     fn input(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Bytes) {
-        if let Some(data) = self.core.handle_input(now, from, to, data) {
-            self.subscribers.publish(IceEvent::Data(data));
+        if let Some(r) = self.core.receive(now, from, to, data) {
+            self.subscribers.publish(IceEvent::Data {
+                stream: r.stream,
+                component: r.component,
+                data: r.data,
+            });
         }
     }
 
     /// RFC 8656 §9: relays let the remote candidates' IPs in.
-    pub(super) fn add_remote(&mut self, candidate: Candidate) {
+    pub(super) fn add_remote(&mut self, stream: usize, candidate: Candidate) {
         if self.remote_ips.insert(candidate.addr().ip()) {
             for r in &mut self.relays {
                 r.permit(candidate.addr().ip());
             }
         }
-        self.core.add_remote_candidate(candidate);
+        self.core.add_remote_candidate_to(stream, candidate);
     }
 
     pub(super) fn core(&mut self) -> &mut Agent {
         &mut self.core
     }
 
-    /// Application data on the selected pair.
-    pub(super) fn send(&mut self, ctx: &mut Context<Self>, data: Bytes) -> Result<(), IceError> {
-        self.core.send(data)?;
+    /// Application data on the selected pair of `component` of `stream`.
+    pub(super) fn send(
+        &mut self,
+        ctx: &mut Context<Self>,
+        stream: usize,
+        component: u16,
+        data: Bytes,
+    ) -> Result<(), IceError> {
+        self.core.send_on(stream, component, data)?;
         self.drive(ctx);
         Ok(())
     }
@@ -355,7 +407,7 @@ impl IceAgent {
                 let _ = s.socket.try_send(&Outgoing::new(t.destination, &t.payload));
             }
         }
-        while let Some(e) = self.core.poll_event() {
+        while let Some((stream, e)) = self.core.poll_stream_event() {
             if let floe::ice::IceEvent::SelectedPairChanged { local, remote } = &e {
                 // RFC 8656 §12: a relayed pair that carries data gets a channel.
                 let base = local.base().unwrap_or(local.addr());
@@ -363,7 +415,8 @@ impl IceAgent {
                     r.bind(remote.addr());
                 }
             }
-            self.subscribers.publish(IceEvent::Core(e));
+            self.subscribers
+                .publish(IceEvent::Core { stream, event: e });
         }
         let next = self
             .bindings

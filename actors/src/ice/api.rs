@@ -9,7 +9,7 @@ use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
 
 use super::agent::IceAgent;
 use super::config::AgentConfig;
-use super::{IceEvent, Send};
+use super::{IceEvent, Send, SendOn};
 use crate::events::{EventStream, Subscribe, SubscribeChannel};
 
 /// Starts gathering (the seed's GatherCandidates): host candidates on the configured
@@ -28,13 +28,24 @@ pub struct LocalDescription;
 /// The answer to [`LocalDescription`] and [`Restart`].
 #[derive(Debug, Clone, PartialEq, Eq, actix::MessageResponse)]
 pub struct Description {
-    /// The local ufrag and password.
+    /// The local ufrag and password of stream 0.
     pub credentials: IceCredentials,
     /// The current role.
     pub role: IceRole,
-    /// The local candidates gathered so far, with their priorities and foundations
-    /// (each was also an [`IceEvent::Candidate`]); after a [`Restart`], the ones to
-    /// signal again with the new credentials.
+    /// The local candidates of stream 0 gathered so far, with their priorities and
+    /// foundations (each was also an [`IceEvent::Candidate`]); after a [`Restart`], the
+    /// ones to signal again with the new credentials.
+    pub candidates: Vec<Candidate>,
+    /// Every stream's credentials and candidates, stream 0 first.
+    pub streams: Vec<StreamDescription>,
+}
+
+/// The local ufrag, password and candidates of one data stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamDescription {
+    /// The local ufrag and password (RFC 8445 §5.3: per data stream).
+    pub credentials: IceCredentials,
+    /// The local candidates, each of its component.
     pub candidates: Vec<Candidate>,
 }
 
@@ -44,6 +55,8 @@ pub struct Description {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct SetRemote {
+    /// The data stream (0 is the first).
+    pub stream: usize,
     /// ice-ufrag.
     pub ufrag: String,
     /// ice-pwd.
@@ -54,15 +67,24 @@ pub struct SetRemote {
     pub lite: bool,
 }
 
-/// A remote candidate, at any time (RFC 8838 trickle).
+/// A remote candidate of `stream`, at any time (RFC 8838 trickle); its component is
+/// its own.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct AddRemoteCandidate(pub Candidate);
+pub struct AddRemoteCandidate {
+    /// The data stream (0 is the first).
+    pub stream: usize,
+    /// The candidate.
+    pub candidate: Candidate,
+}
 
-/// The remote side signalled end-of-candidates (RFC 8838 §8.2).
-#[derive(Debug, Clone, Copy, Message)]
+/// The remote side signalled end-of-candidates for `stream` (RFC 8838 §8.2).
+#[derive(Debug, Clone, Copy, Default, Message)]
 #[rtype(result = "()")]
-pub struct EndOfRemoteCandidates;
+pub struct EndOfRemoteCandidates {
+    /// The data stream (0 is the first).
+    pub stream: usize,
+}
 
 /// Starts the checks (the seed's ProcessCandidates; RFC 8445 §6.1.2.6). Checks go out
 /// once the remote credentials are known; candidates may still trickle in.
@@ -70,10 +92,10 @@ pub struct EndOfRemoteCandidates;
 #[rtype(result = "()")]
 pub struct Start;
 
-/// RFC 8445 §9: ICE restart. The agent takes new local credentials (answered, to
-/// signal with the candidates, which are kept and answered too) and starts a fresh
-/// checklist; the pair
-/// selected before keeps carrying data and consent until the new checks select one.
+/// RFC 8445 §9: ICE restart of every stream. The agent takes new local credentials
+/// (answered, to signal with the candidates, which are kept and answered too) and
+/// starts fresh checklists; the pairs selected before keep carrying data and consent
+/// until the new checks select others.
 /// Then give the remote side's new credentials and candidates with [`SetRemote`]
 /// (the peer restarts too when it sees new credentials).
 #[derive(Debug, Clone, Copy, Message)]
@@ -105,12 +127,17 @@ impl Handler<SetRemote> for IceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: SetRemote, ctx: &mut Context<Self>) {
-        self.core().set_remote_credentials(msg.ufrag, msg.pwd);
+        if msg.stream >= self.core().stream_count() {
+            tracing::warn!(stream = msg.stream, "no such ICE data stream");
+            return;
+        }
+        self.core()
+            .set_remote_credentials_of(msg.stream, msg.ufrag, msg.pwd);
         if msg.lite {
             self.core().set_remote_lite(true);
         }
         for c in msg.candidates {
-            self.add_remote(c);
+            self.add_remote(msg.stream, c);
         }
         self.drive(ctx);
     }
@@ -120,7 +147,11 @@ impl Handler<AddRemoteCandidate> for IceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: AddRemoteCandidate, ctx: &mut Context<Self>) {
-        self.add_remote(msg.0);
+        if msg.stream >= self.core().stream_count() {
+            tracing::warn!(stream = msg.stream, "no such ICE data stream");
+            return;
+        }
+        self.add_remote(msg.stream, msg.candidate);
         self.drive(ctx);
     }
 }
@@ -128,9 +159,11 @@ impl Handler<AddRemoteCandidate> for IceAgent {
 impl Handler<EndOfRemoteCandidates> for IceAgent {
     type Result = ();
 
-    fn handle(&mut self, _: EndOfRemoteCandidates, ctx: &mut Context<Self>) {
-        self.core().end_of_remote_candidates();
-        self.drive(ctx);
+    fn handle(&mut self, msg: EndOfRemoteCandidates, ctx: &mut Context<Self>) {
+        if msg.stream < self.core().stream_count() {
+            self.core().end_of_remote_candidates_of(msg.stream);
+            self.drive(ctx);
+        }
     }
 }
 
@@ -147,7 +180,15 @@ impl Handler<Send> for IceAgent {
     type Result = Result<(), IceError>;
 
     fn handle(&mut self, msg: Send, ctx: &mut Context<Self>) -> Self::Result {
-        self.send(ctx, msg.0)
+        self.send(ctx, 0, 1, msg.0)
+    }
+}
+
+impl Handler<SendOn> for IceAgent {
+    type Result = Result<(), IceError>;
+
+    fn handle(&mut self, msg: SendOn, ctx: &mut Context<Self>) -> Self::Result {
+        self.send(ctx, msg.stream, msg.component, msg.data)
     }
 }
 
@@ -227,14 +268,26 @@ impl IceAgentHandle {
             .expect("the ICE agent is running")
     }
 
-    /// [`SetRemote`] for a full (not lite) remote agent.
+    /// [`SetRemote`] of stream 0 for a full (not lite) remote agent.
     pub fn set_remote(
         &self,
         ufrag: impl Into<String>,
         pwd: impl Into<String>,
         candidates: Vec<Candidate>,
     ) {
+        self.set_remote_of(0, ufrag, pwd, candidates);
+    }
+
+    /// [`SetRemote`] of `stream` for a full (not lite) remote agent.
+    pub fn set_remote_of(
+        &self,
+        stream: usize,
+        ufrag: impl Into<String>,
+        pwd: impl Into<String>,
+        candidates: Vec<Candidate>,
+    ) {
         self.addr.do_send(SetRemote {
+            stream,
             ufrag: ufrag.into(),
             pwd: pwd.into(),
             candidates,
@@ -242,14 +295,27 @@ impl IceAgentHandle {
         });
     }
 
-    /// [`SetRemote`] for a lite remote agent (`a=ice-lite`): this agent controls.
+    /// [`SetRemote`] of stream 0 for a lite remote agent (`a=ice-lite`): this agent
+    /// controls.
     pub fn set_remote_lite(
         &self,
         ufrag: impl Into<String>,
         pwd: impl Into<String>,
         candidates: Vec<Candidate>,
     ) {
+        self.set_remote_lite_of(0, ufrag, pwd, candidates);
+    }
+
+    /// [`SetRemote`] of `stream` for a lite remote agent.
+    pub fn set_remote_lite_of(
+        &self,
+        stream: usize,
+        ufrag: impl Into<String>,
+        pwd: impl Into<String>,
+        candidates: Vec<Candidate>,
+    ) {
         self.addr.do_send(SetRemote {
+            stream,
             ufrag: ufrag.into(),
             pwd: pwd.into(),
             candidates,
@@ -257,14 +323,24 @@ impl IceAgentHandle {
         });
     }
 
-    /// [`AddRemoteCandidate`].
+    /// [`AddRemoteCandidate`] of stream 0.
     pub fn add_remote_candidate(&self, candidate: Candidate) {
-        self.addr.do_send(AddRemoteCandidate(candidate));
+        self.add_remote_candidate_to(0, candidate);
     }
 
-    /// [`EndOfRemoteCandidates`].
+    /// [`AddRemoteCandidate`] of `stream`.
+    pub fn add_remote_candidate_to(&self, stream: usize, candidate: Candidate) {
+        self.addr.do_send(AddRemoteCandidate { stream, candidate });
+    }
+
+    /// [`EndOfRemoteCandidates`] of stream 0.
     pub fn end_of_remote_candidates(&self) {
-        self.addr.do_send(EndOfRemoteCandidates);
+        self.end_of_remote_candidates_of(0);
+    }
+
+    /// [`EndOfRemoteCandidates`] of `stream`.
+    pub fn end_of_remote_candidates_of(&self, stream: usize) {
+        self.addr.do_send(EndOfRemoteCandidates { stream });
     }
 
     /// [`Start`] (the seed's ProcessCandidates).
@@ -272,10 +348,28 @@ impl IceAgentHandle {
         self.addr.do_send(Start);
     }
 
-    /// [`Send`]: application data over the selected pair.
+    /// [`Send`]: application data over the selected pair (stream 0, component 1).
     pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), IceError> {
         self.addr
             .send(Send(data.into()))
+            .await
+            .unwrap_or(Err(IceError::NotConnected))
+    }
+
+    /// [`SendOn`]: application data over the selected pair of `component` of `stream`.
+    pub async fn send_on(
+        &self,
+        stream: usize,
+        component: u16,
+        data: impl Into<Bytes>,
+    ) -> Result<(), IceError> {
+        let data = data.into();
+        self.addr
+            .send(SendOn {
+                stream,
+                component,
+                data,
+            })
             .await
             .unwrap_or(Err(IceError::NotConnected))
     }

@@ -179,6 +179,10 @@ pub struct AgentConfig {
     pub turn: Vec<TurnServerConfig>,
     /// Host addresses and candidate types.
     pub gather: GatherConfig,
+    /// Data streams (m-lines), each with its own credentials and checklist (1).
+    pub streams: usize,
+    /// Components of each stream (1; 2 for RTP and RTCP).
+    pub components: u16,
 }
 
 impl Default for AgentConfig {
@@ -195,6 +199,8 @@ impl AgentConfig {
             stun: Vec::new(),
             turn: Vec::new(),
             gather: GatherConfig::default(),
+            streams: 1,
+            components: 1,
         }
     }
 }

@@ -32,9 +32,16 @@
 //!   server (RFC 8445 §5.1.1.2), an allocation on each TURN server; what they give goes
 //!   to the core's `add_local_candidate`, which names its priority and foundation.
 //!
-//! There is no checklist actor: the core agent owns its checklist (and, during a
-//! restart, the retiring one) and the one pacer. One data stream per agent; an
-//! application with several streams runs one agent per stream.
+//! There is no checklist actor: the core agent owns the checklists (one per data
+//! stream, and during a restart the retiring ones) and the one pacer.
+//!
+//! # Several streams and components
+//!
+//! [`AgentConfig::streams`] data streams of [`AgentConfig::components`] components
+//! each (RTP and RTCP: 2): a host socket per stream, component and address, and a TURN
+//! allocation per stream and component. Each stream has its own credentials
+//! ([`Description::streams`]); messages name the stream (`stream: 0` in the handle's
+//! methods without one), and so do events ([`IceEvent::stream`]).
 //!
 //! # The data path
 //!
@@ -69,6 +76,7 @@ mod config;
 mod gather;
 mod io;
 mod relay;
+mod session;
 
 use std::net::SocketAddr;
 
@@ -79,15 +87,28 @@ pub use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
 pub use agent::IceAgent;
 pub use api::{
     AddRemoteCandidate, Description, EndOfRemoteCandidates, Gather, IceAgentHandle,
-    LocalDescription, Restart, SetRemote, Start, Stop,
+    LocalDescription, Restart, SetRemote, Start, Stop, StreamDescription,
 };
 pub use config::{AgentConfig, GatherConfig, TurnServerConfig, TurnTransport};
 pub use gather::host_addresses;
 
-/// Sends application data over the selected pair (RFC 8445 §12.1).
+/// Sends application data over the selected pair of stream 0, component 1 (RFC 8445
+/// §12.1).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), IceError>")]
 pub struct Send(pub Bytes);
+
+/// Sends application data over the selected pair of `component` of `stream`.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), IceError>")]
+pub struct SendOn {
+    /// The data stream (0 is the first).
+    pub stream: usize,
+    /// The component (1 is RTP, 2 RTCP).
+    pub component: u16,
+    /// The datagram.
+    pub data: Bytes,
+}
 
 /// Why a STUN or TURN server gave no candidate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -102,14 +123,20 @@ pub enum CandidateErrorKind {
 }
 
 /// What an [`IceAgent`] tells its subscribers: the core agent's events, and what only
-/// the actor knows (gathering, received data).
+/// the actor knows (gathering, received data). Each names its data stream (0 is the
+/// first); a candidate's and a pair's component is the candidate's own.
 #[derive(Clone, Debug, PartialEq, Eq, Message)]
 #[rtype(result = "()")]
 #[non_exhaustive]
 pub enum IceEvent {
-    /// OnICECandidate: a local candidate to signal, with its priority and foundation.
-    /// Its SDP form is [`Candidate::to_sdp`].
-    Candidate(Candidate),
+    /// OnICECandidate: a local candidate of `stream` to signal, with its priority,
+    /// foundation and component. Its SDP form is [`Candidate::to_sdp`].
+    Candidate {
+        /// The data stream.
+        stream: usize,
+        /// The candidate.
+        candidate: Candidate,
+    },
     /// OnICECandidateError: a STUN or TURN server gave no candidate.
     CandidateError {
         /// The server.
@@ -121,31 +148,48 @@ pub enum IceEvent {
         /// A description.
         reason: String,
     },
-    /// Every host, server-reflexive and relayed candidate has been signalled (or has
-    /// failed): signal end-of-candidates (RFC 8838 §8.2).
+    /// Every host, server-reflexive and relayed candidate of every stream has been
+    /// signalled (or has failed): signal end-of-candidates (RFC 8838 §8.2).
     GatheringComplete,
     /// Application data from a remote candidate, relayed or direct.
-    Data(Bytes),
-    /// An event of the core agent: `PairNominated`, `SelectedPairChanged`,
-    /// `Connected`, `Disconnected`, `Failed` ...
-    Core(floe::ice::IceEvent),
+    Data {
+        /// The data stream.
+        stream: usize,
+        /// The component it arrived on.
+        component: u16,
+        /// The datagram.
+        data: Bytes,
+    },
+    /// An event of the core agent about `stream`: `PairNominated`,
+    /// `SelectedPairChanged`, `Connected` (every component of the stream has a selected
+    /// pair), `ConsentLost`, `Failed` ...
+    Core {
+        /// The data stream.
+        stream: usize,
+        /// The event.
+        event: floe::ice::IceEvent,
+    },
 }
 
 impl IceEvent {
     /// The seed's name of the event (`OnICECandidate`, `OnICECandidatePairNominated` ...).
     pub fn seed_name(&self) -> &'static str {
         match self {
-            IceEvent::Candidate(_) => "OnICECandidate",
+            IceEvent::Candidate { .. } => "OnICECandidate",
             IceEvent::CandidateError { .. } => "OnICECandidateError",
             IceEvent::GatheringComplete => "OnICEGatheringComplete",
-            IceEvent::Data(_) => "OnICEData",
-            IceEvent::Core(e) => e.seed_name(),
+            IceEvent::Data { .. } => "OnICEData",
+            IceEvent::Core { event, .. } => event.seed_name(),
         }
     }
-}
 
-impl From<floe::ice::IceEvent> for IceEvent {
-    fn from(e: floe::ice::IceEvent) -> Self {
-        IceEvent::Core(e)
+    /// The data stream the event is about, if it is about one.
+    pub fn stream(&self) -> Option<usize> {
+        match self {
+            IceEvent::Candidate { stream, .. }
+            | IceEvent::Data { stream, .. }
+            | IceEvent::Core { stream, .. } => Some(*stream),
+            IceEvent::CandidateError { .. } | IceEvent::GatheringComplete => None,
+        }
     }
 }

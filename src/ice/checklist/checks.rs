@@ -28,7 +28,9 @@ impl Checklist {
     }
 
     /// RFC 8445 §6.1.4.2: uses one Ta slot: sends the first triggered check, else the
-    /// highest-priority Waiting pair's, else unfreezes and checks a Frozen pair.
+    /// highest-priority Waiting pair's, else unfreezes and checks a Frozen pair whose
+    /// foundation no pair has Waiting or In-Progress, in this checklist or the agent's
+    /// others.
     /// Returns whether a check was sent.
     pub fn start_check(&mut self, now: Instant) -> bool {
         self.start_next(now, false)
@@ -105,7 +107,11 @@ impl Checklist {
             .collect();
         self.pairs
             .iter()
-            .find(|p| p.state == PairState::Frozen && !busy.contains(&p.foundation))
+            .find(|p| {
+                p.state == PairState::Frozen
+                    && !busy.contains(&p.foundation)
+                    && !self.foreign_busy.contains(&p.foundation)
+            })
             .map(|p| (p.id, false))
     }
 

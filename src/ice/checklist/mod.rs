@@ -85,10 +85,11 @@ struct Selected {
 /// shared between the checklists of an agent: the driver asks
 /// [`Checklist::wants_check`] and, when its [`Pacer`](super::Pacer) has a slot, calls
 /// [`Checklist::start_check`]. [`Agent`](super::Agent) is that driver: it runs the
-/// checklist of its data stream (one or more components) this way, and during an ICE
-/// restart also the retiring one, relaying [`IceEvent::RoleChanged`] between the two
-/// with [`Checklist::set_role`]. Each checklist runs the frozen algorithm (RFC 8445
-/// §6.1.2.6) over its own pairs.
+/// checklist of each data stream (one or more components) this way, and during an ICE
+/// restart also the retiring ones, relaying [`IceEvent::RoleChanged`] between them
+/// with [`Checklist::set_role`]. The frozen algorithm (RFC 8445 §6.1.2.6) spans the
+/// checklists: the agent tells each which foundations the others have Waiting or
+/// In-Progress, and unfreezes a foundation everywhere when a pair of it succeeds.
 ///
 /// Candidates given to a checklist already have their priority and foundation
 /// ([`Agent::add_local_candidate`](super::Agent::add_local_candidate) computes
@@ -125,6 +126,12 @@ pub struct Checklist {
     consent_lost: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<IceEvent>,
+    /// RFC 8445 §6.1.4.2: the foundations Waiting or In-Progress in the agent's other
+    /// checklists (a Frozen pair of one of them is not unfrozen here).
+    foreign_busy: HashSet<(String, String)>,
+    /// RFC 8445 §7.2.5.3.3: foundations of pairs that just succeeded, for the agent to
+    /// unfreeze in its other checklists.
+    succeeded: Vec<(String, String)>,
 }
 
 impl Checklist {
@@ -171,6 +178,8 @@ impl Checklist {
             consent_lost: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            foreign_busy: HashSet::new(),
+            succeeded: Vec::new(),
         }
     }
 
@@ -379,11 +388,22 @@ impl Checklist {
     /// foundation, the pair with the lowest component ID and highest priority becomes
     /// Waiting; the rest stay Frozen.
     pub fn start(&mut self, now: Instant) {
+        self.start_as(now, true);
+    }
+
+    /// RFC 8445 §6.1.2.6: starts the checklist; only the first checklist of an agent is
+    /// `active` (one pair per foundation Waiting). The pairs of the others stay Frozen
+    /// until a pair of their foundation succeeds elsewhere, or no pair of it is Waiting
+    /// or In-Progress in any checklist (§6.1.4.2).
+    pub(crate) fn start_as(&mut self, now: Instant, active: bool) {
         if self.state != ChecklistState::New {
             return;
         }
         self.state = ChecklistState::Running;
         self.started_at = Some(now);
+        if !active {
+            return;
+        }
         let mut seen: HashSet<(String, String)> = self
             .pairs
             .iter()
@@ -435,6 +455,49 @@ impl Checklist {
             transport: s.transport,
             payload: data,
         })
+    }
+
+    /// The foundations of the Waiting and In-Progress pairs (RFC 8445 §6.1.4.2).
+    pub(crate) fn busy_foundations(&self) -> impl Iterator<Item = &(String, String)> {
+        self.pairs
+            .iter()
+            .filter(|p| matches!(p.state, PairState::Waiting | PairState::InProgress))
+            .map(|p| &p.foundation)
+    }
+
+    /// The busy foundations of the agent's other checklists.
+    pub(crate) fn set_foreign_busy(&mut self, busy: HashSet<(String, String)>) {
+        self.foreign_busy = busy;
+    }
+
+    /// The foundations of pairs that succeeded since the last call.
+    pub(crate) fn take_succeeded(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.succeeded)
+    }
+
+    /// RFC 8445 §7.2.5.3.3: a pair of `foundation` succeeded in another checklist: the
+    /// Frozen pairs of that foundation here become Waiting.
+    pub(crate) fn unfreeze_foundation(&mut self, foundation: &(String, String)) {
+        if self.state != ChecklistState::Running || self.retiring {
+            return;
+        }
+        for p in &mut self.pairs {
+            if p.state == PairState::Frozen && &p.foundation == foundation {
+                p.state = PairState::Waiting;
+            }
+        }
+    }
+
+    /// The component of data from `from` arriving on `to`: `to` is the base of one of
+    /// this checklist's local candidates and `from` a remote candidate's address.
+    pub(crate) fn data_component(&self, from: SocketAddr, to: SocketAddr) -> Option<u16> {
+        if !self.is_remote_address(from) {
+            return None;
+        }
+        self.local
+            .iter()
+            .find(|c| c.base_or_addr() == to)
+            .map(|c| c.component)
     }
 
     /// Whether `component` has a selected pair data can go on.

@@ -288,12 +288,14 @@ impl Checklist {
         pair.state = PairState::Succeeded;
         let foundation = pair.foundation.clone();
         if newly {
-            // RFC 8445 §7.2.5.3.3: unfreeze the pairs of the same foundation.
+            // RFC 8445 §7.2.5.3.3: unfreeze the pairs of the same foundation, here and
+            // (through the agent) in the other checklists.
             for p in &mut self.pairs {
                 if p.state == PairState::Frozen && p.foundation == foundation {
                     p.state = PairState::Waiting;
                 }
             }
+            self.succeeded.push(foundation);
         }
         self.first_valid_at.get_or_insert(now);
         if self.retiring {

@@ -26,7 +26,11 @@ pub struct Peer {
     /// Addresses this peer receives on (host bases, relayed addresses).
     pub addrs: Vec<SocketAddr>,
     pub events: Vec<(Duration, IceEvent)>,
+    /// The same events with their data stream.
+    pub stream_events: Vec<(Duration, usize, IceEvent)>,
     pub received: Vec<(Duration, Bytes)>,
+    /// The same data with its stream and component.
+    pub received_on: Vec<(usize, u16, Bytes)>,
     /// Every datagram it sent, with the time.
     pub sent: Vec<(Duration, Transmit)>,
 }
@@ -37,7 +41,9 @@ impl Peer {
             agent: Agent::new(config, StdRng::seed_from_u64(seed)),
             addrs: Vec::new(),
             events: Vec::new(),
+            stream_events: Vec::new(),
             received: Vec::new(),
+            received_on: Vec::new(),
             sent: Vec::new(),
         }
     }
@@ -50,6 +56,19 @@ impl Peer {
                 let addr: SocketAddr = a.parse().unwrap();
                 self.addrs.push(addr);
                 self.agent.add_local_candidate(Candidate::host(addr))
+            })
+            .collect()
+    }
+
+    /// Adds host candidates of `component` of `stream` on these addresses.
+    pub fn hosts_in(&mut self, stream: usize, component: u16, addrs: &[&str]) -> Vec<Candidate> {
+        addrs
+            .iter()
+            .filter_map(|a| {
+                let addr: SocketAddr = a.parse().unwrap();
+                self.addrs.push(addr);
+                let c = Candidate::host(addr).with_component(component);
+                self.agent.add_local_candidate_to(stream, c)
             })
             .collect()
     }
@@ -145,27 +164,32 @@ impl Harness {
         self.now - self.t0
     }
 
-    /// Signals `from`'s credentials to `to`.
+    /// Signals `from`'s credentials to `to`, each stream's to the same stream.
     pub fn give_credentials(&mut self, from: Side, to: Side) {
-        let (u, p) = {
-            let (u, p) = self.peer(from).agent.local_credentials();
-            (u.to_owned(), p.to_owned())
-        };
-        self.peer(to).agent.set_remote_credentials(u, p);
+        for stream in 0..self.peer(from).agent.stream_count() {
+            let (u, p) = {
+                let (u, p) = self.peer(from).agent.local_credentials_of(stream);
+                (u.to_owned(), p.to_owned())
+            };
+            self.peer(to).agent.set_remote_credentials_of(stream, u, p);
+        }
     }
 
-    /// Signals `from`'s local candidates to `to` through their SDP lines.
+    /// Signals `from`'s local candidates to `to` through their SDP lines, each stream's
+    /// to the same stream.
     pub fn give_candidates(&mut self, from: Side, to: Side) {
-        let lines: Vec<String> = self
-            .peer(from)
-            .agent
-            .local_candidates()
-            .iter()
-            .map(|c| c.to_sdp_line())
-            .collect();
-        for l in lines {
-            let c: Candidate = l.parse().unwrap();
-            self.peer(to).agent.add_remote_candidate(c);
+        for stream in 0..self.peer(from).agent.stream_count() {
+            let lines: Vec<String> = self
+                .peer(from)
+                .agent
+                .local_candidates_of(stream)
+                .iter()
+                .map(|c| c.to_sdp_line())
+                .collect();
+            for l in lines {
+                let c: Candidate = l.parse().unwrap();
+                self.peer(to).agent.add_remote_candidate_to(stream, c);
+            }
         }
     }
 
@@ -175,7 +199,9 @@ impl Harness {
             self.give_credentials(f, t);
             self.give_candidates(f, t);
             self.peer(f).agent.end_of_local_candidates();
-            self.peer(t).agent.end_of_remote_candidates();
+            for stream in 0..self.peer(t).agent.stream_count() {
+                self.peer(t).agent.end_of_remote_candidates_of(stream);
+            }
         }
     }
 
@@ -199,7 +225,8 @@ impl Harness {
                     p.sent.push((at, t.clone()));
                     out.push(t);
                 }
-                while let Some(e) = p.agent.poll_event() {
+                while let Some((stream, e)) = p.agent.poll_stream_event() {
+                    p.stream_events.push((at, stream, e.clone()));
                     p.events.push((at, e));
                 }
             }
@@ -241,11 +268,9 @@ impl Harness {
         if !p.addrs.contains(&t.destination) {
             return;
         }
-        if let Some(data) = p
-            .agent
-            .handle_input(now, t.source, t.destination, t.payload)
-        {
-            p.received.push((at, data));
+        if let Some(r) = p.agent.receive(now, t.source, t.destination, t.payload) {
+            p.received.push((at, r.data.clone()));
+            p.received_on.push((r.stream, r.component, r.data));
         }
     }
 

@@ -5,5 +5,6 @@ mod candidates;
 mod fuzz;
 mod harness;
 mod lifecycle;
+mod streams;
 mod topology;
 mod wire;
