@@ -15,11 +15,13 @@
 //! `SocketAddr::V4`, and an IPv4 destination is mapped to `::ffff:a.b.c.d` when sending.
 //!
 //! The module holds no `unsafe`: system calls go through `quinn-udp` (`recvmmsg`, `sendmsg`
-//! with GSO and packet info), `socket2`, `nix` and `rustix` (socket options).
+//! with GSO and packet info), `nix` (`sendmmsg` of single datagrams to many destinations),
+//! `socket2`, `nix` and `rustix` (socket options).
 //!
 //! - `socket`: [`BatchSocket`] creation, options and counters; [`ParkedSocket`];
 //! - `recv`: receiving into [`RecvBuffers`] and reading [`Datagrams`];
 //! - `send`: [`Outgoing`], [`SendQueue`] and the sends, one by one or batched;
+//! - `mmsg`: `sendmmsg` for a batch's single datagrams;
 //! - `sockopt`: the socket options `quinn-udp` sets that floe turns off or toggles.
 
 use std::io;
@@ -28,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
+mod mmsg;
 mod recv;
 mod send;
 mod socket;

@@ -96,51 +96,132 @@ impl BatchSocket {
     /// full send buffer are dropped and counted in [`SendReport::would_block`], as a
     /// router would drop them; use [`send_batch`](Self::send_batch) to wait instead.
     ///
-    /// Each send (a datagram, or a GSO run to one destination) is one `sendmsg(2)` through
-    /// `quinn-udp`, straight to the kernel. A send that fails costs only its own datagrams.
-    /// A full send buffer drops the rest of its group of 32 sends; the next group is tried,
-    /// as the buffer may have drained meanwhile.
+    /// Sends go in groups of 32: single datagrams from the kernel's choice of source
+    /// address leave with one `sendmmsg(2)` per group; GSO runs and datagrams with a
+    /// chosen source address with one `sendmsg` each through `quinn-udp`. A send that
+    /// fails costs only its own datagrams. A full send buffer drops the rest of its group;
+    /// the next group is tried, as the buffer may have drained meanwhile.
     pub fn try_send_batch(&self, queue: &mut SendQueue) -> SendReport {
         let mut report = SendReport::default();
-        let mut in_group = 0;
-        let mut blocked = false;
+        let unset = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut group = [Outgoing::new(unset, &[]); SEND_GROUP];
+        let mut len = 0;
         for run in &queue.runs {
             for out in self.split_run(queue, *run) {
-                if in_group == SEND_GROUP {
-                    in_group = 0;
-                    blocked = false;
+                group[len] = out;
+                len += 1;
+                if len == SEND_GROUP {
+                    self.send_group(&group, &mut report);
+                    len = 0;
                 }
-                in_group += 1;
-                let count = out.datagram_count();
-                let result = match self.os_destination(out.destination) {
-                    Err(e) => Err(e),
-                    Ok(_) if blocked => Err(SendError::WouldBlock),
-                    // Straight to the kernel: tokio's readiness may not know yet that a new
-                    // socket is writable.
-                    Ok(destination) => self
-                        .transmit(&out, destination)
-                        .map_err(|e| SendError::from_io(out.destination, out.payload.len(), e)),
-                };
-                match result {
-                    Ok(()) => bump(&self.counters.datagrams_sent, count as u64),
-                    Err(SendError::WouldBlock) => {
-                        if !blocked {
-                            // Clear tokio's readiness so an async sender waiting for
-                            // `writable()` still waits.
-                            let _ = self.io.try_io(Interest::WRITABLE, || -> io::Result<()> {
-                                Err(io::ErrorKind::WouldBlock.into())
-                            });
-                            blocked = true;
-                        }
-                        bump(&self.counters.send_errors, count as u64);
-                    }
-                    Err(_) => bump(&self.counters.send_errors, count as u64),
-                }
-                report.record(count, result);
             }
         }
+        self.send_group(&group[..len], &mut report);
         queue.clear();
         report
+    }
+
+    /// Sends one group of [`try_send_batch`](Self::try_send_batch).
+    fn send_group(&self, group: &[Outgoing<'_>], report: &mut SendReport) {
+        let unset = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut many: [(SocketAddr, &[u8]); SEND_GROUP] = [(unset, &[]); SEND_GROUP];
+        let mut i = 0;
+        while i < group.len() {
+            let out = &group[i];
+            let destination = match self.os_destination(out.destination) {
+                Ok(d) => d,
+                Err(e) => {
+                    bump(&self.counters.send_errors, 1);
+                    report.record(1, Err(e));
+                    i += 1;
+                    continue;
+                }
+            };
+            let single = out.segment_size.is_none() && out.source.is_none();
+            if !single {
+                // Straight to the kernel: tokio's readiness may not know yet that a new
+                // socket is writable.
+                let result = self
+                    .transmit(out, destination)
+                    .map_err(|e| SendError::from_io(out.destination, out.payload.len(), e));
+                if self.count_send(out.datagram_count(), result, report) {
+                    self.drop_rest(&group[i + 1..], report);
+                    return;
+                }
+                i += 1;
+                continue;
+            }
+            // A run of single datagrams with valid destinations: one sendmmsg.
+            let mut n = 0;
+            let mut j = i;
+            while j < group.len() {
+                let o = &group[j];
+                if o.segment_size.is_some() || o.source.is_some() {
+                    break;
+                }
+                match self.os_destination(o.destination) {
+                    Ok(d) => many[n] = (d, o.payload),
+                    Err(_) => break,
+                }
+                n += 1;
+                j += 1;
+            }
+            match super::mmsg::send_many(&self.io, &many[..n]) {
+                Ok(sent) if sent > 0 => {
+                    bump(&self.counters.datagrams_sent, sent as u64);
+                    report.sent += sent;
+                    i += sent;
+                }
+                Ok(_) => {
+                    // Nothing taken and no error: treat as a full buffer.
+                    let result = Err(SendError::WouldBlock);
+                    self.count_send(1, result, report);
+                    self.drop_rest(&group[i + 1..], report);
+                    return;
+                }
+                Err(e) => {
+                    let result = Err(SendError::from_io(out.destination, out.payload.len(), e));
+                    if self.count_send(1, result, report) {
+                        self.drop_rest(&group[i + 1..], report);
+                        return;
+                    }
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    /// Counts one send's result; returns whether it met a full send buffer.
+    fn count_send(
+        &self,
+        count: usize,
+        result: Result<(), SendError>,
+        report: &mut SendReport,
+    ) -> bool {
+        let blocked = matches!(result, Err(SendError::WouldBlock));
+        match &result {
+            Ok(()) => bump(&self.counters.datagrams_sent, count as u64),
+            Err(SendError::WouldBlock) => {
+                // Clear tokio's readiness so an async sender waiting for `writable()`
+                // still waits.
+                let _ = self.io.try_io(Interest::WRITABLE, || -> io::Result<()> {
+                    Err(io::ErrorKind::WouldBlock.into())
+                });
+                bump(&self.counters.send_errors, count as u64);
+            }
+            Err(_) => bump(&self.counters.send_errors, count as u64),
+        }
+        report.record(count, result);
+        blocked
+    }
+
+    /// The rest of a group after a full send buffer: dropped and counted.
+    fn drop_rest(&self, rest: &[Outgoing<'_>], report: &mut SendReport) {
+        for out in rest {
+            let count = out.datagram_count();
+            bump(&self.counters.send_errors, count as u64);
+            report.record(count, Err(SendError::WouldBlock));
+        }
     }
 
     /// One `sendmsg` of `out` to `destination` (already in the socket's family).
