@@ -117,6 +117,9 @@ pub struct ServeArgs {
     /// Worker threads, one listener each [default: number of cores]
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
+    /// Pause of a busy worker after a wake-up with a few datagrams, so the next finds a batch; 0 = off [default: 200]
+    #[arg(long, value_name = "US")]
+    pub rx_coalesce_us: Option<u32>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
@@ -183,6 +186,7 @@ impl ServeArgs {
         set(&mut config.total_quota, &self.total_quota);
         set(&mut config.max_lifetime, &self.max_lifetime);
         set(&mut config.threads, &self.threads);
+        set(&mut config.rx_coalesce_us, &self.rx_coalesce_us);
         set_opt(&mut config.metrics, &self.metrics);
         set(&mut config.log, &self.log);
         set_opt(&mut config.tls_cert, &self.tls_cert);
@@ -301,6 +305,7 @@ mod tests {
             "total-quota",
             "max-lifetime",
             "threads",
+            "rx-coalesce-us",
             "metrics",
             "log",
             "config",

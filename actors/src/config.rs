@@ -2,7 +2,7 @@
 //!
 //! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `relay-ip`,
 //! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
-//! `user-quota`, `total-quota`, `max-lifetime`, `threads`, `metrics`, `log`, `tls-cert`,
+//! `user-quota`, `total-quota`, `max-lifetime`, `threads`, `rx-coalesce-us`, `metrics`, `log`, `tls-cert`,
 //! `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
 //! their defaults.
 //!
@@ -78,6 +78,10 @@ pub struct ServeConfig {
     pub max_lifetime: u32,
     /// Worker threads, one SO_REUSEPORT listener each. Default: the number of cores.
     pub threads: usize,
+    /// Microseconds a busy worker thread pauses after a wake-up that brought a few
+    /// datagrams, so the next one finds a batch (receive coalescing); 0 turns it off.
+    /// Default 200.
+    pub rx_coalesce_us: u32,
     /// Where to serve Prometheus metrics (`GET /metrics`); off by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
@@ -117,6 +121,7 @@ impl Default for ServeConfig {
             total_quota: 0,
             max_lifetime: 3600,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            rx_coalesce_us: 200,
             metrics: None,
             log: "info".to_owned(),
             tls_cert: None,

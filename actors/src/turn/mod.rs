@@ -20,6 +20,7 @@
 mod allocation;
 mod binder;
 pub mod client;
+mod coalesce;
 mod outbox;
 mod quota;
 mod recv_loop;

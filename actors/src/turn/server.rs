@@ -224,6 +224,7 @@ impl TurnServer {
                     listen: listen.clone(),
                     tls: tls.clone(),
                     tls_acceptor: tls_acceptor.clone(),
+                    coalesce: Duration::from_micros(config.rx_coalesce_us.into()),
                 })
                 .await
                 .map_err(|e| e.to_string())??;

@@ -33,6 +33,7 @@ use floe::turn::server::{
 use tokio::sync::mpsc::Sender;
 
 use super::binder::{BoundRelays, RelayBinder};
+use super::coalesce::Coalescer;
 use super::outbox::{Pending, Tally};
 use super::{EventSink, Fault, TurnEvent};
 use crate::metrics::Metrics;
@@ -109,7 +110,7 @@ struct Shard {
     scratch: Vec<u8>,
     tally: Tally,
     /// Datagrams for UDP clients, per listener (in the order of `listeners`); sent at
-    /// the end of every batch with one `sendmmsg`.
+    /// the end of every batch, 32 per `sendmmsg`.
     to_clients: Vec<Pending>,
     /// Datagrams for peers, all from the relay `to_peers_relay`; sent when a datagram
     /// for another relay comes, and at the end of every batch.
@@ -118,6 +119,8 @@ struct Shard {
     /// Wakes the supervisor's flusher, which calls [`ShardHandle::flush_deferred`].
     flush_wanted: Rc<tokio::sync::Notify>,
     flush_scheduled: bool,
+    /// Counts the datagrams of each round of wake-ups, to pause when it pays.
+    coalescer: Coalescer,
     /// The deadline the supervisor's timer is armed for.
     timer: Option<Instant>,
 }
@@ -154,6 +157,7 @@ impl ShardHandle {
             to_peers_relay: None,
             flush_wanted: Rc::new(tokio::sync::Notify::new()),
             flush_scheduled: false,
+            coalescer: Coalescer::new(std::time::Duration::ZERO),
             timer: None,
         })))
     }
@@ -173,6 +177,11 @@ impl ShardHandle {
         self.0.borrow().flush_wanted.clone()
     }
 
+    /// The receive coalescing of this Arbiter (see `coalesce`).
+    pub(crate) fn coalescer(&self) -> Coalescer {
+        self.0.borrow().coalescer.clone()
+    }
+
     /// Sends the datagrams for clients that relays queued.
     pub(crate) fn flush_deferred(&self) {
         let mut s = self.0.borrow_mut();
@@ -183,7 +192,9 @@ impl ShardHandle {
     /// One batch from clients on the listener bound to `local`.
     pub(crate) fn client_datagrams(&self, now: Instant, local: SocketAddr, bufs: &RecvBuffers) {
         let mut s = self.0.borrow_mut();
+        let mut n = 0;
         for d in bufs.datagrams() {
+            n += 1;
             let ft = FiveTuple {
                 client: d.source,
                 server: d.destination.unwrap_or(local),
@@ -191,6 +202,7 @@ impl ShardHandle {
             };
             contain(|| s.on_client(now, &ft, d.payload));
         }
+        s.coalescer.received(n);
         s.finish_batch(self, true);
     }
 
@@ -200,9 +212,12 @@ impl ShardHandle {
     /// listener one `sendmmsg` for all of them.
     pub(crate) fn peer_datagrams(&self, now: Instant, local: SocketAddr, bufs: &RecvBuffers) {
         let mut s = self.0.borrow_mut();
+        let mut n = 0;
         for d in bufs.datagrams() {
+            n += 1;
             contain(|| s.on_peer(now, local, d.source, d.payload));
         }
+        s.coalescer.received(n);
         let queued: usize = s.to_clients.iter().map(Pending::len).sum();
         if queued >= DEFER_AT_MOST {
             s.finish_batch(self, true);

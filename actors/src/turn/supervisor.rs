@@ -57,6 +57,8 @@ pub(crate) struct StartShard {
     pub listen: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
     pub tls_acceptor: Option<TlsAcceptor>,
+    /// The receive-coalescing pause (see `coalesce`); zero turns it off.
+    pub coalesce: Duration,
 }
 
 /// The addresses one Arbiter bound: with port 0 asked, the ports the OS gave.
@@ -159,6 +161,7 @@ impl Actor for AllocationSupervisor {
             }
             .into_actor(self),
         );
+        ctx.spawn(shard.coalescer().run().into_actor(self));
         self.shard = Some(shard);
     }
 }
@@ -190,6 +193,7 @@ impl Handler<StartShard> for AllocationSupervisor {
 
     fn handle(&mut self, msg: StartShard, ctx: &mut Context<Self>) -> Self::Result {
         let shard = self.shard.clone().ok_or("not started")?;
+        shard.coalescer().set_pause(msg.coalesce);
         let mut bound = Vec::new();
         let udp_config = UdpSocketConfig {
             ipv6_only: Some(true),
