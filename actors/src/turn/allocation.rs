@@ -1,4 +1,4 @@
-//! `Allocation`: the actor of one allocation, the unit of failure the supervisor watches.
+//! `AllocationActor`: the actor of one allocation, the unit of failure the supervisor watches.
 //!
 //! Its state (permissions, channels, lifetime, relayed addresses) is kept by the
 //! Arbiter's owner (`shard`) so the data path needs no mailbox hop; the actor stands for
@@ -20,20 +20,20 @@ pub(crate) struct AllocationEnded {
 }
 
 /// One allocation.
-pub(crate) struct Allocation {
+pub(crate) struct AllocationActor {
     id: AllocationId,
     five_tuple: FiveTuple,
     supervisor: Recipient<AllocationEnded>,
     stopped_cleanly: bool,
 }
 
-impl Allocation {
+impl AllocationActor {
     pub(crate) fn new(
         id: AllocationId,
         five_tuple: FiveTuple,
         supervisor: Recipient<AllocationEnded>,
     ) -> Self {
-        Allocation {
+        AllocationActor {
             id,
             five_tuple,
             supervisor,
@@ -42,11 +42,11 @@ impl Allocation {
     }
 }
 
-impl Actor for Allocation {
+impl Actor for AllocationActor {
     type Context = Context<Self>;
 }
 
-impl Handler<Command> for Allocation {
+impl Handler<Command> for AllocationActor {
     type Result = ();
 
     fn handle(&mut self, command: Command, ctx: &mut Context<Self>) {
@@ -64,7 +64,7 @@ impl Handler<Command> for Allocation {
     }
 }
 
-impl Drop for Allocation {
+impl Drop for AllocationActor {
     /// Runs on a clean stop and while a panic unwinds the actor's task alike; only the
     /// latter needs the supervisor to end the allocation.
     fn drop(&mut self) {

@@ -1,5 +1,5 @@
 //! The TURN server as actors: [`TurnServer`] runs one `AllocationSupervisor` per
-//! Arbiter, each with its own SO_REUSEPORT listeners, an `Allocation` actor per
+//! Arbiter, each with its own SO_REUSEPORT listeners, an `AllocationActor` per
 //! allocation, a `Relay` actor per relayed address, and a `TcpConnection` per TCP
 //! client. The state of an Arbiter's allocations has one owner, `shard`; its module doc
 //! states the data-path rule, and `supervisor`'s what happens when something fails.

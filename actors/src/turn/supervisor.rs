@@ -36,7 +36,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tokio_rustls::TlsAcceptor;
 
-use super::allocation::{Allocation, AllocationEnded};
+use super::allocation::{AllocationActor, AllocationEnded};
 use super::binder::{ParkedRelays, RelayBinder};
 use super::quota::Quotas;
 use super::recv_loop::{LoopRole, RecvLoop};
@@ -119,7 +119,9 @@ struct Link(Addr<AllocationSupervisor>);
 impl Supervision for Link {
     fn start_allocation(&self, id: AllocationId, five_tuple: FiveTuple) -> Recipient<Command> {
         let ended: Recipient<AllocationEnded> = self.0.clone().recipient();
-        Allocation::new(id, five_tuple, ended).start().recipient()
+        AllocationActor::new(id, five_tuple, ended)
+            .start()
+            .recipient()
     }
 
     fn start_relay(

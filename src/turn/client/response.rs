@@ -9,7 +9,7 @@ use tracing::debug;
 
 use super::auth::{self, Auth};
 use super::request::{Pending, Request, Retries};
-use super::session::Allocation;
+use super::session::ClientAllocation;
 use super::{
     later, refresh_delay, Client, ClientEvent, ClientState, CHANNEL_LIFETIME, CHANNEL_REFRESH,
     PERMISSION_LIFETIME, PERMISSION_REFRESH,
@@ -134,7 +134,7 @@ impl Client {
                     self.mapped = mapped;
                 }
                 debug!(server = %self.server, ?relayed, ?lifetime, "TURN allocation created");
-                self.allocation = Some(Allocation {
+                self.allocation = Some(ClientAllocation {
                     relayed: relayed.clone(),
                     expires: later(p.started, lifetime),
                     refresh_at: Some(later(p.started, refresh_delay(lifetime))),

@@ -21,7 +21,7 @@ use crate::turn::{ChannelData, ChannelNumber};
 
 /// RFC 8656 §7.3: the allocation as the client knows it.
 #[derive(Debug)]
-pub(super) struct Allocation {
+pub(super) struct ClientAllocation {
     pub(super) relayed: Vec<SocketAddr>,
     pub(super) expires: Instant,
     pub(super) refresh_at: Option<Instant>,
@@ -54,7 +54,7 @@ pub struct Client {
     pub(super) visited: Vec<SocketAddr>,
     pub(super) auth: Option<Auth>,
     pub(super) state: ClientState,
-    pub(super) allocation: Option<Allocation>,
+    pub(super) allocation: Option<ClientAllocation>,
     pub(super) requested_lifetime: Duration,
     pub(super) mapped: Option<SocketAddr>,
     pub(super) permissions: HashMap<IpAddr, Permission>,
@@ -506,13 +506,13 @@ impl Client {
 
     // ---- internals ------------------------------------------------------------------
 
-    pub(super) fn allocated(&self) -> Option<&Allocation> {
+    pub(super) fn allocated(&self) -> Option<&ClientAllocation> {
         self.allocation
             .as_ref()
             .filter(|_| self.state == ClientState::Allocated)
     }
 
-    pub(super) fn allocated_mut(&mut self) -> Option<&mut Allocation> {
+    pub(super) fn allocated_mut(&mut self) -> Option<&mut ClientAllocation> {
         self.allocation
             .as_mut()
             .filter(|_| self.state == ClientState::Allocated)
