@@ -2,7 +2,7 @@
 # floe vs coturn, side by side on loopback, measured by `floe-bench`.
 #
 #   bench/compare.sh                 # 3 rounds, about 4 minutes
-#   bench/compare.sh --duration 10 --rounds 5 --hold-allocations 4000
+#   bench/compare.sh --duration 10 --rounds 5 --holds "2000x20 500x50" --hold-duration 30
 #
 # Installs coturn if it is missing (apt-get, as root), builds floe and floe-bench in
 # release mode, and for every workload starts a fresh server (floe or coturn, equivalent
@@ -18,12 +18,14 @@ WARMUP=0.5
 RELAY_ALLOCATIONS=50
 SIZE=100
 ALLOCATE_COUNT=5000
-HOLD_ALLOCATIONS=2000
+# Hold workloads as ALLOCATIONSxRATE: thousands of quiet allocations (issue 14).
+HOLDS="2000x20 500x50"
 HOLD_DURATION=3
 BUILD=1
 WORKLOADS="binding relay relay-indications relay-2-threads allocate hold"
 OUT=""
 FLOE=""
+FLOE_ARGS=""
 TOOL=""
 
 usage() {
@@ -36,11 +38,14 @@ options:
   --relay-allocations N   allocations of the relay workload ($RELAY_ALLOCATIONS)
   --size B                relay payload bytes ($SIZE)
   --allocate-count N      allocations the allocate workload creates ($ALLOCATE_COUNT)
-  --hold-allocations N    audio-paced allocations of the hold workload ($HOLD_ALLOCATIONS)
-  --hold-duration S       measured seconds of the hold workload ($HOLD_DURATION)
+  --holds "NxR ..."       hold workloads: N allocations each sending R packets/s ($HOLDS);
+                          each also runs with no server (floe-bench hold --direct), the
+                          tool's own floor at that rate
+  --hold-duration S       measured seconds of each hold workload ($HOLD_DURATION)
   --workloads "A B ..."   which of: $WORKLOADS (all)
   --out DIR               where results and server logs go (a new temporary directory)
   --floe PATH             use this floe binary (the server) instead of building one
+  --floe-args "ARGS"      more flags for floe serve (e.g. "--rx-coalesce-us 0")
   --tool PATH             use this floe-bench binary (the load tool) instead of building one
   --no-build              use the binaries already built
 EOF
@@ -54,11 +59,12 @@ while [ $# -gt 0 ]; do
         --relay-allocations) RELAY_ALLOCATIONS="$2"; shift 2 ;;
         --size) SIZE="$2"; shift 2 ;;
         --allocate-count) ALLOCATE_COUNT="$2"; shift 2 ;;
-        --hold-allocations) HOLD_ALLOCATIONS="$2"; shift 2 ;;
+        --holds) HOLDS="$2"; shift 2 ;;
         --hold-duration) HOLD_DURATION="$2"; shift 2 ;;
         --workloads) WORKLOADS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --floe) FLOE="$2"; shift 2 ;;
+        --floe-args) FLOE_ARGS="$2"; shift 2 ;;
         --tool) TOOL="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
@@ -130,7 +136,7 @@ wait_bound() { # PORT PID
 start_floe() { # THREADS
     "$FLOE" serve --listen "127.0.0.1:$FLOE_PORT" --user "$USER_PASS" --realm "$REALM" \
         --allow-loopback-peers --min-port $FLOE_MIN --max-port $FLOE_MAX \
-        --threads "$1" --log warn >>"$OUT/floe.log" 2>&1 &
+        --threads "$1" --log warn $FLOE_ARGS >>"$OUT/floe.log" 2>&1 &
     SERVER_PID=$!
     wait_bound $FLOE_PORT $SERVER_PID || { log "floe did not start; see $OUT/floe.log"; exit 1; }
 }
@@ -174,13 +180,16 @@ run() {
     local round="$1" name="$2" server="$3" threads="$4"
     shift 4
     local port
+    local pid=()
     case "$server" in
         floe) start_floe "$threads"; port=$FLOE_PORT ;;
         coturn) start_coturn "$threads"; port=$COTURN_PORT ;;
         echo) start_echo; port=$ECHO_PORT ;;
+        none) port=$ECHO_PORT ;; # the tool alone (hold --direct): no server started
     esac
+    [ -n "$SERVER_PID" ] && pid=(--pid "$SERVER_PID")
     local line
-    if line=$("$TOOL" "$@" --server "127.0.0.1:$port" --pid "$SERVER_PID" \
+    if line=$("$TOOL" "$@" --server "127.0.0.1:$port" "${pid[@]}" \
         --warmup "$WARMUP" --json 2>>"$OUT/bench.log"); then
         echo "{\"round\":$round,\"name\":\"$name\",\"target\":\"$server\",\"threads\":$threads,\"result\":$line}" >>"$RESULTS"
         log "round $round  $name  $server: $(field "$line" ops_per_s) $(field "$line" unit)/s"
@@ -218,8 +227,10 @@ workloads() { # ROUND SERVER
         run "$r" allocate "$s" 1 allocate --count "$ALLOCATE_COUNT" --user "$USER_PASS"
     fi
     if wanted hold; then
-        run "$r" hold "$s" 1 hold --allocations "$HOLD_ALLOCATIONS" --user "$USER_PASS" \
-            --duration "$HOLD_DURATION"
+        for h in $HOLDS; do
+            run "$r" "hold-$h" "$s" 1 hold --allocations "${h%x*}" --rate "${h#*x}" \
+                --user "$USER_PASS" --duration "$HOLD_DURATION"
+        done
     fi
 }
 
@@ -230,6 +241,12 @@ for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) -eq 1 ]; then order="floe coturn"; else order="coturn floe"; fi
     if wanted binding; then
         run "$r" binding echo 1 binding --duration "$DURATION"
+    fi
+    if wanted hold; then
+        for h in $HOLDS; do
+            run "$r" "hold-$h" none 1 hold --direct --allocations "${h%x*}" --rate "${h#*x}" \
+                --duration "$HOLD_DURATION"
+        done
     fi
     for s in $order; do
         workloads "$r" "$s"
@@ -269,7 +286,7 @@ MACHINE="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(
 {
 echo "machine: $MACHINE"
 echo "coturn: $COTURN_VERSION; floe: $("$FLOE" --version 2>/dev/null)"
-echo "rounds: $ROUNDS, duration ${DURATION}s (hold ${HOLD_DURATION}s), warm-up ${WARMUP}s; took ${ELAPSED}s; load average before $LOAD_BEFORE, after $LOAD_AFTER"
+echo "rounds: $ROUNDS, duration ${DURATION}s (hold ${HOLD_DURATION}s each: $HOLDS), warm-up ${WARMUP}s; took ${ELAPSED}s; load average before $LOAD_BEFORE, after $LOAD_AFTER"
 echo
 echo "| workload and figure (median of $ROUNDS) | floe | coturn | floe/coturn |"
 echo "|---|---|---|---|"
@@ -291,12 +308,18 @@ row "relay, 2 server threads: relayed packets per server CPU-second" relay-2-thr
 row "allocate, $ALLOCATE_COUNT: allocations/s" allocate ops_per_s
 row "allocate: allocations per server CPU-second" allocate ops_per_server_cpu_s
 row "allocate: server memory per held allocation (bytes)" allocate server_bytes_per_allocation
-row "hold, $HOLD_ALLOCATIONS audio-paced allocations: loss ratio" hold loss_ratio
-row "hold: RTT p99 (µs)" hold rtt_p99_us
-row "hold: server CPU share" hold server_cpu_share
-row "hold: relayed packets per server CPU-second" hold ops_per_server_cpu_s
-row "hold: server memory per allocation (bytes)" hold server_bytes_per_allocation
+for h in $HOLDS; do
+    row "hold, ${h%x*} allocations x ${h#*x} packets/s, 160 B: server CPU per round trip (µs)" "hold-$h" server_cpu_us_per_round_trip
+    row "hold $h: loss ratio" "hold-$h" loss_ratio
+    row "hold $h: RTT p99 (µs)" "hold-$h" rtt_p99_us
+    row "hold $h: server CPU share" "hold-$h" server_cpu_share
+    row "hold $h: tool send lag p99 (µs)" "hold-$h" send_lag_p99_us
+    row "hold $h: server memory per allocation (bytes)" "hold-$h" server_bytes_per_allocation
+done
 echo
+for h in $HOLDS; do
+    echo "hold $h, the tool alone (no server, hold --direct): loss ratio $(fmt "$(median "hold-$h" none loss_ratio)"), RTT p99 $(fmt "$(median "hold-$h" none rtt_p99_us)") µs, send lag p99 $(fmt "$(median "hold-$h" none send_lag_p99_us)") µs, tool CPU share $(fmt "$(median "hold-$h" none tool_cpu_share)"), pacing skipped $(fmt "$(median "hold-$h" none pacing_skipped)")"
+done
 e=$(median binding echo ops_per_s); f=$(median binding floe ops_per_s)
 echo "bare UDP echo (floe-bench echo-server), same tool: $(fmt "$e") requests/s, $(fmt "$(median binding echo ops_per_server_cpu_s)") per server CPU-second; floe binding / echo: $(ratio "$f" "$e")"
 f1=$(median relay floe ops_per_s); f2=$(median relay-2-threads floe ops_per_s)

@@ -122,6 +122,11 @@ pub struct HoldArgs {
     /// Application data bytes per packet (at least 12)
     #[arg(long, value_name = "BYTES", default_value_t = 160)]
     pub size: usize,
+    /// No server: each flow sends its datagrams straight to an echo peer in the tool and
+    /// back, at the same rate. The tool's own floor: if it loses or lags here, a run
+    /// against a server at this rate measures the machine.
+    #[arg(long)]
+    pub direct: bool,
 }
 
 /// `floe-bench echo-server`.
