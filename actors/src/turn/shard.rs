@@ -202,7 +202,7 @@ impl ShardHandle {
             };
             contain(|| s.on_client(now, &ft, d.payload));
         }
-        s.coalescer.received(n);
+        s.coalescer.received(n, false);
         s.finish_batch(self, true);
     }
 
@@ -217,7 +217,7 @@ impl ShardHandle {
             n += 1;
             contain(|| s.on_peer(now, local, d.source, d.payload));
         }
-        s.coalescer.received(n);
+        s.coalescer.received(n, true);
         let queued: usize = s.to_clients.iter().map(Pending::len).sum();
         if queued >= DEFER_AT_MOST {
             s.finish_batch(self, true);
