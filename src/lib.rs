@@ -10,6 +10,7 @@ pub mod cidr;
 pub mod demux;
 pub mod framing;
 pub mod ice;
+pub mod mdns;
 pub mod stun;
 pub mod transmit;
 pub mod turn;

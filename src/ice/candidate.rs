@@ -195,6 +195,10 @@ pub struct Candidate {
     pub(crate) server: Option<IpAddr>,
     /// Local candidates only: the local preference asked for (RFC 8445 §5.1.2.1).
     pub(crate) local_preference: Option<u16>,
+    /// The mDNS name signalled in place of the address
+    /// (draft-ietf-mmusic-mdns-ice-candidates): a local host candidate's own name, or
+    /// the name a remote candidate was resolved from.
+    pub(crate) mdns_name: Option<String>,
 }
 
 impl Candidate {
@@ -212,6 +216,7 @@ impl Candidate {
             base: Some(base),
             server: None,
             local_preference: None,
+            mdns_name: None,
         }
     }
 
@@ -283,6 +288,7 @@ impl Candidate {
             base: None,
             server: None,
             local_preference: None,
+            mdns_name: None,
         }
     }
 
@@ -441,6 +447,19 @@ impl Candidate {
     ///
     /// Unknown transports and types, host names and odd trailing tokens are errors.
     pub fn from_sdp(sdp: &str) -> Result<Self, IceError> {
+        Self::parse(sdp, None)
+    }
+
+    /// A candidate whose connection-address is a host name (an mDNS `NAME.local`, as
+    /// Chromium signals its host candidates), resolved to `ip` by the caller. The name
+    /// is kept ([`mdns_name`](Self::mdns_name)) and signalled again by
+    /// [`to_sdp`](Self::to_sdp). A candidate with an IP address is read as by
+    /// [`from_sdp`](Self::from_sdp), and `ip` is not used.
+    pub fn from_sdp_resolved(sdp: &str, ip: IpAddr) -> Result<Self, IceError> {
+        Self::parse(sdp, Some(ip))
+    }
+
+    fn parse(sdp: &str, resolved: Option<IpAddr>) -> Result<Self, IceError> {
         let bad = |what: String| Err(IceError::InvalidCandidate(what));
         let s = sdp.trim();
         let s = s.strip_prefix("a=candidate:").unwrap_or(s);
@@ -473,10 +492,17 @@ impl Candidate {
             return bad(format!("priority {priority:?} is not a 32-bit number"));
         };
         let address = next("connection-address")?;
+        let mut mdns_name = None;
         let ip = match address.parse::<IpAddr>() {
             Ok(ip) => ip,
             Err(_) if !address.is_empty() && address.chars().all(is_hostname_char) => {
-                return Err(IceError::HostnameCandidate(address.to_owned()))
+                match resolved {
+                    Some(ip) => {
+                        mdns_name = Some(address.to_ascii_lowercase());
+                        ip
+                    }
+                    None => return Err(IceError::HostnameCandidate(address.to_owned())),
+                }
             }
             Err(_) => return bad(format!("connection-address {address:?}")),
         };
@@ -505,6 +531,7 @@ impl Candidate {
             base: None,
             server: None,
             local_preference: None,
+            mdns_name,
         };
         while let Some(name) = tokens.next() {
             let Some(value) = tokens.next() else {
@@ -523,6 +550,18 @@ impl Candidate {
             }
         }
         Ok(c)
+    }
+
+    /// The candidate with its address signalled as the mDNS name `name`
+    /// (draft-ietf-mmusic-mdns-ice-candidates §3.1.1: host candidates only).
+    pub fn with_mdns_name(mut self, name: impl Into<String>) -> Self {
+        self.mdns_name = Some(name.into());
+        self
+    }
+
+    /// The mDNS name signalled in place of the address, if any.
+    pub fn mdns_name(&self) -> Option<&str> {
+        self.mdns_name.as_deref()
     }
 
     /// RFC 8839 §5.1: the candidate attribute's value, without a prefix, as aioice's
@@ -552,7 +591,7 @@ impl fmt::Display for Candidate {
             self.component,
             self.transport.as_sdp(),
             self.priority,
-            self.addr.ip(),
+            AddressOrName(self),
             self.addr.port(),
             self.kind.as_sdp()
         )?;
@@ -566,6 +605,18 @@ impl fmt::Display for Candidate {
             write!(f, " {name} {value}")?;
         }
         Ok(())
+    }
+}
+
+/// The connection-address as signalled: the mDNS name if there is one, else the IP.
+struct AddressOrName<'a>(&'a Candidate);
+
+impl fmt::Display for AddressOrName<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.mdns_name {
+            Some(name) => f.write_str(name),
+            None => write!(f, "{}", self.0.addr.ip()),
+        }
     }
 }
 

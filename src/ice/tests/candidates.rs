@@ -382,3 +382,38 @@ proptest! {
         let _ = Candidate::from_sdp(&words.join(" "));
     }
 }
+
+/// A host candidate as Chromium signals it (mDNS on by default): its address is a
+/// `UUID.local` name, with Chromium's extension attributes after `typ`.
+#[test]
+fn chromium_mdns_host_candidates_are_read_once_resolved_and_signalled_with_the_name() {
+    let line = "candidate:3442447574 1 udp 2122260223 \
+                1C8A3A5F-6B1A-4F9C-9A8E-1234567890AB.local 54321 typ host generation 0 \
+                ufrag EsAw network-id 1 network-cost 10";
+    let name = "1c8a3a5f-6b1a-4f9c-9a8e-1234567890ab.local";
+    assert_eq!(
+        Candidate::from_sdp(line),
+        Err(IceError::HostnameCandidate(
+            "1C8A3A5F-6B1A-4F9C-9A8E-1234567890AB.local".into()
+        ))
+    );
+    let ip: std::net::IpAddr = "192.0.2.44".parse().unwrap();
+    let c = Candidate::from_sdp_resolved(line, ip).unwrap();
+    assert_eq!(c.addr(), std::net::SocketAddr::new(ip, 54321));
+    assert_eq!(c.kind(), CandidateKind::Host);
+    assert_eq!(c.priority(), 2122260223);
+    assert_eq!(c.mdns_name(), Some(name));
+    assert_eq!(c.extension("ufrag"), Some("EsAw"));
+    assert!(c.to_sdp().contains(name), "{}", c.to_sdp());
+    // An IP candidate ignores the resolved address.
+    let plain = Candidate::from_sdp_resolved("1 1 udp 1 127.0.0.1 5000 typ host", ip).unwrap();
+    assert_eq!(
+        plain.addr().ip(),
+        "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(plain.mdns_name(), None);
+    // A local host candidate signals its name instead of its address.
+    let local = Candidate::host("192.0.2.5:4000".parse().unwrap()).with_mdns_name(name);
+    assert!(local.to_sdp().contains(&format!(" {name} 4000 typ host")));
+    assert!(!local.to_sdp().contains("192.0.2.5"));
+}
