@@ -227,6 +227,10 @@ pub struct IceArgs {
     /// Gather host candidates on loopback addresses only (tests, one-machine labs)
     #[arg(long)]
     pub loopback: bool,
+    /// Signal IPv4 host candidates as mDNS UUID.local names and answer for them, as
+    /// browsers do (remote .local candidates are resolved either way)
+    #[arg(long)]
+    pub mdns: bool,
     /// Send TEXT once connected; exit 0 once it has both sent and received
     #[arg(long, value_name = "TEXT")]
     pub send: Option<String>,

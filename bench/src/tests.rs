@@ -131,6 +131,7 @@ async fn allocate_and_hold_make_delete_and_relay() {
             allocations: 10,
             rate: 50,
             size: 160,
+            direct: false,
         },
     )
     .await

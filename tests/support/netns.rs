@@ -246,6 +246,20 @@ impl Netns {
         ns
     }
 
+    /// A namespace of its own with loopback only, up and carrying multicast (lo's
+    /// MULTICAST flag and a route for 224.0.0.0/4): multicast DNS between processes
+    /// that run in it stays in it. Call [`require_lab`] first.
+    pub fn isolated() -> Netns {
+        static SWEEP: OnceLock<()> = OnceLock::new();
+        static ISOLATED: AtomicU32 = AtomicU32::new(0);
+        SWEEP.get_or_init(sweep_stale);
+        let n = ISOLATED.fetch_add(1, Ordering::Relaxed);
+        let ns = Netns::add(format!("{PREFIX}{}x{n}-iso", std::process::id()));
+        ns.ip(&["link", "set", "lo", "multicast", "on"]);
+        ns.ip(&["route", "add", "224.0.0.0/4", "dev", "lo"]);
+        ns
+    }
+
     /// Its name, for `ip netns exec`.
     pub fn name(&self) -> &str {
         &self.name

@@ -18,6 +18,7 @@ use super::api::{Description, StreamDescription};
 use super::config::AgentConfig;
 use super::gather::{host_addresses, BindingOutcome, ServerBinding};
 use super::io::{udp_datagrams, Datagram};
+use super::mdns::{self, MdnsDatagram, MdnsService};
 use super::relay::{self, RelayOutcome, RelaySession};
 use super::{CandidateErrorKind, IceEvent};
 use crate::events::Subscribers;
@@ -79,6 +80,11 @@ pub struct IceAgent {
     remote_ips: HashSet<IpAddr>,
     timer: Option<SpawnHandle>,
     timer_at: Option<Instant>,
+    /// Multicast DNS, opened when host candidates are hidden or a remote one needs it.
+    mdns: Option<MdnsService>,
+    /// Streams whose remote end-of-candidates waits for mDNS names being resolved: a
+    /// candidate signalled before it still counts (RFC 8838 §14).
+    end_deferred: HashSet<usize>,
     pub(super) subscribers: Subscribers<IceEvent>,
 }
 
@@ -102,6 +108,8 @@ impl IceAgent {
             remote_ips: HashSet::new(),
             timer: None,
             timer_at: None,
+            mdns: None,
+            end_deferred: HashSet::new(),
             subscribers: Subscribers::default(),
         }
     }
@@ -146,6 +154,9 @@ impl IceAgent {
             Vec::new()
         });
         tracing::debug!(?ips, "gathering");
+        if self.config.gather.mdns {
+            self.open_mdns(ctx, &ips);
+        }
         let now = Instant::now();
         let transaction = self.config.gather.transaction();
         let relay_only = self.config.gather.relay_only;
@@ -169,7 +180,11 @@ impl IceAgent {
                     socket,
                 });
                 if !relay_only {
-                    self.add_local(stream, Candidate::host(addr).with_component(component));
+                    let mut c = Candidate::host(addr).with_component(component);
+                    if let (true, Some(m)) = (self.config.gather.mdns, &mut self.mdns) {
+                        c = m.hide(c);
+                    }
+                    self.add_local(stream, c);
                 }
             }
         }
@@ -361,6 +376,53 @@ impl IceAgent {
         self.core.add_remote_candidate_to(stream, candidate);
     }
 
+    /// Opens the mDNS socket on `ips` unless it is open; whether it is.
+    fn open_mdns(&mut self, ctx: &mut Context<Self>, ips: &[IpAddr]) -> bool {
+        if self.mdns.is_some() {
+            return true;
+        }
+        match mdns::open(ips) {
+            Ok((service, datagrams)) => {
+                ctx.add_stream(datagrams);
+                self.mdns = Some(service);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no multicast DNS: .local names are not used");
+                false
+            }
+        }
+    }
+
+    /// A remote candidate whose address is the mDNS name `name`: resolved, then added.
+    pub(super) fn resolve_remote(
+        &mut self,
+        ctx: &mut Context<Self>,
+        name: &str,
+        stream: usize,
+        sdp: String,
+    ) {
+        let ips = match self.sockets.is_empty() {
+            false => self.sockets.iter().map(|s| s.addr.ip()).collect(),
+            true => host_addresses(&self.config.gather).unwrap_or_default(),
+        };
+        if self.open_mdns(ctx, &ips) {
+            if let Some(m) = &mut self.mdns {
+                m.resolve(Instant::now(), name, stream, sdp);
+            }
+        }
+    }
+
+    /// RFC 8838 §8.2: the remote signalled end-of-candidates for `stream`; applied
+    /// once its candidates being resolved are in.
+    pub(super) fn end_of_remote_candidates(&mut self, stream: usize) {
+        if self.mdns.as_ref().is_some_and(|m| m.resolving(stream)) {
+            self.end_deferred.insert(stream);
+        } else {
+            self.core.end_of_remote_candidates_of(stream);
+        }
+    }
+
     pub(super) fn core(&mut self) -> &mut Agent {
         &mut self.core
     }
@@ -398,6 +460,27 @@ impl IceAgent {
     /// After every input: transmits out, events to the subscribers, the timer re-armed
     /// at the earliest deadline of the core and the Bindings.
     pub(super) fn drive(&mut self, ctx: &mut Context<Self>) {
+        let resolved = self
+            .mdns
+            .as_mut()
+            .map(MdnsService::drive)
+            .unwrap_or_default();
+        for (stream, c) in resolved {
+            self.add_remote(stream, c);
+        }
+        if !self.end_deferred.is_empty() {
+            let mdns = self.mdns.as_ref();
+            let done: Vec<usize> = self
+                .end_deferred
+                .iter()
+                .copied()
+                .filter(|s| !mdns.is_some_and(|m| m.resolving(*s)))
+                .collect();
+            for stream in done {
+                self.end_deferred.remove(&stream);
+                self.core.end_of_remote_candidates_of(stream);
+            }
+        }
         while let Some(t) = self.core.poll_transmit() {
             self.route(t);
         }
@@ -423,6 +506,7 @@ impl IceAgent {
             .iter()
             .filter_map(ServerBinding::poll_timeout)
             .chain(self.core.poll_timeout())
+            .chain(self.mdns.as_ref().and_then(MdnsService::poll_timeout))
             .min();
         if next != self.timer_at {
             if let Some(h) = self.timer.take() {
@@ -444,6 +528,9 @@ impl IceAgent {
     fn on_timeout(&mut self) {
         let now = Instant::now();
         self.core.handle_timeout(now);
+        if let Some(m) = &mut self.mdns {
+            m.handle_timeout(now);
+        }
         for i in 0..self.bindings.len() {
             self.bindings[i].handle_timeout(now);
             self.binding_outcome(i);
@@ -479,6 +566,19 @@ impl StreamHandler<Datagram> for IceAgent {
 
     fn finished(&mut self, _: &mut Context<Self>) {
         // One socket stopped receiving (logged); the others carry on.
+    }
+}
+
+impl StreamHandler<MdnsDatagram> for IceAgent {
+    fn handle(&mut self, d: MdnsDatagram, ctx: &mut Context<Self>) {
+        if let Some(m) = &mut self.mdns {
+            m.handle_input(Instant::now(), d);
+        }
+        self.drive(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {
+        // The mDNS socket stopped (logged); remote names are no longer resolved.
     }
 }
 

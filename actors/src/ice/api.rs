@@ -78,6 +78,20 @@ pub struct AddRemoteCandidate {
     pub candidate: Candidate,
 }
 
+/// A remote candidate of `stream` as signalled: its candidate-attribute value
+/// (RFC 8839 §5.1, with or without `a=candidate:`). A host name under `.local` (as
+/// Chromium signals its host candidates) is resolved with multicast DNS first
+/// (draft-ietf-mmusic-mdns-ice-candidates); a name nobody answers for is dropped with a
+/// warning. Answers an error for an attribute that does not parse.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), IceError>")]
+pub struct AddRemoteCandidateSdp {
+    /// The data stream (0 is the first).
+    pub stream: usize,
+    /// The candidate-attribute value.
+    pub sdp: String,
+}
+
 /// The remote side signalled end-of-candidates for `stream` (RFC 8838 §8.2).
 #[derive(Debug, Clone, Copy, Default, Message)]
 #[rtype(result = "()")]
@@ -156,12 +170,32 @@ impl Handler<AddRemoteCandidate> for IceAgent {
     }
 }
 
+impl Handler<AddRemoteCandidateSdp> for IceAgent {
+    type Result = Result<(), IceError>;
+
+    fn handle(&mut self, msg: AddRemoteCandidateSdp, ctx: &mut Context<Self>) -> Self::Result {
+        if msg.stream >= self.core().stream_count() {
+            tracing::warn!(stream = msg.stream, "no such ICE data stream");
+            return Ok(());
+        }
+        match Candidate::from_sdp(&msg.sdp) {
+            Ok(c) => self.add_remote(msg.stream, c),
+            Err(IceError::HostnameCandidate(name)) if floe::mdns::is_mdns_name(&name) => {
+                self.resolve_remote(ctx, &name, msg.stream, msg.sdp)
+            }
+            Err(e) => return Err(e),
+        }
+        self.drive(ctx);
+        Ok(())
+    }
+}
+
 impl Handler<EndOfRemoteCandidates> for IceAgent {
     type Result = ();
 
     fn handle(&mut self, msg: EndOfRemoteCandidates, ctx: &mut Context<Self>) {
         if msg.stream < self.core().stream_count() {
-            self.core().end_of_remote_candidates_of(msg.stream);
+            self.end_of_remote_candidates(msg.stream);
             self.drive(ctx);
         }
     }
@@ -331,6 +365,20 @@ impl IceAgentHandle {
     /// [`AddRemoteCandidate`] of `stream`.
     pub fn add_remote_candidate_to(&self, stream: usize, candidate: Candidate) {
         self.addr.do_send(AddRemoteCandidate { stream, candidate });
+    }
+
+    /// [`AddRemoteCandidateSdp`]: a remote candidate of `stream` as signalled, mDNS
+    /// names resolved first.
+    pub async fn add_remote_candidate_sdp(
+        &self,
+        stream: usize,
+        sdp: impl Into<String>,
+    ) -> Result<(), IceError> {
+        let sdp = sdp.into();
+        self.addr
+            .send(AddRemoteCandidateSdp { stream, sdp })
+            .await
+            .unwrap_or(Ok(()))
     }
 
     /// [`EndOfRemoteCandidates`] of stream 0.

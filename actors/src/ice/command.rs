@@ -97,6 +97,7 @@ pub fn agent_config(args: &IceArgs) -> Result<AgentConfig, String> {
         GatherConfig::default()
     };
     config.gather.relay_only = args.relay_only;
+    config.gather.mdns = args.mdns;
     for s in &args.stun {
         config.stun.push(resolve("stun", s)?);
     }

@@ -83,6 +83,10 @@ pub struct GatherConfig {
     /// How long a Binding or Allocate may take before the server counts as
     /// unreachable (retransmitted at 0.5, 1.5, 3.5 s ... within it).
     pub server_timeout: Duration,
+    /// Signal IPv4 host candidates as mDNS `UUID.local` names and answer for them
+    /// (draft-ietf-mmusic-mdns-ice-candidates), as browsers do; off by default. Remote
+    /// `.local` candidates are resolved either way.
+    pub mdns: bool,
 }
 
 impl Default for GatherConfig {
@@ -96,6 +100,7 @@ impl Default for GatherConfig {
             addresses: Vec::new(),
             relay_only: false,
             server_timeout: Duration::from_secs(8),
+            mdns: false,
         }
     }
 }

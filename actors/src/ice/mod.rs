@@ -75,6 +75,7 @@ pub mod command;
 mod config;
 mod gather;
 mod io;
+mod mdns;
 mod relay;
 mod session;
 
@@ -86,8 +87,8 @@ pub use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
 
 pub use agent::IceAgent;
 pub use api::{
-    AddRemoteCandidate, Description, EndOfRemoteCandidates, Gather, IceAgentHandle,
-    LocalDescription, Restart, SetRemote, Start, Stop, StreamDescription,
+    AddRemoteCandidate, AddRemoteCandidateSdp, Description, EndOfRemoteCandidates, Gather,
+    IceAgentHandle, LocalDescription, Restart, SetRemote, Start, Stop, StreamDescription,
 };
 pub use config::{AgentConfig, GatherConfig, TurnServerConfig, TurnTransport};
 pub use gather::host_addresses;

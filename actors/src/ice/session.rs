@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::io::{BufRead, Write};
 use std::time::{Duration, Instant};
 
-use floe::ice::{Candidate, IceEvent as CoreEvent, IceRole};
+use floe::ice::{Candidate, IceError, IceEvent as CoreEvent, IceRole};
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
@@ -80,6 +80,8 @@ enum RemoteLine {
         restart_after: bool,
     },
     Candidate(usize, Candidate),
+    /// A candidate whose address is an mDNS name: the agent resolves it.
+    MdnsCandidate(usize, String),
     EndOfCandidates(usize),
     Ignored,
 }
@@ -120,6 +122,9 @@ fn parse_remote_line(line: &str) -> RemoteLine {
     if let Some(text) = msg.get("candidate").and_then(Value::as_str) {
         return match text.parse::<Candidate>() {
             Ok(c) => RemoteLine::Candidate(stream, c),
+            Err(IceError::HostnameCandidate(name)) if floe::mdns::is_mdns_name(&name) => {
+                RemoteLine::MdnsCandidate(stream, text.to_owned())
+            }
             Err(e) => {
                 tracing::warn!(candidate = %text, error = %e, "ignoring a remote candidate");
                 RemoteLine::Ignored
@@ -293,6 +298,7 @@ impl Session {
         match parse_remote_line(line) {
             RemoteLine::Credentials { stream, .. }
             | RemoteLine::Candidate(stream, _)
+            | RemoteLine::MdnsCandidate(stream, _)
             | RemoteLine::EndOfCandidates(stream)
                 if stream >= streams =>
             {
@@ -333,6 +339,11 @@ impl Session {
                 }
             }
             RemoteLine::Candidate(stream, c) => self.agent.add_remote_candidate_to(stream, c),
+            RemoteLine::MdnsCandidate(stream, sdp) => {
+                if let Err(e) = self.agent.add_remote_candidate_sdp(stream, sdp).await {
+                    tracing::warn!(error = %e, "ignoring a remote candidate");
+                }
+            }
             RemoteLine::EndOfCandidates(stream) => self.agent.end_of_remote_candidates_of(stream),
             RemoteLine::Ignored => {}
         }
