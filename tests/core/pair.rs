@@ -140,7 +140,6 @@ pub fn client_config() -> ClientConfig {
 
 /// A client core and a server core on one fake network and one fake clock.
 pub struct Pair {
-    pub t0: Instant,
     pub now: Instant,
     pub client: Client,
     pub server: Server,
@@ -177,7 +176,6 @@ impl Pair {
         let mut sc = server_config(now);
         server(&mut sc);
         Pair {
-            t0: now,
             now,
             client: Client::new(cc, StdRng::seed_from_u64(1)),
             server: Server::new(sc, StdRng::seed_from_u64(2)),
@@ -203,10 +201,6 @@ impl Pair {
     /// Runs until `done` holds or `limit` of fake time has passed; see [`Sim::drive`].
     pub fn run_until(&mut self, limit: Duration, done: impl FnMut(&mut Pair) -> bool) -> bool {
         self.drive(limit, done)
-    }
-
-    pub fn elapsed(&self) -> Duration {
-        self.now - self.t0
     }
 
     /// Runs until the client reports an event that `pick` accepts, and returns what it
