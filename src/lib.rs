@@ -16,3 +16,7 @@ pub mod transmit;
 pub mod turn;
 
 pub use transmit::{Transmit, Transport};
+
+// The test pairs of `tests/core`, which the ICE proptests share, name the crate `floe`.
+#[cfg(test)]
+extern crate self as floe;

@@ -1,8 +1,8 @@
 //! The core's own integration tests: floe's TURN client core against floe's TURN server
 //! core, through their public API only, on the sans-IO [`Pair`] with a fake clock.
 
-#[path = "core/pair.rs"]
-mod pair;
+#[path = "core/mod.rs"]
+mod pairs;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -13,7 +13,7 @@ use floe::transmit::Transport;
 use floe::turn::client::{ClientEvent, ClientState};
 use floe::turn::server::ServerEvent;
 
-use pair::{addr, Direction, Pair, PASS, RELAY_IP, USER};
+use pairs::pair::{addr, Direction, Pair, PASS, RELAY_IP, USER};
 
 const PEER: &str = "192.0.2.7:5000";
 
@@ -105,7 +105,7 @@ fn explicit_and_automatic_refreshes_keep_the_allocation() {
         .any(|e| matches!(e, ServerEvent::AllocationRefreshed { lifetime, .. } if *lifetime == secs(1200))));
 
     // Three lifetimes later the allocation is alive on both sides, refreshed each time.
-    p.advance(secs(3 * 1200));
+    p.run_for(secs(3 * 1200));
     assert_eq!(p.client.state(), ClientState::Allocated);
     assert_eq!(p.server.allocation_count(), 1);
     let refreshed = p
@@ -199,7 +199,7 @@ fn channel_data_flows_both_ways() {
     assert!(p.client.has_permission(p.now, peer.ip()));
 
     p.client.send_to(p.now, peer, b"ping").unwrap();
-    p.advance(secs(1));
+    p.run_for(secs(1));
     let last_up = p
         .log
         .iter()
@@ -235,7 +235,7 @@ fn send_and_data_indications_flow_both_ways() {
     });
 
     p.client.send_to(p.now, peer, b"hello").unwrap();
-    p.advance(secs(1));
+    p.run_for(secs(1));
     let send = p.stun_log(Direction::ToServer).pop().unwrap();
     assert_eq!(
         (send.method(), send.class()),
@@ -257,7 +257,7 @@ fn send_and_data_indications_flow_both_ways() {
 
     // RFC 8656 §10.3: a peer without a permission is not heard.
     p.peer_sends(addr("192.0.2.8:5000"), relay, b"intruder");
-    p.advance(secs(1));
+    p.run_for(secs(1));
     assert!(!p
         .take_client_events()
         .iter()
@@ -269,7 +269,7 @@ fn a_stale_nonce_is_renewed_and_the_request_retried() {
     let mut p = Pair::with(|_| {}, |s| s.nonce_lifetime = secs(30));
     p.allocate();
     // Quiet for longer than the nonce lives (the allocation lives 600 s).
-    p.advance(secs(45));
+    p.run_for(secs(45));
     let peer = addr(PEER);
     p.client.create_permission(p.now, &[peer.ip()]).unwrap();
     p.expect_client("PermissionCreated", |e| {
@@ -305,7 +305,7 @@ fn channel_data_is_padded_over_tcp_both_ways() {
 
     // RFC 8656 §12.5: over TCP, ChannelData is padded to a multiple of 4 bytes.
     p.client.send_to(p.now, peer, b"abcde").unwrap();
-    p.advance(secs(1));
+    p.run_for(secs(1));
     let up = p
         .log
         .iter()

@@ -1,14 +1,5 @@
-//! A sans-IO pair with a fake clock, after quinn-proto's `Pair`: a TURN client core and a
-//! TURN server core joined by an in-memory network, driven through their public API only.
-//!
-//! The clock is a plain `Instant` that only the test moves: [`Pair::step`] delivers what is
-//! in flight at `now`; [`Pair::run_until`] steps and, when the network is quiet, jumps the
-//! clock to the next deadline either core asks for. Nothing sleeps, so a test of a 10-minute
-//! lifetime runs in microseconds and never depends on the machine's speed.
+//! The client↔server pair: a TURN client core and a TURN server core on the fake network.
 
-#![allow(dead_code)] // each test binary uses a part of the harness
-
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -20,6 +11,8 @@ use floe::turn::server::{
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
+
+use super::network::{Network, Sim};
 
 pub const USER: &str = "alice";
 pub const PASS: &str = "wonderland";
@@ -47,6 +40,7 @@ pub enum Direction {
 /// A datagram on the client↔server path, as the network carried it.
 #[derive(Clone, Debug)]
 pub struct Datagram {
+    /// When it arrived.
     pub at: Instant,
     pub direction: Direction,
     pub payload: Bytes,
@@ -151,9 +145,7 @@ pub struct Pair {
     pub server: Server,
     ports: FreePorts,
     five_tuple: FiveTuple,
-    /// One-way delay of the network.
-    pub latency: Duration,
-    in_flight: VecDeque<Datagram>,
+    pub net: Network<(Direction, Bytes)>,
     /// Every datagram the network delivered, in order.
     pub log: Vec<Datagram>,
     /// What peers received from the relays: `(relay, peer, data)`.
@@ -193,8 +185,7 @@ impl Pair {
                 server: addr(SERVER),
                 transport,
             },
-            latency: Duration::from_millis(10),
-            in_flight: VecDeque::new(),
+            net: Network::new(Duration::from_millis(10)),
             log: Vec::new(),
             peer_inbox: Vec::new(),
             client_events: Vec::new(),
@@ -202,112 +193,14 @@ impl Pair {
         }
     }
 
-    /// Puts what both cores want to send on the network, delivers what is due at `now`,
-    /// and collects events. Returns whether anything moved.
-    pub fn step(&mut self) -> bool {
-        let mut moved = false;
-        while let Some(t) = self.client.poll_transmit() {
-            assert_eq!(
-                t.destination,
-                addr(SERVER),
-                "the client sends to its server"
-            );
-            self.in_flight.push_back(Datagram {
-                at: self.now + self.latency,
-                direction: Direction::ToServer,
-                payload: t.payload,
-            });
-            moved = true;
-        }
-        while let Some(t) = self.server.poll_transmit() {
-            assert_eq!(t.destination, addr(CLIENT), "the server answers its client");
-            self.in_flight.push_back(Datagram {
-                at: self.now + self.latency,
-                direction: Direction::ToClient,
-                payload: t.payload,
-            });
-            moved = true;
-        }
-        while self.in_flight.front().is_some_and(|d| d.at <= self.now) {
-            let d = self.in_flight.pop_front().expect("checked");
-            match d.direction {
-                Direction::ToServer => {
-                    let out = drive_server(
-                        &mut self.server,
-                        &mut self.ports,
-                        self.now,
-                        &self.five_tuple,
-                        &d.payload,
-                    );
-                    self.peer_inbox.extend(out);
-                }
-                Direction::ToClient => {
-                    self.client
-                        .handle_input(self.now, addr(SERVER), d.payload.clone())
-                }
-            }
-            self.log.push(d);
-            moved = true;
-        }
-        while let Some(e) = self.client.poll_event() {
-            self.client_events.push(e);
-            moved = true;
-        }
-        while let Some(e) = self.server.poll_event() {
-            self.server_events.push(e);
-            moved = true;
-        }
-        moved
-    }
-
-    /// The next instant anything is due: a datagram in flight or either core's timer.
-    fn next_deadline(&self) -> Option<Instant> {
-        [
-            self.in_flight.front().map(|d| d.at),
-            self.client.poll_timeout(),
-            self.server.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
-    }
-
     /// Moves the clock forward by `d`, firing the timers that fall due on the way.
-    pub fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        loop {
-            while self.step() {}
-            match self.next_deadline() {
-                Some(t) if t <= end => self.jump_to(t),
-                _ => break,
-            }
-        }
-        self.jump_to(end);
-        while self.step() {}
+    pub fn run_for(&mut self, d: Duration) {
+        self.drive(d, |_| false);
     }
 
-    fn jump_to(&mut self, t: Instant) {
-        if t > self.now {
-            self.now = t;
-        }
-        self.client.handle_timeout(self.now);
-        self.server.handle_timeout(self.now);
-    }
-
-    /// Steps, jumping the clock to each next deadline, until `done` holds or `limit` of
-    /// fake time has passed. Returns whether `done` held.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Pair) -> bool) -> bool {
-        let end = self.now + limit;
-        loop {
-            while self.step() {}
-            if done(self) {
-                return true;
-            }
-            match self.next_deadline() {
-                Some(t) if t <= end => self.jump_to(t),
-                _ => return false,
-            }
-        }
+    /// Runs until `done` holds or `limit` of fake time has passed; see [`Sim::drive`].
+    pub fn run_until(&mut self, limit: Duration, done: impl FnMut(&mut Pair) -> bool) -> bool {
+        self.drive(limit, done)
     }
 
     /// Runs until the client reports an event that `pick` accepts, and returns what it
@@ -365,11 +258,7 @@ impl Pair {
                 message
             }
         };
-        self.in_flight.push_back(Datagram {
-            at: self.now + self.latency,
-            direction: Direction::ToClient,
-            payload,
-        });
+        self.net.send(self.now, (Direction::ToClient, payload));
     }
 
     /// The STUN messages the network carried in `direction`, decoded (ChannelData skipped).
@@ -379,5 +268,77 @@ impl Pair {
             .filter(|d| d.direction == direction && d.payload.first().is_some_and(|b| *b < 4))
             .map(|d| floe::stun::Message::decode(d.payload.clone()).expect("valid STUN"))
             .collect()
+    }
+}
+
+impl Sim for Pair {
+    fn clock(&mut self) -> &mut Instant {
+        &mut self.now
+    }
+
+    fn step(&mut self) -> bool {
+        let mut moved = false;
+        let now = self.now;
+        for (direction, payload) in self.net.arrived(now) {
+            match direction {
+                Direction::ToServer => {
+                    let out = drive_server(
+                        &mut self.server,
+                        &mut self.ports,
+                        now,
+                        &self.five_tuple,
+                        &payload,
+                    );
+                    self.peer_inbox.extend(out);
+                }
+                Direction::ToClient => self.client.handle_input(now, addr(SERVER), payload.clone()),
+            }
+            self.log.push(Datagram {
+                at: now,
+                direction,
+                payload,
+            });
+            moved = true;
+        }
+        if self.client.poll_timeout().is_some_and(|t| t <= now) {
+            self.client.handle_timeout(now);
+        }
+        if self.server.poll_timeout().is_some_and(|t| t <= now) {
+            self.server.handle_timeout(now);
+        }
+        while let Some(t) = self.client.poll_transmit() {
+            assert_eq!(
+                t.destination,
+                addr(SERVER),
+                "the client sends to its server"
+            );
+            self.net.send(now, (Direction::ToServer, t.payload));
+            moved = true;
+        }
+        while let Some(t) = self.server.poll_transmit() {
+            assert_eq!(t.destination, addr(CLIENT), "the server answers its client");
+            self.net.send(now, (Direction::ToClient, t.payload));
+            moved = true;
+        }
+        while let Some(e) = self.client.poll_event() {
+            self.client_events.push(e);
+            moved = true;
+        }
+        while let Some(e) = self.server.poll_event() {
+            self.server_events.push(e);
+            moved = true;
+        }
+        moved
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.net.next_arrival(),
+            self.client.poll_timeout(),
+            self.server.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }

@@ -221,6 +221,21 @@ fn priorities_follow_rfc8445_5_1_2_1() {
 }
 
 #[test]
+fn pair_priority_follows_rfc8445_6_1_2_3() {
+    let g = candidate_priority(CandidateKind::Host, 65535, 1);
+    let d = candidate_priority(CandidateKind::Relayed, 65535, 1);
+    assert_eq!(
+        pair_priority(g, d),
+        (1 << 32) * u64::from(d) + 2 * u64::from(g) + 1
+    );
+    assert_eq!(
+        pair_priority(d, g),
+        (1 << 32) * u64::from(d) + 2 * u64::from(g)
+    );
+    assert_eq!(pair_priority(5, 5), (1 << 32) * 5 + 10);
+}
+
+#[test]
 fn foundations_follow_rfc8445_5_1_1_3() {
     let mut agent = Agent::new(IceConfig::default(), StdRng::seed_from_u64(2));
     let stun1 = addr("192.0.2.100:3478");

@@ -1,10 +1,15 @@
-//! ICE core tests, all on a fake clock with seeded randomness.
+//! ICE core unit tests, all on a fake clock with seeded randomness. Two agents talking to
+//! each other are tested through the public API in `tests/core_ice.rs`.
 
-mod agent;
 mod candidates;
 mod fuzz;
-mod harness;
-mod lifecycle;
-mod streams;
-mod topology;
+mod pacer;
 mod wire;
+
+/// The core's test pairs (`tests/core`), compiled here for the proptests of `fuzz`.
+#[path = "../../../tests/core/mod.rs"]
+mod pairs;
+
+mod harness {
+    pub(super) use super::pairs::agents::AgentPair as Harness;
+}

@@ -6,7 +6,7 @@ use super::*;
 
 #[test]
 fn allocate_answers_the_401_challenge_with_md5_credentials() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.client.allocate(h.now).unwrap();
     assert_eq!(h.client.state(), ClientState::Allocating);
     h.pump();
@@ -55,7 +55,7 @@ fn allocate_answers_the_401_challenge_with_md5_credentials() {
 
 #[test]
 fn dual_stack_allocation_reports_both_relayed_addresses() {
-    let mut h = Harness::with(|c| c.additional_family = Some(AddressFamily::V6));
+    let mut h = ScriptedServer::with(|c| c.additional_family = Some(AddressFamily::V6));
     let v6 = addr("[2001:db8::7]:50001");
     h.server().relayed.push(v6);
     h.client.allocate(h.now).unwrap();
@@ -73,7 +73,7 @@ fn dual_stack_allocation_reports_both_relayed_addresses() {
 
 #[test]
 fn stale_nonce_on_allocate_retries_with_the_new_nonce() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().stale = 1;
     h.client.allocate(h.now).unwrap();
     h.pump();
@@ -89,7 +89,7 @@ fn stale_nonce_on_allocate_retries_with_the_new_nonce() {
 
 #[test]
 fn stale_nonce_retries_are_bounded() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().stale = 100;
     h.client.allocate(h.now).unwrap();
     h.pump();
@@ -107,7 +107,7 @@ fn stale_nonce_retries_are_bounded() {
 
 #[test]
 fn stale_nonce_on_later_requests_updates_the_nonce_and_resends_once() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.server().stale = 1;
     let peer: IpAddr = "198.51.100.20".parse().unwrap();
     h.client.create_permission(h.now, &[peer]).unwrap();
@@ -134,7 +134,7 @@ fn stale_nonce_on_later_requests_updates_the_nonce_and_resends_once() {
 
 #[test]
 fn wrong_password_fails_after_one_authenticated_attempt() {
-    let mut h = Harness::with(|c| c.password = "wrong".into());
+    let mut h = ScriptedServer::with(|c| c.password = "wrong".into());
     h.client.allocate(h.now).unwrap();
     h.pump();
     assert_eq!(h.server().requests_of(Method::ALLOCATE).len(), 2);
@@ -152,7 +152,7 @@ fn wrong_password_fails_after_one_authenticated_attempt() {
 
 #[test]
 fn redirect_follows_alternate_server() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     let alternate = addr("192.0.2.2:3478");
     h.server().redirect = Some(alternate);
     h.servers.push(FakeServer::new(alternate));
@@ -185,7 +185,7 @@ fn redirect_follows_alternate_server() {
 
 #[test]
 fn redirects_are_bounded() {
-    let mut h = Harness::with(|c| c.max_redirects = 2);
+    let mut h = ScriptedServer::with(|c| c.max_redirects = 2);
     let chain = ["192.0.2.2:3478", "192.0.2.3:3478", "192.0.2.4:3478"].map(addr);
     h.server().redirect = Some(chain[0]);
     for (i, a) in chain.iter().enumerate() {
@@ -210,7 +210,7 @@ fn redirects_are_bounded() {
 
 #[test]
 fn redirect_to_a_visited_server_is_a_loop() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     let b = addr("192.0.2.2:3478");
     h.server().redirect = Some(b);
     let mut s = FakeServer::new(b);
@@ -226,7 +226,7 @@ fn redirect_to_a_visited_server_is_a_loop() {
 
 #[test]
 fn sha256_and_message_integrity_sha256_when_password_algorithms_are_offered() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().algorithms = Some(vec![0x0002, 0x0001]);
     h.server().new_nonce();
     h.client.allocate(h.now).unwrap();
@@ -260,7 +260,7 @@ fn sha256_and_message_integrity_sha256_when_password_algorithms_are_offered() {
 #[test]
 fn first_supported_password_algorithm_is_used() {
     // RFC 8489 §9.2.5: the first algorithm of the server's list that the client supports.
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().algorithms = Some(vec![0x7777, 0x0001, 0x0002]);
     h.server().new_nonce();
     h.client.allocate(h.now).unwrap();
@@ -278,7 +278,7 @@ fn first_supported_password_algorithm_is_used() {
 
 #[test]
 fn userhash_replaces_username_when_the_nonce_announces_anonymity() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().anonymity = true;
     h.server().algorithms = Some(vec![0x0002]);
     h.server().new_nonce();
@@ -299,7 +299,7 @@ fn userhash_replaces_username_when_the_nonce_announces_anonymity() {
 #[test]
 fn bid_down_is_refused() {
     // RFC 8489 §9.2.5: the nonce announces PASSWORD-ALGORITHMS, the 401 lacks them.
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     let req = {
         h.client.allocate(h.now).unwrap();
         let t = h.client.poll_transmit().unwrap();
@@ -324,7 +324,7 @@ fn bid_down_is_refused() {
 
 #[test]
 fn other_errors_become_error_events() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().fail_with = Some((Method::ALLOCATE, 486));
     h.client.allocate(h.now).unwrap();
     h.pump();
@@ -341,7 +341,7 @@ fn other_errors_become_error_events() {
 
 #[test]
 fn a_response_failing_integrity_is_dropped_over_udp() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.client.allocate(h.now).unwrap();
     h.pump();
     h.take_events();
@@ -371,7 +371,7 @@ fn a_response_failing_integrity_is_dropped_over_udp() {
 
 #[test]
 fn a_response_failing_integrity_fails_the_transaction_over_tcp() {
-    let mut h = Harness::with(|c| c.transport = Transport::Tcp);
+    let mut h = ScriptedServer::with(|c| c.transport = Transport::Tcp);
     h.client.allocate(h.now).unwrap();
     h.pump();
     h.take_events();
@@ -394,7 +394,7 @@ fn a_response_failing_integrity_fails_the_transaction_over_tcp() {
 
 #[test]
 fn unknown_comprehension_required_attributes_fail_the_transaction() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().silent = true;
     h.client.allocate(h.now).unwrap();
     h.pump();
@@ -419,7 +419,7 @@ fn config_debug_hides_the_password() {
 #[test]
 fn a_peer_keeps_its_channel_number_after_the_binding_lapses() {
     // RFC 8656 §12: no re-binding of a peer to another number within 5 minutes of expiry.
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let peer = addr("198.51.100.20:7000");
     assert_eq!(h.client.channel_bind(h.now, peer), Ok(0x4000));
     h.pump();
@@ -432,7 +432,7 @@ fn a_peer_keeps_its_channel_number_after_the_binding_lapses() {
 
 #[test]
 fn unsigned_success_responses_are_accepted() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().sign = false;
     h.client.allocate(h.now).unwrap();
     h.pump();

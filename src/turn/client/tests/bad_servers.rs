@@ -6,7 +6,7 @@ use super::*;
 
 #[test]
 fn a_response_with_an_unknown_transaction_id_is_ignored() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().silent = true;
     h.client.allocate(h.now).unwrap();
     h.pump();
@@ -42,7 +42,7 @@ fn a_response_with_an_unknown_transaction_id_is_ignored() {
 
 #[test]
 fn success_without_xor_relayed_address_is_an_error() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().silent = true;
     h.client.allocate(h.now).unwrap();
     h.pump();
@@ -65,7 +65,7 @@ fn success_without_xor_relayed_address_is_an_error() {
 
 #[test]
 fn garbage_is_dropped() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let before = h.client.poll_timeout();
     for junk in [
         &b""[..],
@@ -87,7 +87,7 @@ fn garbage_is_dropped() {
 
 #[test]
 fn silence_over_udp_times_out_after_7_sends_and_39_5_s() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().silent = true;
     h.client.allocate(h.now).unwrap();
     h.advance(secs(60));
@@ -111,7 +111,7 @@ fn silence_over_udp_times_out_after_7_sends_and_39_5_s() {
 
 #[test]
 fn silence_over_tcp_times_out_after_1_send_and_39_5_s() {
-    let mut h = Harness::with(|c| c.transport = Transport::Tcp);
+    let mut h = ScriptedServer::with(|c| c.transport = Transport::Tcp);
     h.server().silent = true;
     h.client.allocate(h.now).unwrap();
     h.advance(secs(60));
@@ -132,7 +132,7 @@ fn silence_over_tcp_times_out_after_1_send_and_39_5_s() {
 #[test]
 fn later_requests_use_the_measured_rto() {
     // RFC 8489 §6.2.1: the RTO measured on this server is reused for 10 minutes.
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.client.binding(h.now);
     let t = h.client.poll_transmit().unwrap();
     h.now += ms(20);
@@ -157,7 +157,12 @@ fn later_requests_use_the_measured_rto() {
 // ---- Properties ------------------------------------------------------------------------------
 
 /// A message of `class` for a pending transaction of `h`, with arbitrary attributes.
-fn response_with(h: &Harness, method: Method, class: Class, attrs: &[(u16, Vec<u8>)]) -> Bytes {
+fn response_with(
+    h: &ScriptedServer,
+    method: Method,
+    class: Class,
+    attrs: &[(u16, Vec<u8>)],
+) -> Bytes {
     let tid = h.servers[0]
         .requests
         .last()
@@ -176,18 +181,18 @@ const INTERESTING: [u16; 14] = [
     0x8002, 0x8023,
 ];
 
-fn state_for(phase: u8) -> Harness {
+fn state_for(phase: u8) -> ScriptedServer {
     match phase % 3 {
-        0 => Harness::new(),
+        0 => ScriptedServer::new(),
         1 => {
-            let mut h = Harness::new();
+            let mut h = ScriptedServer::new();
             h.server().silent = true;
             h.client.allocate(h.now).unwrap();
             h.pump();
             h
         }
         _ => {
-            let mut h = Harness::allocated();
+            let mut h = ScriptedServer::allocated();
             h.client
                 .channel_bind(h.now, addr("198.51.100.20:7000"))
                 .unwrap();
@@ -226,7 +231,7 @@ proptest! {
 
 #[test]
 fn channel_numbers_come_from_rfc_8656s_range_and_run_out_after_0x4fff() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     for i in 0..ChannelNumber::COUNT as u32 {
         let ip = std::net::Ipv4Addr::from(0xC633_6400u32 + i / 64);
         let peer = SocketAddr::new(IpAddr::V4(ip), 7000 + (i % 64) as u16);
@@ -242,7 +247,7 @@ fn channel_numbers_come_from_rfc_8656s_range_and_run_out_after_0x4fff() {
 
 #[test]
 fn channel_data_in_rfc_5766s_wider_range_is_decoded_and_dropped_as_unknown() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.take_events();
     // 0x5000..=0x7FFE decode (the shared codec is liberal) but this client never binds them.
     h.input(Bytes::from_static(b"\x50\x00\x00\x02hi"));

@@ -6,7 +6,7 @@ use super::*;
 
 #[test]
 fn send_uses_a_send_indication_until_a_channel_is_bound() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let peer = addr("198.51.100.20:7000");
     assert_eq!(
         h.client.send_to(h.now, peer, b"hello"),
@@ -46,7 +46,7 @@ fn send_uses_a_send_indication_until_a_channel_is_bound() {
 
 #[test]
 fn channel_data_is_padded_over_tcp() {
-    let mut h = Harness::with(|c| c.transport = Transport::Tcp);
+    let mut h = ScriptedServer::with(|c| c.transport = Transport::Tcp);
     h.client.allocate(h.now).unwrap();
     h.pump();
     let peer = addr("198.51.100.20:7000");
@@ -61,7 +61,7 @@ fn channel_data_is_padded_over_tcp() {
 
 #[test]
 fn oversized_data_is_refused() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let peer = addr("198.51.100.20:7000");
     h.client.create_permission(h.now, &[peer.ip()]).unwrap();
     h.pump();
@@ -83,7 +83,7 @@ fn data_indication(peer: SocketAddr, data: &[u8]) -> Bytes {
 
 #[test]
 fn data_indications_and_channel_data_become_data_events() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let peer = addr("198.51.100.20:7000");
     h.input(data_indication(peer, b"ind"));
     assert_eq!(
@@ -125,7 +125,7 @@ fn data_indications_and_channel_data_become_data_events() {
 
 #[test]
 fn data_before_allocation_is_dropped() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.input(data_indication(addr("198.51.100.20:7000"), b"x"));
     assert!(h.take_events().is_empty());
 }

@@ -6,7 +6,7 @@ use super::*;
 
 #[test]
 fn binding_reports_the_reflexive_address_and_rtt() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.client.binding(h.now);
     let t = h.client.poll_transmit().unwrap();
     let req = Message::decode(t.payload.clone()).unwrap();
@@ -28,7 +28,7 @@ fn binding_reports_the_reflexive_address_and_rtt() {
 
 #[test]
 fn binding_rtt_is_unknown_after_a_retransmission() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().silent = true;
     h.client.binding(h.now);
     h.advance(ms(600));
@@ -47,7 +47,7 @@ fn binding_rtt_is_unknown_after_a_retransmission() {
 
 #[test]
 fn refresh_happens_60_s_before_expiry_exactly() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.advance(secs(540) - ms(1));
     assert!(h.request_times(Method::REFRESH).is_empty());
     h.advance(ms(1));
@@ -72,7 +72,7 @@ fn refresh_happens_60_s_before_expiry_exactly() {
 
 #[test]
 fn short_lifetimes_refresh_at_half() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     h.server().max_lifetime = 60;
     h.client.allocate(h.now).unwrap();
     h.advance(secs(100));
@@ -89,7 +89,7 @@ fn short_lifetimes_refresh_at_half() {
 
 #[test]
 fn explicit_refresh_sets_the_lifetime_of_later_refreshes() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.advance(secs(10));
     h.client.refresh(h.now, secs(1200)).unwrap();
     h.pump();
@@ -113,7 +113,7 @@ fn explicit_refresh_sets_the_lifetime_of_later_refreshes() {
 
 #[test]
 fn delete_sends_lifetime_zero_and_clears_the_session() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let peer = addr("198.51.100.20:7000");
     h.client.channel_bind(h.now, peer).unwrap();
     h.pump();
@@ -146,7 +146,7 @@ fn delete_sends_lifetime_zero_and_clears_the_session() {
 
 #[test]
 fn refresh_with_zero_lifetime_is_delete() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.client.refresh(h.now, Duration::ZERO).unwrap();
     h.pump();
     assert_eq!(h.take_events(), [ClientEvent::Deleted]);
@@ -158,7 +158,7 @@ fn refresh_with_zero_lifetime_is_delete() {
 
 #[test]
 fn allocation_mismatch_on_delete_counts_as_deleted() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.server().fail_with = Some((Method::REFRESH, 437));
     h.client.delete(h.now).unwrap();
     h.pump();
@@ -178,7 +178,7 @@ fn allocation_mismatch_on_delete_counts_as_deleted() {
 
 #[test]
 fn allocation_mismatch_on_refresh_means_the_allocation_is_gone() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.server().fail_with = Some((Method::REFRESH, 437));
     h.advance(secs(540));
     let events = h.take_events();
@@ -198,7 +198,7 @@ fn allocation_mismatch_on_refresh_means_the_allocation_is_gone() {
 
 #[test]
 fn failed_refreshes_are_retried_then_the_allocation_expires() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.server().silent = true;
     h.advance(secs(600));
     let times = h.request_times(Method::REFRESH);
@@ -223,7 +223,7 @@ fn failed_refreshes_are_retried_then_the_allocation_expires() {
 
 #[test]
 fn permissions_go_in_one_request_and_are_recreated_every_4_minutes() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let peers: [IpAddr; 2] = [
         "198.51.100.20".parse().unwrap(),
         "198.51.100.21".parse().unwrap(),
@@ -266,7 +266,7 @@ fn permissions_go_in_one_request_and_are_recreated_every_4_minutes() {
 
 #[test]
 fn channels_are_rebound_every_9_minutes_and_refresh_the_permission() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let peer = addr("198.51.100.20:7000");
     h.advance(secs(10));
     assert_eq!(h.client.channel_bind(h.now, peer), Ok(0x4000));
@@ -307,7 +307,7 @@ fn channels_are_rebound_every_9_minutes_and_refresh_the_permission() {
 
 #[test]
 fn commands_without_allocation_are_refused() {
-    let mut h = Harness::new();
+    let mut h = ScriptedServer::new();
     let peer = addr("198.51.100.20:7000");
     assert_eq!(
         h.client.create_permission(h.now, &[peer.ip()]),
@@ -327,7 +327,7 @@ fn commands_without_allocation_are_refused() {
 
 #[test]
 fn failed_permission_is_reported_and_not_refreshed() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     h.server().fail_with = Some((Method::CREATE_PERMISSION, 403));
     let peer: IpAddr = "198.51.100.20".parse().unwrap();
     h.client.create_permission(h.now, &[peer]).unwrap();
@@ -347,7 +347,7 @@ fn failed_permission_is_reported_and_not_refreshed() {
 
 #[test]
 fn peer_of_the_wrong_family_is_refused() {
-    let mut h = Harness::allocated();
+    let mut h = ScriptedServer::allocated();
     let v6: IpAddr = "2001:db8::1".parse().unwrap();
     assert_eq!(
         h.client.create_permission(h.now, &[v6]),

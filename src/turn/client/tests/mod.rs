@@ -255,8 +255,8 @@ fn success(req: &Message, f: impl FnOnce(&mut MessageEncoder<'_>)) -> Bytes {
     buf.freeze()
 }
 
-/// The client, its servers, and a fake clock.
-struct Harness {
+/// One client core against scripted server answers, on a fake clock.
+struct ScriptedServer {
     t0: Instant,
     now: Instant,
     client: Client,
@@ -270,7 +270,7 @@ struct Harness {
 const SERVER: &str = "192.0.2.1:3478";
 const LOCAL: &str = "10.0.0.2:40000";
 
-impl Harness {
+impl ScriptedServer {
     fn new() -> Self {
         Self::with(|_| {})
     }
@@ -280,7 +280,7 @@ impl Harness {
         config.software = Some("floe test".into());
         f(&mut config);
         let t0 = Instant::now();
-        Harness {
+        ScriptedServer {
             t0,
             now: t0,
             client: Client::new(config, StdRng::seed_from_u64(7)),
@@ -370,7 +370,7 @@ impl Harness {
 
     /// Allocates and checks it worked; clears events and the record of transmits.
     fn allocated() -> Self {
-        let mut h = Harness::new();
+        let mut h = ScriptedServer::new();
         h.client.allocate(h.now).unwrap();
         h.pump();
         assert_eq!(h.client.state(), ClientState::Allocated);

@@ -4,9 +4,9 @@ use super::*;
 
 #[test]
 fn allocate_without_credentials_gets_401_and_creates_nothing() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     let r = h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
-    assert_eq!(Harness::code(&r), Some(401));
+    assert_eq!(ScriptedClient::code(&r), Some(401));
     assert!(r.get::<Realm>().is_some() && r.get::<Nonce>().is_some());
     assert_eq!(h.server.allocation_count(), 0);
     assert!(h.driver.bound.is_empty());
@@ -15,7 +15,7 @@ fn allocate_without_credentials_gets_401_and_creates_nothing() {
 
 #[test]
 fn allocate_grants_a_relay_in_range_and_retransmissions_get_the_same_answer() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let req = h.build(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
     let first = h.send(&req).unwrap();
@@ -31,7 +31,7 @@ fn allocate_grants_a_relay_in_range_and_retransmissions_get_the_same_answer() {
     assert_eq!(again.as_bytes(), first.as_bytes());
     // Any other Allocate on this 5-tuple is a mismatch.
     let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
-    assert_eq!(Harness::code(&r), Some(437));
+    assert_eq!(ScriptedClient::code(&r), Some(437));
     assert!(r.verify_integrity(h.key().as_bytes()).is_ok());
     let created: Vec<_> = h
         .events()
@@ -43,7 +43,7 @@ fn allocate_grants_a_relay_in_range_and_retransmissions_get_the_same_answer() {
 
 #[test]
 fn quotas_and_port_exhaustion() {
-    let mut h = Harness::with(|c| {
+    let mut h = ScriptedClient::with(|c| {
         c.min_port = 50000;
         c.max_port = 50001;
     });
@@ -51,9 +51,9 @@ fn quotas_and_port_exhaustion() {
     h.allocate();
     h.ft = five_tuple("203.0.113.9:40001");
     let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
-    assert_eq!(Harness::code(&r), Some(486));
+    assert_eq!(ScriptedClient::code(&r), Some(486));
 
-    let mut h = Harness::with(|c| {
+    let mut h = ScriptedClient::with(|c| {
         c.min_port = 50000;
         c.max_port = 50001;
     });
@@ -61,14 +61,14 @@ fn quotas_and_port_exhaustion() {
     h.allocate();
     h.ft = five_tuple("203.0.113.9:40001");
     let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
-    assert_eq!(Harness::code(&r), Some(508));
+    assert_eq!(ScriptedClient::code(&r), Some(508));
     // The failed Allocate gave its quota back.
     assert_eq!(h.driver.total, 1);
 }
 
 #[test]
 fn even_port_reserves_the_next_one_for_a_token() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let r = h.request(
         Method::ALLOCATE,
@@ -97,7 +97,7 @@ fn even_port_reserves_the_next_one_for_a_token() {
         true,
         &[RequestedTransport(17).into(), token.into()],
     );
-    assert_eq!(Harness::code(&r), Some(508), "token used up");
+    assert_eq!(ScriptedClient::code(&r), Some(508), "token used up");
     let r = h.request(
         Method::ALLOCATE,
         true,
@@ -107,12 +107,12 @@ fn even_port_reserves_the_next_one_for_a_token() {
             EvenPort { reserve: false }.into(),
         ],
     );
-    assert_eq!(Harness::code(&r), Some(400));
+    assert_eq!(ScriptedClient::code(&r), Some(400));
 }
 
 #[test]
 fn reservations_expire() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let r = h.request(
         Method::ALLOCATE,
@@ -135,12 +135,12 @@ fn reservations_expire() {
 
 #[test]
 fn transport_and_family_checks() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(6).into()]);
-    assert_eq!(Harness::code(&r), Some(442));
+    assert_eq!(ScriptedClient::code(&r), Some(442));
     let r = h.request(Method::ALLOCATE, true, &[]);
-    assert_eq!(Harness::code(&r), Some(400));
+    assert_eq!(ScriptedClient::code(&r), Some(400));
     let r = h.request(
         Method::ALLOCATE,
         true,
@@ -149,7 +149,7 @@ fn transport_and_family_checks() {
             RequestedAddressFamily(AddressFamily::V6).into(),
         ],
     );
-    assert_eq!(Harness::code(&r), Some(440));
+    assert_eq!(ScriptedClient::code(&r), Some(440));
     // Dual-stack asked, only IPv4 here: success with ADDRESS-ERROR-CODE for IPv6.
     let r = h.request(
         Method::ALLOCATE,
@@ -165,7 +165,7 @@ fn transport_and_family_checks() {
 
 #[test]
 fn dual_stack_allocation_relays_both_families() {
-    let mut h = Harness::with(|c| c.relay_ipv6 = Some("2001:db8::1".parse().unwrap()));
+    let mut h = ScriptedClient::with(|c| c.relay_ipv6 = Some("2001:db8::1".parse().unwrap()));
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let r = h.request(
         Method::ALLOCATE,
@@ -196,11 +196,11 @@ fn dual_stack_allocation_relays_both_families() {
 
 #[test]
 fn many_unauthenticated_allocates_leave_no_state() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     for port in 0..2000u16 {
         h.ft = five_tuple(&format!("203.0.113.9:{}", 10000 + port));
         let r = h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
-        assert_eq!(Harness::code(&r), Some(401));
+        assert_eq!(ScriptedClient::code(&r), Some(401));
     }
     assert_eq!(h.server.allocation_count(), 0);
     assert_eq!(h.server.poll_timeout(), None);
@@ -209,7 +209,7 @@ fn many_unauthenticated_allocates_leave_no_state() {
 
 #[test]
 fn a_reservation_is_redeemed_on_another_thread() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let r = h.request(
         Method::ALLOCATE,
@@ -222,7 +222,7 @@ fn a_reservation_is_redeemed_on_another_thread() {
     let relay = r.get::<XorRelayedAddress>().unwrap().unwrap().0;
     let token = r.get::<ReservationToken>().unwrap().unwrap();
     // A second core with the same shared state, as another Arbiter has.
-    let mut other = Harness::new();
+    let mut other = ScriptedClient::new();
     other.server = Server::new(h.server.config().clone(), StdRng::seed_from_u64(8));
     other.driver.parked = std::mem::take(&mut h.driver.parked);
     other.nonce = h.nonce.clone();
@@ -232,7 +232,7 @@ fn a_reservation_is_redeemed_on_another_thread() {
         true,
         &[RequestedTransport(17).into(), token.into()],
     );
-    assert_eq!(r.class(), Class::Success, "{:?}", Harness::code(&r));
+    assert_eq!(r.class(), Class::Success, "{:?}", ScriptedClient::code(&r));
     assert_eq!(
         r.get::<XorRelayedAddress>().unwrap().unwrap().0.port(),
         relay.port() + 1
@@ -241,7 +241,7 @@ fn a_reservation_is_redeemed_on_another_thread() {
 
 #[test]
 fn a_reserved_port_is_not_handed_to_another_allocation() {
-    let mut h = Harness::with(|c| {
+    let mut h = ScriptedClient::with(|c| {
         c.min_port = 50001;
         c.max_port = 50004;
     });
@@ -273,7 +273,7 @@ fn a_reserved_port_is_not_handed_to_another_allocation() {
     h.ft = five_tuple("203.0.113.9:40003");
     let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
     assert_eq!(
-        Harness::code(&r),
+        ScriptedClient::code(&r),
         Some(508),
         "only the reserved port is left"
     );
@@ -281,7 +281,7 @@ fn a_reserved_port_is_not_handed_to_another_allocation() {
 
 #[test]
 fn lifetimes_are_raised_to_the_default_and_capped() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let r = h.request(
         Method::ALLOCATE,
@@ -297,7 +297,7 @@ fn lifetimes_are_raised_to_the_default_and_capped() {
 
 #[test]
 fn a_retransmitted_allocate_while_the_driver_works_makes_one_allocation() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let req = h.build(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
     let ft = h.ft;
@@ -326,7 +326,7 @@ fn a_retransmitted_allocate_while_the_driver_works_makes_one_allocation() {
 
 #[test]
 fn a_refused_relay_request_gets_486_or_508_and_leaves_nothing() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     for (refusal, code) in [
         (RelayRefusal::QuotaReached, 486),
@@ -339,7 +339,7 @@ fn a_refused_relay_request_gets_486_or_508_and_leaves_nothing() {
         assert_eq!(r.username, USER);
         assert_eq!(h.server.relay_ready(h.now, r.id, Err(refusal)), None);
         let m = Message::decode(h.server.poll_transmit().unwrap().payload).unwrap();
-        assert_eq!(Harness::code(&m), Some(code));
+        assert_eq!(ScriptedClient::code(&m), Some(code));
         assert!(m.verify_integrity(h.key().as_bytes()).is_ok());
     }
     assert_eq!(h.server.allocation_count(), 0);

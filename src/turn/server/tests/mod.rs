@@ -144,7 +144,9 @@ impl FakeDriver {
     }
 }
 
-struct Harness {
+/// One server core driven by scripted client requests, with its fake driver and a fake
+/// clock.
+struct ScriptedClient {
     server: Server,
     driver: FakeDriver,
     now: Instant,
@@ -182,7 +184,7 @@ fn five_tuple(client: &str) -> FiveTuple {
     }
 }
 
-impl Harness {
+impl ScriptedClient {
     fn new() -> Self {
         Self::with(|_| {})
     }
@@ -191,7 +193,7 @@ impl Harness {
         let now = Instant::now();
         let mut c = config(now);
         f(&mut c);
-        Harness {
+        ScriptedClient {
             server: Server::new(c, StdRng::seed_from_u64(7)),
             driver: FakeDriver::default(),
             now,

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 #[test]
 fn binding_answers_without_authentication() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     let r = h.request(Method::BINDING, false, &[]);
     assert_eq!(r.class(), Class::Success);
     assert_eq!(r.get::<XorMappedAddress>().unwrap().unwrap().0, h.ft.client);
@@ -16,7 +16,7 @@ fn binding_answers_without_authentication() {
 
 #[test]
 fn wrong_password_and_unknown_user_get_401() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     h.tid += 1;
     let mut buf = BytesMut::new();
@@ -29,7 +29,7 @@ fn wrong_password_and_unknown_user_get_401() {
         .message_integrity(wrong.as_bytes());
     e.finish().unwrap();
     let r = h.send(&buf).unwrap();
-    assert_eq!(Harness::code(&r), Some(401));
+    assert_eq!(ScriptedClient::code(&r), Some(401));
     assert!(h
         .events()
         .iter()
@@ -39,11 +39,11 @@ fn wrong_password_and_unknown_user_get_401() {
 
 #[test]
 fn stale_nonce_gets_438_and_the_client_recovers() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     h.advance(Duration::from_secs(601));
     let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
-    assert_eq!(Harness::code(&r), Some(438));
+    assert_eq!(ScriptedClient::code(&r), Some(438));
     // The 438 carried a fresh nonce: retrying with it works.
     let r = h.request(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
     assert_eq!(r.class(), Class::Success);
@@ -51,7 +51,7 @@ fn stale_nonce_gets_438_and_the_client_recovers() {
 
 #[test]
 fn refresh_clamps_and_zero_deletes() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     let relay = h.allocate();
     let r = h.request(Method::REFRESH, true, &[Lifetime(100_000).into()]);
     assert_eq!(r.get::<Lifetime>().unwrap().unwrap(), Lifetime(3600));
@@ -65,12 +65,12 @@ fn refresh_clamps_and_zero_deletes() {
         .iter()
         .any(|e| matches!(e, ServerEvent::AllocationDeleted { .. })));
     let r = h.request(Method::REFRESH, true, &[Lifetime(600).into()]);
-    assert_eq!(Harness::code(&r), Some(437));
+    assert_eq!(ScriptedClient::code(&r), Some(437));
 }
 
 #[test]
 fn permissions_are_checked_against_the_peer_policy() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.allocate();
     for denied in [
         "127.0.0.1:1",
@@ -81,16 +81,16 @@ fn permissions_are_checked_against_the_peer_policy() {
         "198.51.100.1:9",
     ] {
         let r = h.request(Method::CREATE_PERMISSION, true, &[peer_attr(denied)]);
-        assert_eq!(Harness::code(&r), Some(403), "{denied}");
+        assert_eq!(ScriptedClient::code(&r), Some(403), "{denied}");
     }
     let r = h.request(
         Method::CREATE_PERMISSION,
         true,
         &[peer_attr("[2001:db8::1]:1")],
     );
-    assert_eq!(Harness::code(&r), Some(443));
+    assert_eq!(ScriptedClient::code(&r), Some(443));
     let r = h.request(Method::CREATE_PERMISSION, true, &[]);
-    assert_eq!(Harness::code(&r), Some(400));
+    assert_eq!(ScriptedClient::code(&r), Some(400));
     // Several peers in one request, all or nothing.
     let r = h.request(
         Method::CREATE_PERMISSION,
@@ -101,7 +101,7 @@ fn permissions_are_checked_against_the_peer_policy() {
             peer_attr("10.1.1.1:1"),
         ],
     );
-    assert_eq!(Harness::code(&r), Some(403));
+    assert_eq!(ScriptedClient::code(&r), Some(403));
     let r = h.request(
         Method::CREATE_PERMISSION,
         true,
@@ -118,9 +118,9 @@ fn permissions_are_checked_against_the_peer_policy() {
 
 #[test]
 fn send_indications_and_data_indications_need_a_permission() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     let relay = h.allocate();
-    let send = |h: &mut Harness| {
+    let send = |h: &mut ScriptedClient| {
         let d = h.build(Method::SEND, false, &[]);
         let mut buf = BytesMut::new();
         let mut e = MessageEncoder::new(
@@ -174,15 +174,15 @@ fn send_indications_and_data_indications_need_a_permission() {
 
 #[test]
 fn channels_relay_both_ways_and_follow_the_rebinding_rules() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     let relay = h.allocate();
-    let bind = |h: &mut Harness, ch: u16, peer: &str| {
+    let bind = |h: &mut ScriptedClient, ch: u16, peer: &str| {
         let r = h.request(
             Method::CHANNEL_BIND,
             true,
             &[channel_number(ch), peer_attr(peer)],
         );
-        Harness::code(&r)
+        ScriptedClient::code(&r)
     };
     assert_eq!(bind(&mut h, 0x3FFF, "192.0.2.7:5000"), Some(400));
     assert_eq!(bind(&mut h, 0x7FFF, "192.0.2.7:5000"), Some(400));
@@ -228,7 +228,7 @@ fn channels_relay_both_ways_and_follow_the_rebinding_rules() {
 
 #[test]
 fn tcp_channel_data_to_the_client_is_padded() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     h.ft.transport = Transport::Tcp;
     let relay = h.allocate();
     h.request(
@@ -244,7 +244,7 @@ fn tcp_channel_data_to_the_client_is_padded() {
 
 #[test]
 fn lifetimes_expire_allocations_permissions_and_channels() {
-    let mut h = Harness::with(|c| {
+    let mut h = ScriptedClient::with(|c| {
         c.default_lifetime = Duration::from_secs(30);
         c.permission_lifetime = Duration::from_secs(5);
         c.channel_lifetime = Duration::from_secs(10);
@@ -295,7 +295,7 @@ fn lifetimes_expire_allocations_permissions_and_channels() {
 
 #[test]
 fn another_user_on_the_same_five_tuple_gets_441() {
-    let mut h = Harness::with(|c| c.credentials.users.insert("eve", "other"));
+    let mut h = ScriptedClient::with(|c| c.credentials.users.insert("eve", "other"));
     h.allocate();
     h.tid += 1;
     let mut buf = BytesMut::new();
@@ -307,19 +307,19 @@ fn another_user_on_the_same_five_tuple_gets_441() {
         .message_integrity(key.as_bytes());
     e.finish().unwrap();
     let r = h.send(&buf).unwrap();
-    assert_eq!(Harness::code(&r), Some(441));
+    assert_eq!(ScriptedClient::code(&r), Some(441));
 }
 
 #[test]
 fn rest_api_credentials() {
-    let mut h = Harness::with(|c| {
+    let mut h = ScriptedClient::with(|c| {
         c.credentials.users = StaticUsers::new();
         c.credentials.rest_secrets = RestApiSecrets::new(["old", "current"]);
     });
     let user = "1700003600:alice";
     let pass = RestApiSecrets::password("current", user);
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
-    let sign = |h: &mut Harness, user: &str, pass: &str| {
+    let sign = |h: &mut ScriptedClient, user: &str, pass: &str| {
         h.tid += 1;
         let mut buf = BytesMut::new();
         let mut e = MessageEncoder::new(&mut buf, Method::ALLOCATE.request(), tid(h.tid));
@@ -337,12 +337,12 @@ fn rest_api_credentials() {
     h.ft = five_tuple("203.0.113.9:40001");
     let old = "1699999999:alice";
     let r = sign(&mut h, old, &RestApiSecrets::password("current", old));
-    assert_eq!(Harness::code(&r), Some(401));
+    assert_eq!(ScriptedClient::code(&r), Some(401));
 }
 
 #[test]
 fn sha256_and_userhash_when_offered() {
-    let mut h = Harness::with(|c| c.password_algorithms = true);
+    let mut h = ScriptedClient::with(|c| c.password_algorithms = true);
     let r = h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     let offered = r.get::<PasswordAlgorithms>().unwrap().unwrap();
     assert_eq!(offered.0[0].algorithm, Algorithm::Sha256.code());
@@ -361,13 +361,13 @@ fn sha256_and_userhash_when_offered() {
         .message_integrity_sha256(key.as_bytes(), 32);
     e.finish().unwrap();
     let r = h.send(&buf).unwrap();
-    assert_eq!(r.class(), Class::Success, "{:?}", Harness::code(&r));
+    assert_eq!(r.class(), Class::Success, "{:?}", ScriptedClient::code(&r));
     r.verify_integrity_sha256(key.as_bytes()).unwrap();
 }
 
 #[test]
 fn unknown_comprehension_required_attribute_gets_420() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     let r = h.request(
         Method::BINDING,
         false,
@@ -376,7 +376,7 @@ fn unknown_comprehension_required_attribute_gets_420() {
             value: Bytes::from_static(b"?"),
         }],
     );
-    assert_eq!(Harness::code(&r), Some(420));
+    assert_eq!(ScriptedClient::code(&r), Some(420));
     assert_eq!(
         r.get::<UnknownAttributes>().unwrap().unwrap().0,
         vec![AttributeType(0x7777)]
@@ -386,7 +386,7 @@ fn unknown_comprehension_required_attribute_gets_420() {
 proptest! {
     #[test]
     fn arbitrary_client_input_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
-        let mut h = Harness::new();
+        let mut h = ScriptedClient::new();
         h.allocate();
         let ft = h.ft;
         let _ = h.server.handle_client(h.now, &ft, &data);
@@ -399,7 +399,7 @@ proptest! {
 
 #[test]
 fn rfc3489_binding_without_magic_cookie_gets_mapped_address() {
-    let mut h = Harness::new();
+    let mut h = ScriptedClient::new();
     let mut req = vec![0x00, 0x01, 0x00, 0x00];
     req.extend_from_slice(&[0xA5; 16]); // a 128-bit transaction id, no cookie
     let ft = h.ft;

@@ -1,51 +1,15 @@
-//! Two agents over the in-memory network: pacing, the frozen algorithm, nomination,
-//! role conflicts, failure and retransmission; and the helpers of the other agent tests
-//! (`lifecycle`, `topology`).
+//! Two agents on the fake network: pacing, the frozen algorithm, nomination, role
+//! conflicts, failure and retransmission.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::harness::{Harness, Side};
-use crate::ice::*;
-use crate::stun::attribute::{ErrorCode, IceControlling, UseCandidate, Username};
-use crate::stun::{AttributeCodec, Class, Message};
-
-pub(super) const MS: Duration = Duration::from_millis(1);
-
-pub(super) fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-pub(super) fn controlling() -> IceConfig {
-    IceConfig::new(IceRole::Controlling)
-}
-
-pub(super) fn controlled() -> IceConfig {
-    IceConfig::new(IceRole::Controlled)
-}
-
-/// Two agents with one host candidate each, fully signalled.
-pub(super) fn simple(seed: u64) -> Harness {
-    let mut h = Harness::new(controlling(), controlled(), seed);
-    h.a.hosts(&["10.0.0.1:5000"]);
-    h.b.hosts(&["10.0.0.2:6000"]);
-    h.signal();
-    h
-}
-
-pub(super) fn is_nominated(e: &IceEvent) -> bool {
-    matches!(e, IceEvent::PairNominated { .. })
-}
-
-/// Both sides nominated the same pair: A's local is B's remote and vice versa.
-pub(super) fn assert_same_pair(h: &Harness) {
-    let (al, ar) = h.a.agent.selected_pair().expect("A selected a pair");
-    let (bl, br) = h.b.agent.selected_pair().expect("B selected a pair");
-    assert_eq!(al.addr(), br.addr());
-    assert_eq!(ar.addr(), bl.addr());
-}
+use crate::pairs::agents::{AgentPair, Side};
+use crate::{addr, assert_same_pair, controlled, controlling, is_nominated, simple, MS};
+use floe::ice::*;
+use floe::stun::attribute::{ErrorCode, IceControlling, UseCandidate, Username};
+use floe::stun::{AttributeCodec, Class, Message};
 
 #[test]
 fn controlling_nominates_and_both_report_the_same_pair() {
@@ -100,7 +64,7 @@ fn time_to_nominated_with_default_ta() {
     let mut times = Vec::new();
     for seed in 0..20 {
         let mut h = simple(100 + seed);
-        h.latency = Duration::from_micros(100); // loopback-like
+        h.net.latency = Duration::from_micros(100); // loopback-like
         h.start();
         assert!(h.run_until(Duration::from_secs(5), |h| {
             h.a.first(is_nominated).is_some() && h.b.first(is_nominated).is_some()
@@ -131,7 +95,7 @@ fn checks_are_paced_by_ta_and_never_faster_than_5_ms() {
     ] {
         let mut ca = controlling();
         ca.ta = ta;
-        let mut h = Harness::new(ca, controlled(), 7);
+        let mut h = AgentPair::new(ca, controlled(), 7);
         h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000", "10.0.2.1:5000"]);
         h.b.hosts(&[
             "10.0.0.2:6000",
@@ -157,8 +121,8 @@ fn checks_are_paced_by_ta_and_never_faster_than_5_ms() {
 
 #[test]
 fn triggered_checks_are_paced_by_ta_and_nomination_checks_by_the_5_ms_floor() {
-    let mut h = Harness::new(controlling(), controlled(), 8);
-    h.latency = Duration::from_micros(100);
+    let mut h = AgentPair::new(controlling(), controlled(), 8);
+    h.net.latency = Duration::from_micros(100);
     h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000", "10.0.1.2:6000"]);
     h.signal();
@@ -205,8 +169,8 @@ fn aggressive_nomination_selects_on_the_first_check() {
         // The controlled side's own nomination setting does not matter.
         let mut b = b;
         b.role = IceRole::Controlled;
-        let mut h = Harness::new(aggressive(), b, 30);
-        h.latency = Duration::from_micros(100);
+        let mut h = AgentPair::new(aggressive(), b, 30);
+        h.net.latency = Duration::from_micros(100);
         h.a.hosts(&["10.0.0.1:5000"]);
         h.b.hosts(&["10.0.0.2:6000"]);
         h.signal();
@@ -230,8 +194,8 @@ fn aggressive_nomination_selects_on_the_first_check() {
 
 #[test]
 fn aggressive_nomination_moves_to_a_higher_priority_pair_that_succeeds_later() {
-    let mut h = Harness::new(aggressive(), controlled(), 31);
-    h.latency = Duration::from_micros(100);
+    let mut h = AgentPair::new(aggressive(), controlled(), 31);
+    h.net.latency = Duration::from_micros(100);
     h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000", "10.0.1.2:6000"]);
     h.signal();
@@ -263,7 +227,7 @@ fn aggressive_nomination_moves_to_a_higher_priority_pair_that_succeeds_later() {
 
 #[test]
 fn frozen_algorithm_unfreezes_by_foundation() {
-    let mut h = Harness::new(controlling(), controlled(), 9);
+    let mut h = AgentPair::new(controlling(), controlled(), 9);
     h.a.hosts(&["10.0.0.1:5000"]);
     // Three candidates on one IP share a foundation; the fourth has its own.
     h.b.hosts(&[
@@ -273,7 +237,7 @@ fn frozen_algorithm_unfreezes_by_foundation() {
         "10.0.9.2:6000",
     ]);
     h.signal();
-    let foundations = |h: &Harness| -> Vec<((String, String), PairState)> {
+    let foundations = |h: &AgentPair| -> Vec<((String, String), PairState)> {
         h.a.agent
             .checklist()
             .pairs()
@@ -343,7 +307,7 @@ fn frozen_pairs_are_checked_when_nothing_is_waiting() {
     let mut ca = controlling();
     ca.check_transaction.rc = 1;
     ca.check_transaction.rm = 1;
-    let mut h = Harness::new(ca, controlled(), 10);
+    let mut h = AgentPair::new(ca, controlled(), 10);
     h.a.hosts(&["10.0.0.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000", "10.0.0.2:6001", "10.0.0.2:6002"]);
     h.signal();
@@ -361,7 +325,7 @@ fn role_conflict(role: IceRole, seeds: std::ops::Range<u64>) -> (usize, usize) {
     let (mut saw_487, mut switched_on_request) = (0, 0);
     for seed in seeds {
         let config = IceConfig::new(role);
-        let mut h = Harness::new(config.clone(), config, seed);
+        let mut h = AgentPair::new(config.clone(), config, seed);
         h.a.hosts(&["10.0.0.1:5000"]);
         h.b.hosts(&["10.0.0.2:6000"]);
         h.signal();
@@ -370,7 +334,10 @@ fn role_conflict(role: IceRole, seeds: std::ops::Range<u64>) -> (usize, usize) {
         h.run_for(Duration::from_millis(100));
         let now = h.now;
         h.b.agent.start(now);
-        assert!(h.connect(Duration::from_secs(5)), "seed {seed}");
+        assert!(
+            h.connect(Duration::from_secs(5) - h.elapsed()),
+            "seed {seed}"
+        );
         assert_same_pair(&h);
         let (ta, tb) = (h.a.agent.tie_breaker(), h.b.agent.tie_breaker());
         // RFC 8445 §7.3.1.1: the larger tie-breaker ends up controlling.
@@ -441,7 +408,7 @@ fn unreachable_remote_fails_after_retransmissions() {
 
 #[test]
 fn without_end_of_candidates_the_connect_timeout_fails_it() {
-    let mut h = Harness::new(controlling(), controlled(), 12);
+    let mut h = AgentPair::new(controlling(), controlled(), 12);
     h.a.hosts(&["10.0.0.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000"]);
     h.give_credentials(Side::B, Side::A);
@@ -503,11 +470,11 @@ fn lost_checks_are_retransmitted_and_still_connect() {
 fn latency_and_loss_with_several_interfaces() {
     use rand::{Rng, SeedableRng};
     for seed in 0..10 {
-        let mut h = Harness::new(controlling(), controlled(), 200 + seed);
+        let mut h = AgentPair::new(controlling(), controlled(), 200 + seed);
         h.a.hosts(&["10.0.0.1:5000", "10.0.1.1:5000", "[fd00::1]:5000"]);
         h.b.hosts(&["10.0.0.2:6000", "[fd00::2]:6000"]);
         h.signal();
-        h.latency = 30 * MS;
+        h.net.latency = 30 * MS;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         h.drop = Some(Box::new(move |_, _, _| rng.gen_bool(0.2)));
         h.start();
@@ -524,7 +491,7 @@ fn latency_and_loss_with_several_interfaces() {
 fn pair_count_is_limited() {
     let mut config = controlling();
     config.max_pairs = 100;
-    let mut h = Harness::new(config, controlled(), 24);
+    let mut h = AgentPair::new(config, controlled(), 24);
     let a: Vec<String> = (0..11).map(|i| format!("10.0.{i}.1:5000")).collect();
     let b: Vec<String> = (0..11).map(|i| format!("10.1.{i}.2:6000")).collect();
     h.a.hosts(&a.iter().map(String::as_str).collect::<Vec<_>>());
@@ -533,38 +500,6 @@ fn pair_count_is_limited() {
     let pairs = h.a.agent.checklist().pairs();
     assert_eq!(pairs.len(), 100);
     assert!(pairs.windows(2).all(|w| w[0].priority() >= w[1].priority()));
-}
-
-#[test]
-fn pair_priority_follows_rfc8445_6_1_2_3() {
-    let g = candidate_priority(CandidateKind::Host, 65535, 1);
-    let d = candidate_priority(CandidateKind::Relayed, 65535, 1);
-    assert_eq!(
-        pair_priority(g, d),
-        (1 << 32) * u64::from(d) + 2 * u64::from(g) + 1
-    );
-    assert_eq!(
-        pair_priority(d, g),
-        (1 << 32) * u64::from(d) + 2 * u64::from(g)
-    );
-    assert_eq!(pair_priority(5, 5), (1 << 32) * 5 + 10);
-}
-
-#[test]
-fn pacer_round_robin_across_checklists() {
-    let t0 = std::time::Instant::now();
-    let mut pacer = Pacer::new(Duration::from_millis(2));
-    assert_eq!(pacer.ta(), MIN_TA);
-    let mut served = Vec::new();
-    let mut now = t0;
-    for _ in 0..6 {
-        served.push(pacer.take_slot(now, 3, |_| true).unwrap());
-        assert_eq!(pacer.take_slot(now, 3, |_| true), None);
-        now = pacer.next_slot().unwrap();
-    }
-    assert_eq!(served, [0, 1, 2, 0, 1, 2]);
-    assert_eq!(now - t0, 6 * MIN_TA);
-    assert_eq!(pacer.take_slot(now, 3, |i| i == 2), Some(2));
 }
 
 #[test]
@@ -581,16 +516,14 @@ fn checks_carry_what_aioice_expects() {
             format!("{b_ufrag}:{a_ufrag}")
         );
         assert!(m.has_integrity() && m.has_fingerprint());
-        assert!(m.get::<crate::stun::attribute::Priority>().is_some());
+        assert!(m.get::<floe::stun::attribute::Priority>().is_some());
         assert!(m.get::<IceControlling>().is_some());
     }
     for (_, t) in &h.b.sent {
         let m = Message::decode(t.payload.clone()).unwrap();
         if m.class() == Class::Success {
             assert!(m.has_integrity() && m.has_fingerprint());
-            assert!(m
-                .get::<crate::stun::attribute::XorMappedAddress>()
-                .is_some());
+            assert!(m.get::<floe::stun::attribute::XorMappedAddress>().is_some());
         }
     }
 }

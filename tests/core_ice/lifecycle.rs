@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::agent::{addr, assert_same_pair, controlled, controlling, simple, MS};
-use super::harness::{Harness, Side};
-use crate::ice::*;
-use crate::stun::attribute::Username;
-use crate::stun::{Class, Message};
+use crate::pairs::agents::{AgentPair, Side};
+use crate::{addr, assert_same_pair, controlled, controlling, simple, MS};
+use floe::ice::*;
+use floe::stun::attribute::Username;
+use floe::stun::{Class, Message};
 
 #[test]
 fn consent_is_lost_30_s_after_the_last_response() {
@@ -90,7 +90,7 @@ fn consent_checks_keep_the_pair_alive_every_5_s_with_jitter() {
 fn keepalives_without_consent_checks() {
     let mut ca = controlling();
     ca.consent_interval = None;
-    let mut h = Harness::new(ca, controlled(), 15);
+    let mut h = AgentPair::new(ca, controlled(), 15);
     h.a.hosts(&["10.0.0.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000"]);
     h.signal();
@@ -159,7 +159,7 @@ fn restart_keeps_data_on_the_old_pair_until_a_new_one_is_selected() {
     // Now the candidates: the new checklist selects, and data follows it.
     h.give_candidates(Side::A, Side::B);
     h.give_candidates(Side::B, Side::A);
-    assert!(h.run_until(Duration::from_secs(30), |h| {
+    assert!(h.run_until(Duration::from_secs(30) - h.elapsed(), |h| {
         h.a.count(|e| *e == IceEvent::Connected) > connected_events
             && h.b.count(|e| *e == IceEvent::Connected) > connected_events
     }));

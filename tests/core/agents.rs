@@ -1,6 +1,5 @@
-//! Two agents wired through an in-memory network with a fake clock, like quinn-proto's
-//! `Pair`: transmits are routed by destination address, after an optional latency,
-//! loss rule, rewrite hook and 1:1 NAT.
+//! The agent↔agent pair: two ICE agents on the fake network. Transmits are routed by
+//! destination address, after an optional loss rule, rewrite hook and 1:1 NAT.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,9 +8,11 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::ice::{Agent, Candidate, IceConfig, IceEvent};
-use crate::stun::{Class, Message, TransactionId};
-use crate::Transmit;
+use floe::ice::{Agent, Candidate, IceConfig, IceEvent};
+use floe::stun::{Class, Message, TransactionId};
+use floe::Transmit;
+
+use super::network::{Network, Sim};
 
 /// Which side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,13 +120,13 @@ impl Peer {
 type Rule = Box<dyn FnMut(Duration, Side, &Transmit) -> bool>;
 type Rewrite = Box<dyn FnMut(Side, &mut Transmit)>;
 
-pub struct Harness {
+/// Two agents, A and B, on one fake network and one fake clock.
+pub struct AgentPair {
     pub t0: Instant,
     pub now: Instant,
     pub a: Peer,
     pub b: Peer,
-    /// One-way latency.
-    pub latency: Duration,
+    pub net: Network<(Side, Transmit)>,
     /// Returns true to drop a datagram (sent by `Side` at the given time).
     pub drop: Option<Rule>,
     /// Rewrites a datagram in flight.
@@ -134,22 +135,20 @@ pub struct Harness {
     /// from `external`; datagrams to `external` reach `internal`; `internal` cannot be
     /// reached from outside.
     pub nat_b: Vec<(SocketAddr, SocketAddr)>,
-    in_flight: Vec<(Instant, Side, Transmit)>,
 }
 
-impl Harness {
+impl AgentPair {
     pub fn new(config_a: IceConfig, config_b: IceConfig, seed: u64) -> Self {
         let t0 = Instant::now();
-        Harness {
+        AgentPair {
             t0,
             now: t0,
             a: Peer::new(config_a, seed.wrapping_mul(2).wrapping_add(1)),
             b: Peer::new(config_b, seed.wrapping_mul(2).wrapping_add(2)),
-            latency: Duration::from_millis(1),
+            net: Network::new(Duration::from_millis(1)),
             drop: None,
             rewrite: None,
             nat_b: Vec::new(),
-            in_flight: Vec::new(),
         }
     }
 
@@ -217,7 +216,6 @@ impl Harness {
         let now = self.now;
         let at = now - self.t0;
         for side in [Side::A, Side::B] {
-            let latency = self.latency;
             let mut out = Vec::new();
             {
                 let p = self.peer(side);
@@ -244,7 +242,7 @@ impl Harness {
                         t.source = *ext;
                     }
                 }
-                self.in_flight.push((now + latency, side, t));
+                self.net.send(now, (side, t));
             }
         }
     }
@@ -274,89 +272,58 @@ impl Harness {
         }
     }
 
-    /// Advances to the next thing that happens, but not past `limit`; false when
-    /// nothing ever will.
-    pub fn step(&mut self, limit: Instant) -> bool {
-        self.collect();
-        let mut next: Option<Instant> = None;
-        let mut min = |x: Option<Instant>| {
-            if let Some(x) = x {
-                next = Some(next.map_or(x, |n: Instant| n.min(x)));
-            }
-        };
-        min(self.a.agent.poll_timeout());
-        min(self.b.agent.poll_timeout());
-        min(self.in_flight.iter().map(|(t, _, _)| *t).min());
-        let Some(next) = next else {
-            return false;
-        };
-        if next > limit {
-            self.now = self.now.max(limit);
-            return true;
-        }
-        if next > self.now {
-            self.now = next;
-        }
-        let now = self.now;
-        let mut due = Vec::new();
-        let mut k = 0;
-        while k < self.in_flight.len() {
-            if self.in_flight[k].0 <= now {
-                due.push(self.in_flight.remove(k));
-            } else {
-                k += 1;
-            }
-        }
-        for (_, side, t) in due {
-            self.deliver(side, t);
-        }
-        if self.a.agent.poll_timeout().is_some_and(|t| t <= now) {
-            self.a.agent.handle_timeout(now);
-        }
-        if self.b.agent.poll_timeout().is_some_and(|t| t <= now) {
-            self.b.agent.handle_timeout(now);
-        }
-        self.collect();
-        true
+    /// Runs until `done` holds or `limit` of fake time has passed; see [`Sim::drive`].
+    pub fn run_until(&mut self, limit: Duration, done: impl FnMut(&mut AgentPair) -> bool) -> bool {
+        self.drive(limit, done)
     }
 
-    /// Steps until `done` or `limit` of simulated time; returns whether `done` held.
-    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Harness) -> bool) -> bool {
-        let mut guard = 0u32;
-        let mut last = self.now;
-        while self.elapsed() < limit {
-            if done(self) {
-                return true;
-            }
-            if !self.step(self.t0 + limit) {
-                return done(self);
-            }
-            if self.now == last {
-                guard += 1;
-                assert!(
-                    guard < 10_000,
-                    "no progress at {:?}: busy loop",
-                    self.elapsed()
-                );
-            } else {
-                guard = 0;
-                last = self.now;
-            }
-        }
-        done(self)
-    }
-
-    /// Runs for `d` of simulated time.
+    /// Runs for `d` of fake time.
     pub fn run_for(&mut self, d: Duration) {
-        let end = self.elapsed() + d;
-        self.run_until(end, |_| false);
+        self.drive(d, |_| false);
     }
 
-    /// Runs until both sides are connected.
+    /// Runs until both sides are connected, for at most `limit` of fake time.
     pub fn connect(&mut self, limit: Duration) -> bool {
         self.run_until(limit, |h| {
             h.a.first(|e| *e == IceEvent::Connected).is_some()
                 && h.b.first(|e| *e == IceEvent::Connected).is_some()
         })
+    }
+}
+
+impl Sim for AgentPair {
+    fn clock(&mut self) -> &mut Instant {
+        &mut self.now
+    }
+
+    fn step(&mut self) -> bool {
+        let now = self.now;
+        let arrived = self.net.arrived(now);
+        let mut moved = !arrived.is_empty();
+        for (side, t) in arrived {
+            self.deliver(side, t);
+        }
+        for p in [&mut self.a, &mut self.b] {
+            if p.agent.poll_timeout().is_some_and(|t| t <= now) {
+                p.agent.handle_timeout(now);
+            }
+        }
+        let sent = self.a.sent.len() + self.b.sent.len();
+        let events = self.a.events.len() + self.b.events.len();
+        self.collect();
+        moved |= self.a.sent.len() + self.b.sent.len() > sent;
+        moved |= self.a.events.len() + self.b.events.len() > events;
+        moved
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.net.next_arrival(),
+            self.a.agent.poll_timeout(),
+            self.b.agent.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::agent::{addr, assert_same_pair, controlled, controlling, is_nominated, MS};
-use super::harness::{Harness, Side};
-use crate::ice::*;
+use crate::pairs::agents::{AgentPair, Side};
+use crate::{addr, assert_same_pair, controlled, controlling, is_nominated, MS};
+use floe::ice::*;
 
 #[test]
 fn trickled_candidates_after_start_still_connect() {
-    let mut h = Harness::new(controlling(), controlled(), 17);
+    let mut h = AgentPair::new(controlling(), controlled(), 17);
     h.a.hosts(&["10.0.0.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000"]);
     h.give_credentials(Side::A, Side::B);
@@ -28,14 +28,14 @@ fn trickled_candidates_after_start_still_connect() {
     h.give_candidates(Side::A, Side::B);
     h.a.agent.end_of_local_candidates();
     h.b.agent.end_of_remote_candidates();
-    assert!(h.connect(Duration::from_secs(5)));
+    assert!(h.connect(Duration::from_secs(5) - h.elapsed()));
     assert_same_pair(&h);
     assert!(h.a.first(is_nominated).unwrap() < Duration::from_millis(500));
 }
 
 #[test]
 fn remote_peer_reflexive_candidate_from_a_check() {
-    let mut h = Harness::new(controlling(), controlled(), 18);
+    let mut h = AgentPair::new(controlling(), controlled(), 18);
     h.a.hosts(&["10.0.0.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000"]);
     // B learns everything; A only B's credentials: B's address comes with its check.
@@ -75,7 +75,7 @@ fn remote_peer_reflexive_candidate_from_a_check() {
 
 #[test]
 fn local_peer_reflexive_candidate_behind_a_nat() {
-    let mut h = Harness::new(controlling(), controlled(), 19);
+    let mut h = AgentPair::new(controlling(), controlled(), 19);
     h.a.hosts(&["192.0.2.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000"]);
     h.nat_b = vec![(addr("10.0.0.2:6000"), addr("203.0.113.7:40000"))];
@@ -118,7 +118,7 @@ fn local_peer_reflexive_candidate_behind_a_nat() {
 #[test]
 fn full_agent_against_a_lite_peer() {
     // A is configured controlled, but a lite peer makes it controlling.
-    let mut h = Harness::new(controlled(), IceConfig::lite(), 20);
+    let mut h = AgentPair::new(controlled(), IceConfig::lite(), 20);
     h.a.hosts(&["10.0.0.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000"]);
     h.signal();
@@ -141,7 +141,7 @@ fn full_agent_against_a_lite_peer() {
 fn lite_agent_refuses_to_control() {
     // A full agent that believes itself controlled meets a lite agent without knowing
     // it: the lite agent answers 487 and the full agent takes control (§7.2.5.1).
-    let mut h = Harness::new(controlled(), IceConfig::lite(), 21);
+    let mut h = AgentPair::new(controlled(), IceConfig::lite(), 21);
     h.a.hosts(&["10.0.0.1:5000"]);
     h.b.hosts(&["10.0.0.2:6000"]);
     h.signal();
@@ -153,7 +153,7 @@ fn lite_agent_refuses_to_control() {
 
 #[test]
 fn two_components_pair_separately_and_both_must_be_nominated() {
-    let mut h = Harness::new(controlling(), controlled(), 26);
+    let mut h = AgentPair::new(controlling(), controlled(), 26);
     for (p, ip) in [(&mut h.a, "10.0.0.1"), (&mut h.b, "10.0.0.2")] {
         for component in [1u16, 2] {
             let a: SocketAddr = format!("{ip}:{}", 5000 + component).parse().unwrap();
@@ -199,7 +199,7 @@ fn two_components_pair_separately_and_both_must_be_nominated() {
 
 #[test]
 fn relayed_candidates_check_and_send_from_the_relayed_address() {
-    let mut h = Harness::new(controlling(), controlled(), 27);
+    let mut h = AgentPair::new(controlling(), controlled(), 27);
     let relayed = addr("192.0.2.100:49152");
     h.a.addrs.push(relayed);
     let relay =
@@ -231,7 +231,7 @@ fn relayed_candidates_check_and_send_from_the_relayed_address() {
 
 #[test]
 fn server_reflexive_candidates_are_pruned_to_their_base() {
-    let mut h = Harness::new(controlling(), controlled(), 28);
+    let mut h = AgentPair::new(controlling(), controlled(), 28);
     h.a.hosts(&["10.0.0.1:5000"]);
     let srflx =
         h.a.agent

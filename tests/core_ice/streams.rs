@@ -7,18 +7,18 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::agent::{addr, controlled, controlling, MS};
-use super::harness::Harness;
-use crate::ice::*;
-use crate::stun::attribute::Username;
-use crate::stun::Class;
+use crate::pairs::agents::AgentPair;
+use crate::{addr, controlled, controlling, MS};
+use floe::ice::*;
+use floe::stun::attribute::Username;
+use floe::stun::Class;
 
 /// Two agents with `streams` streams of two components (RTP and RTCP): A's stream `s`
 /// component `c` on 10.0.0.1:(5000 + 10s + c), B's on 10.0.0.2:(6000 + 10s + c); with
 /// `other_ip`, A's streams after the first are on 10.0.0.3 (another foundation).
-fn streams(streams: usize, other_ip: bool, seed: u64) -> Harness {
-    let mut h = Harness::new(controlling(), controlled(), seed);
-    h.latency = 20 * MS;
+fn streams(streams: usize, other_ip: bool, seed: u64) -> AgentPair {
+    let mut h = AgentPair::new(controlling(), controlled(), seed);
+    h.net.latency = 20 * MS;
     for s in 0..streams {
         if s > 0 {
             assert_eq!(h.a.agent.add_stream(), s);
@@ -49,7 +49,7 @@ fn b_addrs(s: usize) -> [SocketAddr; 2] {
 }
 
 /// When A first sent a new check to `to`.
-fn first_check_to(h: &Harness, to: &[SocketAddr]) -> Option<Duration> {
+fn first_check_to(h: &AgentPair, to: &[SocketAddr]) -> Option<Duration> {
     h.a.new_checks()
         .into_iter()
         .find(|(_, _, t)| to.contains(&t.destination))
@@ -87,7 +87,7 @@ fn only_the_first_checklist_starts_unfrozen() {
     let mut h = streams(2, false, 2);
     // Slow enough that several Ta slots pass before the first response: stream 1 waits
     // because its foundation is In-Progress in stream 0 (RFC 8445 §6.1.4.2).
-    h.latency = 200 * MS;
+    h.net.latency = 200 * MS;
     h.start();
     // Every candidate shares one foundation: stream 0 has one pair Waiting (the
     // lowest component), stream 1 none.
@@ -112,14 +112,14 @@ fn only_the_first_checklist_starts_unfrozen() {
         h.b.sent
             .iter()
             .find(|(_, t)| {
-                crate::stun::Message::decode(t.payload.clone())
+                floe::stun::Message::decode(t.payload.clone())
                     .is_ok_and(|m| m.class() == Class::Success)
             })
             .map(|(at, _)| *at)
             .unwrap();
     let s1 = first_check_to(&h, &b_addrs(1)).expect("stream 1 checked");
     assert!(
-        s1 >= first_success + h.latency,
+        s1 >= first_success + h.net.latency,
         "stream 1 at {s1:?}, first success at {first_success:?}"
     );
 }
@@ -130,7 +130,7 @@ fn a_frozen_foundation_no_checklist_is_checking_starts_without_waiting() {
     // or In-Progress anywhere, so a Ta slot unfreezes it (RFC 8445 §6.1.4.2) before
     // any response came back.
     let mut h = streams(2, true, 3);
-    h.latency = 200 * MS;
+    h.net.latency = 200 * MS;
     h.start();
     assert!(h
         .a
@@ -141,7 +141,7 @@ fn a_frozen_foundation_no_checklist_is_checking_starts_without_waiting() {
         .all(|p| p.state() == PairState::Frozen));
     assert!(h.connect(Duration::from_secs(5)));
     let s1 = first_check_to(&h, &b_addrs(1)).expect("stream 1 checked");
-    assert!(s1 < h.latency * 2, "stream 1 first checked at {s1:?}");
+    assert!(s1 < h.net.latency * 2, "stream 1 first checked at {s1:?}");
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn every_stream_and_component_is_nominated_and_carries_its_data() {
     let mut h = streams(2, false, 4);
     h.start();
     assert!(h.connect(Duration::from_secs(5)));
-    assert!(h.run_until(Duration::from_secs(5), |h| {
+    assert!(h.run_until(Duration::from_secs(5) - h.elapsed(), |h| {
         h.a.agent.state() == IceConnectionState::Connected
             && h.b.agent.state() == IceConnectionState::Connected
     }));
@@ -199,7 +199,7 @@ fn one_pacer_paces_the_checks_of_every_stream() {
     // streams together go no faster than one per Ta.
     let ordinary: Vec<Duration> = checks
         .iter()
-        .filter(|(_, m, _)| m.get::<crate::stun::attribute::UseCandidate>().is_none())
+        .filter(|(_, m, _)| m.get::<floe::stun::attribute::UseCandidate>().is_none())
         .map(|(at, _, _)| *at)
         .collect();
     for w in ordinary.windows(2) {
