@@ -185,3 +185,14 @@ proptest! {
         feed(&mut h, datagrams);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The short run of the cargo-fuzz target `ice_agent` (`fuzz/`): the same driver
+    /// (`crate::fuzzing`), on random programs.
+    #[test]
+    fn agents_keep_their_invariants(program in proptest::collection::vec(any::<u8>(), 0..3000)) {
+        crate::fuzzing::ice_agent(&program);
+    }
+}
