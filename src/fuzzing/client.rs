@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::Input;
+use super::{Input, Reached};
 use crate::stun::attribute::{
     AlternateServer, ErrorCode, Lifetime, Nonce, Realm, XorMappedAddress, XorPeerAddress,
     XorRelayedAddress,
@@ -19,24 +19,38 @@ use crate::stun::credentials::IntegrityKey;
 use crate::stun::{AttributeType, Class, Message, MessageEncoder, MessageType, Method};
 use crate::stun::{PasswordAlgorithm, TransactionId};
 use crate::transmit::Transport;
-use crate::turn::client::{Client, ClientConfig, ClientState};
+use crate::turn::client::{Client, ClientConfig, ClientEvent, ClientState};
 use crate::turn::server::{
-    ClientOutput, FiveTuple, PeerOutput, RelayAsk, RelayGrant, RelayRefusal, Server,
-    ServerConfig, PEER_HEADROOM,
+    ClientOutput, FiveTuple, PeerOutput, RelayAsk, RelayGrant, RelayRefusal, Server, ServerConfig,
+    PEER_HEADROOM,
 };
 use crate::turn::ChannelData;
 
 const SERVER: &str = "198.51.100.1:3478";
 const LOCAL: &str = "203.0.113.9:40000";
-const PEERS: [&str; 4] = ["192.0.2.1:9", "192.0.2.1:10", "192.0.2.77:5000", "10.0.0.1:9"];
+/// Mostly peers the server allows; the last it denies.
+const PEERS: [&str; 8] = [
+    "192.0.2.1:9",
+    "192.0.2.1:10",
+    "192.0.2.77:5000",
+    "192.0.2.1:9",
+    "192.0.2.1:10",
+    "192.0.2.77:5000",
+    "192.0.2.1:9",
+    "10.0.0.1:9",
+];
 const ALTERNATES: [&str; 2] = ["198.51.100.2:3478", "[2001:db8::2]:3478"];
 const CODES: [u16; 12] = [300, 400, 401, 403, 420, 437, 438, 440, 441, 486, 508, 599];
 
 /// Runs the client core on the program `data`.
-pub fn turn_client(data: &[u8]) {
+pub fn turn_client(data: &[u8]) -> Reached {
     let mut input = Input::new(data);
-    let transport = if input.bool() { Transport::Tcp } else { Transport::Udp };
-    ClientRun::new(transport).run(&mut input);
+    let transport = if input.bool() {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    ClientRun::new(transport).run(&mut input)
 }
 
 struct ClientRun {
@@ -53,6 +67,7 @@ struct ClientRun {
     requests: Vec<(TransactionId, Method)>,
     bound: HashSet<SocketAddr>,
     next_port: u16,
+    reached: Reached,
 }
 
 impl ClientRun {
@@ -70,7 +85,11 @@ impl ClientRun {
         ClientRun {
             client: Client::new(config, StdRng::seed_from_u64(3)),
             server: Server::new(c, StdRng::seed_from_u64(4)),
-            ft: FiveTuple { client: local, server, transport },
+            ft: FiveTuple {
+                client: local,
+                server,
+                transport,
+            },
             now,
             up: VecDeque::new(),
             down: VecDeque::new(),
@@ -78,10 +97,11 @@ impl ClientRun {
             requests: Vec::new(),
             bound: HashSet::new(),
             next_port: 50000,
+            reached: Reached::default(),
         }
     }
 
-    fn run(mut self, input: &mut Input) {
+    fn run(mut self, input: &mut Input) -> Reached {
         while !input.is_empty() {
             let now = self.now;
             match input.below(16) {
@@ -102,26 +122,43 @@ impl ClientRun {
                     let _ = self.client.create_permission(now, &peers);
                 }
                 5 => {
-                    let _ = self.client.channel_bind(now, input.pick(&PEERS).parse().unwrap());
+                    let _ = self
+                        .client
+                        .channel_bind(now, input.pick(&PEERS).parse().unwrap());
                 }
                 6 => {
                     let peer = input.pick(&PEERS).parse().unwrap();
                     let _ = self.client.send_to(now, peer, input.bytes());
                 }
                 7 => self.client.binding(now),
-                8 | 9 => self.up(input),
-                10 | 11 => self.down(input),
+                8 => self.up(input),
+                9 => {
+                    for _ in 0..self.up.len() {
+                        self.up(input);
+                    }
+                }
+                10 => self.down(input),
+                11 => {
+                    for _ in 0..self.down.len() {
+                        self.down(input);
+                    }
+                }
                 12 => self.forge(input),
                 13 => {
                     let raw = Bytes::copy_from_slice(input.bytes());
-                    let from = if input.bool() { self.client.server() } else { input.pick(&ALTERNATES).parse().unwrap() };
+                    let from = if input.bool() {
+                        self.client.server()
+                    } else {
+                        input.pick(&ALTERNATES).parse().unwrap()
+                    };
                     self.client.handle_input(now, from, raw);
                 }
                 14 => self.peer(input),
                 _ => {
-                    let step = match input.below(3) {
-                        0 => Duration::from_millis(u64::from(input.u16())),
-                        1 => Duration::from_secs(u64::from(input.u8())),
+                    // Mostly short steps; now and then past every lifetime.
+                    let step = match input.below(8) {
+                        0..=4 => Duration::from_millis(u64::from(input.u16())),
+                        5 | 6 => Duration::from_secs(u64::from(input.u8())),
                         _ => Duration::from_secs(u64::from(input.u16())),
                     };
                     self.now += step;
@@ -138,12 +175,15 @@ impl ClientRun {
             }
             self.collect();
         }
+        self.reached
     }
 
     /// The next client message to the server: delivered, corrupted, or lost.
     fn up(&mut self, input: &mut Input) {
-        let Some(msg) = self.up.pop_front() else { return };
-        let msg = match input.below(4) {
+        let Some(msg) = self.up.pop_front() else {
+            return;
+        };
+        let msg = match input.below(16) {
             0 => return, // lost
             1 => corrupt(input, &msg),
             _ => msg,
@@ -155,10 +195,15 @@ impl ClientRun {
         while let Some(req) = self.server.poll_relay_request() {
             let result = match req.relays {
                 RelayAsk::Bind { .. } if self.next_port < 50010 && input.below(8) != 0 => {
-                    let relayed = SocketAddr::new(SERVER.parse::<SocketAddr>().unwrap().ip(), self.next_port);
+                    let relayed =
+                        SocketAddr::new(SERVER.parse::<SocketAddr>().unwrap().ip(), self.next_port);
                     self.next_port += 1;
                     self.bound.insert(relayed);
-                    Ok(RelayGrant { relayed, reserved: None, additional: None })
+                    Ok(RelayGrant {
+                        relayed,
+                        reserved: None,
+                        additional: None,
+                    })
                 }
                 RelayAsk::Bind { .. } => Err(RelayRefusal::QuotaReached),
                 RelayAsk::Redeem { .. } => Err(RelayRefusal::InsufficientCapacity),
@@ -169,18 +214,23 @@ impl ClientRun {
 
     /// The next server message to the client: delivered, corrupted, lost or replayed.
     fn down(&mut self, input: &mut Input) {
-        let msg = match input.below(5) {
-            0 if !self.sent_down.is_empty() => self.sent_down[input.below(self.sent_down.len())].clone(),
+        let msg = match input.below(16) {
+            0 if !self.sent_down.is_empty() => {
+                self.sent_down[input.below(self.sent_down.len())].clone()
+            }
             _ => {
-                let Some(msg) = self.down.pop_front() else { return };
-                match input.below(4) {
+                let Some(msg) = self.down.pop_front() else {
+                    return;
+                };
+                match input.below(16) {
                     0 => return,
                     1 => corrupt(input, &msg),
                     _ => msg,
                 }
             }
         };
-        self.client.handle_input(self.now, self.client.server(), msg);
+        self.client
+            .handle_input(self.now, self.client.server(), msg);
     }
 
     /// A response to one of the client's transactions, built from the program.
@@ -189,7 +239,11 @@ impl ClientRun {
             0 => (TransactionId([1; 12]), Method::ALLOCATE),
             n => self.requests[n - 1 - input.below(n.min(8))],
         };
-        let class = if input.bool() { Class::Error } else { Class::Success };
+        let class = if input.bool() {
+            Class::Error
+        } else {
+            Class::Success
+        };
         let mut buf = BytesMut::new();
         let mut e = MessageEncoder::new(&mut buf, MessageType::new(method, class), tid);
         if class == Class::Error {
@@ -198,9 +252,18 @@ impl ClientRun {
         for _ in 0..input.below(6) {
             match input.below(9) {
                 0 => e.add(&Realm::new(input.pick(&["floe", "other"]))),
-                1 => e.add(&Nonce::new(input.pick(&["n1", "n2", "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA"]))),
+                1 => e.add(&Nonce::new(input.pick(&[
+                    "n1",
+                    "n2",
+                    "obMatJos2AAACf//499k954d6OL34oL9FSTvy64sA",
+                ]))),
                 2 => e.add(&AlternateServer(input.pick(&ALTERNATES).parse().unwrap())),
-                3 => e.add(&XorRelayedAddress(input.pick(&["198.51.100.1:50100", "[2001:db8::1]:50100", "0.0.0.0:0"]).parse().unwrap())),
+                3 => e.add(&XorRelayedAddress(
+                    input
+                        .pick(&["198.51.100.1:50100", "[2001:db8::1]:50100", "0.0.0.0:0"])
+                        .parse()
+                        .unwrap(),
+                )),
                 4 => e.add(&XorMappedAddress(LOCAL.parse().unwrap())),
                 5 => e.add(&Lifetime(input.u32())),
                 6 => e.add(&XorPeerAddress(input.pick(&PEERS).parse().unwrap())),
@@ -210,14 +273,19 @@ impl ClientRun {
         }
         if input.bool() {
             let realm = if input.bool() { "floe" } else { "other" };
-            let key = IntegrityKey::long_term(PasswordAlgorithm::Md5, "bob", realm, "secret").unwrap();
+            let key =
+                IntegrityKey::long_term(PasswordAlgorithm::Md5, "bob", realm, "secret").unwrap();
             e.message_integrity(key.as_bytes());
         }
         if input.bool() {
             e.fingerprint();
         }
         let _ = e.finish();
-        let from = if input.below(4) == 0 { input.pick(&ALTERNATES).parse().unwrap() } else { self.client.server() };
+        let from = if input.below(4) == 0 {
+            input.pick(&ALTERNATES).parse().unwrap()
+        } else {
+            self.client.server()
+        };
         self.client.handle_input(self.now, from, buf.freeze());
     }
 
@@ -233,9 +301,14 @@ impl ClientRun {
         let mut buf = vec![0u8; PEER_HEADROOM + payload.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
         let peer = input.pick(&PEERS).parse().unwrap();
-        match self.server.handle_peer(self.now, relay, peer, &mut buf, payload.len()) {
+        match self
+            .server
+            .handle_peer(self.now, relay, peer, &mut buf, payload.len())
+        {
             PeerOutput::Drop => {}
-            PeerOutput::ChannelData { len, .. } => self.down.push_back(Bytes::copy_from_slice(&buf[..len])),
+            PeerOutput::ChannelData { len, .. } => {
+                self.down.push_back(Bytes::copy_from_slice(&buf[..len]))
+            }
             PeerOutput::DataIndication { message, .. } => self.down.push_back(message),
         }
     }
@@ -258,8 +331,12 @@ impl ClientRun {
                     }
                 }
                 _ => {
-                    let (ch, _) = ChannelData::decode_slice(&t.payload).expect("ChannelData decodes");
-                    assert!((0x4000..=0x4FFF).contains(&ch.get()), "RFC 8656 §12: the client's channels");
+                    let (ch, _) =
+                        ChannelData::decode_slice(&t.payload).expect("ChannelData decodes");
+                    assert!(
+                        (0x4000..=0x4FFF).contains(&ch.get()),
+                        "RFC 8656 §12: the client's channels"
+                    );
                     if self.ft.transport.is_reliable() {
                         assert_eq!(t.payload.len() % 4, 0, "padded over TCP");
                     }
@@ -267,7 +344,15 @@ impl ClientRun {
             }
             self.up.push_back(t.payload);
         }
-        while self.client.poll_event().is_some() {}
+        while let Some(e) = self.client.poll_event() {
+            match e {
+                ClientEvent::Allocated { .. } => self.reached.allocations += 1,
+                ClientEvent::PermissionCreated { .. } => self.reached.permissions += 1,
+                ClientEvent::ChannelBound { .. } => self.reached.channels += 1,
+                ClientEvent::Data { .. } => self.reached.data += 1,
+                _ => {}
+            }
+        }
         while let Some(t) = self.server.poll_transmit() {
             self.sent_down.push(t.payload.clone());
             self.down.push_back(t.payload);

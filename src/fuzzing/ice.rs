@@ -11,11 +11,11 @@ use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::Input;
-use crate::ice::{Agent, Candidate, IceConfig, IceConnectionState, IceRole, Nomination};
-use crate::stun::{AttributeType, Class, Message, MessageEncoder, MessageType, Method};
+use super::{Input, Reached};
+use crate::ice::{Agent, Candidate, IceConfig, IceConnectionState, IceEvent, IceRole, Nomination};
 use crate::stun::attribute::XorMappedAddress;
 use crate::stun::TransactionId;
+use crate::stun::{AttributeType, Class, Message, MessageEncoder, MessageType, Method};
 use crate::transmit::Transmit;
 
 const HOSTS: [&[&str]; 2] = [
@@ -25,9 +25,9 @@ const HOSTS: [&[&str]; 2] = [
 const STRANGERS: [&str; 2] = ["10.9.9.9:7000", "[fd00::9]:7000"];
 
 /// Runs two agents on the program `data`.
-pub fn ice_agent(data: &[u8]) {
+pub fn ice_agent(data: &[u8]) -> Reached {
     let mut input = Input::new(data);
-    IceRun::new(&mut input).run(&mut input);
+    IceRun::new(&mut input).run(&mut input)
 }
 
 struct Side {
@@ -43,6 +43,7 @@ struct Side {
 struct IceRun {
     sides: [Side; 2],
     now: Instant,
+    reached: Reached,
 }
 
 impl IceRun {
@@ -78,7 +79,11 @@ impl IceRun {
                 requests: Vec::new(),
             }
         });
-        let mut run = IceRun { sides, now };
+        let mut run = IceRun {
+            sides,
+            now,
+            reached: Reached::default(),
+        };
         if flags & 4 != 0 {
             run.sides[0].agent.set_remote_lite(true);
         }
@@ -88,8 +93,12 @@ impl IceRun {
             let (u, p) = run.sides[f].agent.local_credentials();
             let (u, p) = (u.to_owned(), p.to_owned());
             run.sides[t].agent.set_remote_credentials(u, p);
-            let lines: Vec<String> =
-                run.sides[f].agent.local_candidates().iter().map(|c| c.to_sdp_line()).collect();
+            let lines: Vec<String> = run.sides[f]
+                .agent
+                .local_candidates()
+                .iter()
+                .map(|c| c.to_sdp_line())
+                .collect();
             for l in lines {
                 if input.below(8) != 0 {
                     run.sides[t].agent.add_remote_candidate(l.parse().unwrap());
@@ -105,7 +114,7 @@ impl IceRun {
         run
     }
 
-    fn run(mut self, input: &mut Input) {
+    fn run(mut self, input: &mut Input) -> Reached {
         while !input.is_empty() {
             let s = input.below(2);
             let now = self.now;
@@ -169,6 +178,7 @@ impl IceRun {
             }
             self.collect();
         }
+        self.reached
     }
 
     /// A remote address of `to`'s family for side `s`'s input: one of the other
@@ -184,14 +194,25 @@ impl IceRun {
         let Some(side) = self.sides.iter_mut().find(|s| s.addrs.contains(&to)) else {
             return; // nobody there
         };
-        let _ = side.agent.receive(self.now, from, to, data);
+        if side.agent.receive(self.now, from, to, data).is_some() {
+            self.reached.data += 1;
+        }
     }
 
     /// A STUN message to side `s`, as if from the other side.
     fn forge(&mut self, input: &mut Input, s: usize) {
         let o = 1 - s;
-        let class = input.pick(&[Class::Request, Class::Success, Class::Error, Class::Indication]);
-        let method = if input.below(8) == 0 { Method(input.u16() & 0xFFF) } else { Method::BINDING };
+        let class = input.pick(&[
+            Class::Request,
+            Class::Success,
+            Class::Error,
+            Class::Indication,
+        ]);
+        let method = if input.below(8) == 0 {
+            Method(input.u16() & 0xFFF)
+        } else {
+            Method::BINDING
+        };
         // Responses on the transaction ids of side `s`'s own checks.
         let reqs = &self.sides[s].requests;
         let tid = if class != Class::Request && !reqs.is_empty() {
@@ -207,16 +228,32 @@ impl IceRun {
         let mut e = MessageEncoder::new(&mut buf, MessageType::new(method, class), tid);
         for _ in 0..input.below(6) {
             match input.below(8) {
-                0 => e.add_raw(AttributeType(0x0006), if input.below(4) != 0 { username.as_bytes() } else { b"x:y" }),
+                0 => e.add_raw(
+                    AttributeType(0x0006),
+                    if input.below(4) != 0 {
+                        username.as_bytes()
+                    } else {
+                        b"x:y"
+                    },
+                ),
                 1 => e.add_raw(AttributeType(0x0024), &input.u32().to_be_bytes()), // PRIORITY
-                2 => e.add_raw(AttributeType(0x802A), &[input.u32().to_be_bytes(), input.u32().to_be_bytes()].concat()),
-                3 => e.add_raw(AttributeType(0x8029), &[input.u32().to_be_bytes(), input.u32().to_be_bytes()].concat()),
+                2 => e.add_raw(
+                    AttributeType(0x802A),
+                    &[input.u32().to_be_bytes(), input.u32().to_be_bytes()].concat(),
+                ),
+                3 => e.add_raw(
+                    AttributeType(0x8029),
+                    &[input.u32().to_be_bytes(), input.u32().to_be_bytes()].concat(),
+                ),
                 4 => e.add_raw(AttributeType(0x0025), &[]), // USE-CANDIDATE
                 5 => {
                     let a = self.sides[o].addrs[input.below(self.sides[o].addrs.len())];
                     e.add(&XorMappedAddress(a))
                 }
-                6 => e.add_raw(AttributeType(0x0009), &[0, 0, 4, input.pick(&[87, 0, 1, 20])]), // ERROR-CODE
+                6 => e.add_raw(
+                    AttributeType(0x0009),
+                    &[0, 0, 4, input.pick(&[87, 0, 1, 20])],
+                ), // ERROR-CODE
                 _ => e.add_raw(AttributeType(input.u16()), input.bytes()),
             };
         }
@@ -247,7 +284,10 @@ impl IceRun {
             while let Some(t) = side.agent.poll_transmit() {
                 n += 1;
                 assert!(n < 1000, "the agent sends without end");
-                assert!(side.addrs.contains(&t.source), "sent from one of its own bases");
+                assert!(
+                    side.addrs.contains(&t.source),
+                    "sent from one of its own bases"
+                );
                 assert_eq!(t.source.is_ipv4(), t.destination.is_ipv4(), "one family");
                 if t.payload.first().is_some_and(|b| *b < 4) {
                     let m = Message::decode(t.payload.clone()).expect("the agent's STUN decodes");
@@ -259,11 +299,18 @@ impl IceRun {
                 side.sent.push(t.clone());
                 side.flight.push_back(t);
             }
-            while side.agent.poll_stream_event().is_some() {}
+            while let Some((_, e)) = side.agent.poll_stream_event() {
+                if matches!(e, IceEvent::Connected) {
+                    self.reached.allocations += 1;
+                }
+            }
             if side.agent.state() == IceConnectionState::Connected {
                 let (local, _) = side.agent.selected_pair().expect("connected on a pair");
                 let base = local.base().unwrap_or(local.addr());
-                assert!(side.addrs.contains(&base), "selected on one of its own bases");
+                assert!(
+                    side.addrs.contains(&base),
+                    "selected on one of its own bases"
+                );
             }
             // Bounded memory for the run's own bookkeeping.
             if side.sent.len() > 4096 {

@@ -14,6 +14,29 @@ pub use client::turn_client;
 pub use ice::ice_agent;
 pub use server::{turn_server_tcp, turn_server_udp};
 
+/// How deep a run got, counted from the core's outputs: lets a test check that random
+/// programs get past authentication to the states worth fuzzing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reached {
+    /// Allocations made (TURN), or agents connected (ICE).
+    pub allocations: usize,
+    /// Permissions installed.
+    pub permissions: usize,
+    /// Channels bound.
+    pub channels: usize,
+    /// Data relayed or received, either way.
+    pub data: usize,
+}
+
+impl std::ops::AddAssign for Reached {
+    fn add_assign(&mut self, o: Reached) {
+        self.allocations += o.allocations;
+        self.permissions += o.permissions;
+        self.channels += o.channels;
+        self.data += o.data;
+    }
+}
+
 /// Reads a fuzzer's bytes as a sequence of choices; once they run out, every choice
 /// is 0 and [`Input::is_empty`] ends the program.
 pub(crate) struct Input<'a> {
@@ -68,4 +91,23 @@ impl<'a> Input<'a> {
     pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[self.below(items.len())]
     }
+}
+
+/// `runs` random programs of up to `len` bytes from a fixed seed through `driver`: what
+/// they reached between them.
+#[cfg(test)]
+pub(crate) fn reached_by_random_programs(
+    driver: fn(&[u8]) -> Reached,
+    runs: usize,
+    len: usize,
+) -> Reached {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let mut total = Reached::default();
+    for _ in 0..runs {
+        let n = rng.gen_range(0..len);
+        let program: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
+        total += driver(&program);
+    }
+    total
 }

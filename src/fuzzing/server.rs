@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use super::Input;
+use super::{Input, Reached};
 use crate::framing::StreamFramer;
 use crate::stun::attribute::{Nonce, XorPeerAddress};
 use crate::stun::credentials::IntegrityKey;
@@ -18,8 +18,8 @@ use crate::stun::{AttributeType, Class, Message, MessageEncoder, MessageType, Me
 use crate::stun::{PasswordAlgorithm, TransactionId};
 use crate::transmit::Transport;
 use crate::turn::server::{
-    ClientOutput, FiveTuple, PeerOutput, RelayAsk, RelayGrant, RelayRefusal, RelayRequest,
-    Server, ServerConfig, ServerEvent, PEER_HEADROOM,
+    ClientOutput, FiveTuple, PeerOutput, RelayAsk, RelayGrant, RelayRefusal, RelayRequest, Server,
+    ServerConfig, ServerEvent, PEER_HEADROOM,
 };
 use crate::turn::ChannelData;
 
@@ -62,14 +62,14 @@ const RESERVATION_TOKEN: u16 = 0x0022;
 const ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8000;
 
 /// Runs the server core over UDP on the program `data`.
-pub fn turn_server_udp(data: &[u8]) {
-    ServerRun::new(Transport::Udp).run(&mut Input::new(data));
+pub fn turn_server_udp(data: &[u8]) -> Reached {
+    ServerRun::new(Transport::Udp).run(&mut Input::new(data))
 }
 
 /// Runs the server core over TCP, each client's messages a byte stream cut at
 /// arbitrary points and framed by [`StreamFramer`], on the program `data`.
-pub fn turn_server_tcp(data: &[u8]) {
-    ServerRun::new(Transport::Tcp).run(&mut Input::new(data));
+pub fn turn_server_tcp(data: &[u8]) -> Reached {
+    ServerRun::new(Transport::Tcp).run(&mut Input::new(data))
 }
 
 /// One client 5-tuple and what it learnt.
@@ -96,12 +96,17 @@ struct ServerRun {
     key: IntegrityKey,
     /// Allocations alive by the events, and their relays.
     live: HashMap<crate::turn::server::AllocationId, Vec<SocketAddr>>,
+    reached: Reached,
 }
 
 impl ServerRun {
     fn new(transport: Transport) -> Self {
         let now = Instant::now();
-        let mut c = ServerConfig::new(SERVER.parse::<SocketAddr>().unwrap().ip(), now, 1_700_000_000);
+        let mut c = ServerConfig::new(
+            SERVER.parse::<SocketAddr>().unwrap().ip(),
+            now,
+            1_700_000_000,
+        );
         c.nonce_secret = [5; 32];
         c.credentials.users.insert(USER, PASS);
         c.password_algorithms = false;
@@ -142,12 +147,17 @@ impl ServerRun {
             tid: 0,
             key: IntegrityKey::long_term(PasswordAlgorithm::Md5, USER, REALM, PASS).unwrap(),
             live: HashMap::new(),
+            reached: Reached::default(),
         }
     }
 
-    fn run(mut self, input: &mut Input) {
+    fn run(mut self, input: &mut Input) -> Reached {
         while !input.is_empty() {
-            let k = input.below(self.clients.len());
+            // Mostly the first client, so that its allocation sees many requests.
+            let k = match input.below(8) {
+                i if i < self.clients.len() => i,
+                _ => 0,
+            };
             match input.below(14) {
                 0 => {
                     let raw = input.bytes().to_vec();
@@ -178,7 +188,7 @@ impl ServerRun {
                     self.send(input, k, &m);
                 }
                 8 => {
-                    let channel = input.pick(&CHANNELS);
+                    let channel = CHANNELS[input.below(8) % CHANNELS.len()];
                     let data = input.bytes();
                     // Written by hand: any channel number, in range or not.
                     let mut m = channel.to_be_bytes().to_vec();
@@ -191,9 +201,10 @@ impl ServerRun {
                 }
                 9 => self.peer(input),
                 10 => {
-                    let step = match input.below(3) {
-                        0 => Duration::from_millis(u64::from(input.u16())),
-                        1 => Duration::from_secs(u64::from(input.u8())),
+                    // Mostly short steps; now and then past every lifetime.
+                    let step = match input.below(8) {
+                        0..=4 => Duration::from_millis(u64::from(input.u16())),
+                        5 | 6 => Duration::from_secs(u64::from(input.u8())),
                         _ => Duration::from_secs(u64::from(input.u16())),
                     };
                     self.advance(step);
@@ -235,6 +246,7 @@ impl ServerRun {
             "relays never released: {:?}",
             self.driver.bound
         );
+        self.reached
     }
 
     /// A request from client `k` with attributes the program chooses, signed with the
@@ -251,16 +263,57 @@ impl ServerRun {
         };
         let mut buf = BytesMut::new();
         let mut e = MessageEncoder::new(&mut buf, MessageType::new(method, class), tid);
-        let n = input.below(4);
-        for _ in 0..n {
+        // The method's usual attributes, unless the program leaves them out.
+        if input.below(16) != 0 {
+            match method {
+                Method::ALLOCATE => {
+                    e.add_raw(AttributeType(REQUESTED_TRANSPORT), &[17, 0, 0, 0]);
+                }
+                Method::REFRESH => {
+                    let lifetime = match input.below(4) {
+                        0 => 0,
+                        1 => input.u32(),
+                        _ => 600,
+                    };
+                    e.add_raw(AttributeType(LIFETIME), &lifetime.to_be_bytes());
+                }
+                Method::CREATE_PERMISSION => {
+                    for _ in 0..=input.below(2) {
+                        e.add(&XorPeerAddress(self.peer_addr(input)));
+                    }
+                }
+                Method::CHANNEL_BIND => {
+                    e.add(&XorPeerAddress(self.peer_addr(input)));
+                    let [a, b] = input.pick(&CHANNELS[..4]).to_be_bytes();
+                    e.add_raw(AttributeType(CHANNEL_NUMBER), &[a, b, 0, 0]);
+                }
+                _ => {}
+            }
+        }
+        // Now and then more, any of them.
+        let extra = if input.below(4) == 0 {
+            input.below(4)
+        } else {
+            0
+        };
+        for _ in 0..extra {
             match input.below(12) {
-                0 => e.add_raw(AttributeType(REQUESTED_TRANSPORT), &[input.pick(&[17, 6, 0]), 0, 0, 0]),
+                0 => e.add_raw(
+                    AttributeType(REQUESTED_TRANSPORT),
+                    &[input.pick(&[17, 6, 0]), 0, 0, 0],
+                ),
                 1 => e.add_raw(AttributeType(LIFETIME), &input.u32().to_be_bytes()),
                 2 => e.add_raw(AttributeType(EVEN_PORT), &[input.pick(&[0x80, 0])]),
                 3 => e.add_raw(AttributeType(RESERVATION_TOKEN), &self.token(input)),
                 4 => e.add_raw(AttributeType(DONT_FRAGMENT), &[]),
-                5 => e.add_raw(AttributeType(REQUESTED_ADDRESS_FAMILY), &[input.pick(&[1, 2, 3]), 0, 0, 0]),
-                6 => e.add_raw(AttributeType(ADDITIONAL_ADDRESS_FAMILY), &[input.pick(&[2, 1]), 0, 0, 0]),
+                5 => e.add_raw(
+                    AttributeType(REQUESTED_ADDRESS_FAMILY),
+                    &[input.pick(&[1, 2, 3]), 0, 0, 0],
+                ),
+                6 => e.add_raw(
+                    AttributeType(ADDITIONAL_ADDRESS_FAMILY),
+                    &[input.pick(&[2, 1]), 0, 0, 0],
+                ),
                 7 | 8 => e.add(&XorPeerAddress(input.pick(&PEERS).parse().unwrap())),
                 9 => e.add_raw(AttributeType(CHANNEL_NUMBER), &{
                     let [a, b] = input.pick(&CHANNELS).to_be_bytes();
@@ -269,17 +322,6 @@ impl ServerRun {
                 10 => e.add_raw(AttributeType(DATA), input.bytes()),
                 _ => e.add_raw(AttributeType(input.u16()), input.bytes()),
             };
-        }
-        // The usual attributes of each method, unless the program left them out above.
-        if method == Method::ALLOCATE && n == 0 {
-            e.add_raw(AttributeType(REQUESTED_TRANSPORT), &[17, 0, 0, 0]);
-        }
-        if matches!(method, Method::CREATE_PERMISSION | Method::CHANNEL_BIND) && n == 0 {
-            e.add(&XorPeerAddress(input.pick(&PEERS).parse().unwrap()));
-            if method == Method::CHANNEL_BIND {
-                let [a, b] = input.pick(&CHANNELS).to_be_bytes();
-                e.add_raw(AttributeType(CHANNEL_NUMBER), &[a, b, 0, 0]);
-            }
         }
         if auth {
             e.add_raw(AttributeType(USERNAME), USER.as_bytes())
@@ -292,6 +334,14 @@ impl ServerRun {
         }
         let _ = e.finish(); // too large: sent as far as it got
         buf.freeze()
+    }
+
+    /// A peer: mostly one the policy allows.
+    fn peer_addr(&self, input: &mut Input) -> SocketAddr {
+        let i = input.below(16);
+        PEERS[if i < PEERS.len() { i } else { i % 3 }]
+            .parse()
+            .unwrap()
     }
 
     /// A token the driver parked, or any.
@@ -307,8 +357,9 @@ impl ServerRun {
     fn send_indication(&mut self, input: &mut Input) -> Bytes {
         self.tid += 1;
         let mut buf = BytesMut::new();
-        let mut e = MessageEncoder::new(&mut buf, Method::SEND.indication(), TransactionId([9; 12]));
-        e.add(&XorPeerAddress(input.pick(&PEERS).parse().unwrap()));
+        let mut e =
+            MessageEncoder::new(&mut buf, Method::SEND.indication(), TransactionId([9; 12]));
+        e.add(&XorPeerAddress(self.peer_addr(input)));
         if input.below(4) != 0 {
             e.add_raw(AttributeType(DATA), input.bytes());
         }
@@ -374,19 +425,44 @@ impl ServerRun {
         let out = self.server.handle_client(now, &ft, bytes);
         let (relay, peer) = match out {
             ClientOutput::None => return self.drive(),
-            ClientOutput::Relay { relay, peer, payload, .. } => {
+            ClientOutput::Relay {
+                relay,
+                peer,
+                payload,
+                ..
+            } => {
                 let start = payload.as_ptr() as usize - bytes.as_ptr() as usize;
-                assert!(start + payload.len() <= bytes.len(), "payload borrowed from the input");
+                assert!(
+                    start + payload.len() <= bytes.len(),
+                    "payload borrowed from the input"
+                );
                 (relay, peer)
             }
             ClientOutput::RelayOwned { relay, peer, .. } => (relay, peer),
         };
-        let id = self.server.allocation_of(&ft).expect("data relayed for an allocation");
+        let id = self
+            .server
+            .allocation_of(&ft)
+            .expect("data relayed for an allocation");
         let alloc = self.server.allocation(id).unwrap();
-        assert!(alloc.relayed.contains(&relay), "relayed from the 5-tuple's own relay");
-        assert_eq!(relay.is_ipv4(), peer.is_ipv4(), "relay and peer of one family");
-        assert!(alloc.has_permission(now, peer.ip()), "relayed to a permitted peer");
-        assert!(self.server.config().policy.permits(peer.ip()), "relayed to a denied peer");
+        assert!(
+            alloc.relayed.contains(&relay),
+            "relayed from the 5-tuple's own relay"
+        );
+        assert_eq!(
+            relay.is_ipv4(),
+            peer.is_ipv4(),
+            "relay and peer of one family"
+        );
+        assert!(
+            alloc.has_permission(now, peer.ip()),
+            "relayed to a permitted peer"
+        );
+        assert!(
+            self.server.config().policy.permits(peer.ip()),
+            "relayed to a denied peer"
+        );
+        self.reached.data += 1;
         self.drive();
     }
 
@@ -396,7 +472,7 @@ impl ServerRun {
         relays.sort();
         relays.push("198.51.100.1:50001".parse().unwrap());
         let relay = relays[input.below(relays.len())];
-        let peer: SocketAddr = input.pick(&PEERS).parse().unwrap();
+        let peer = self.peer_addr(input);
         let payload = input.bytes();
         let mut buf = vec![0u8; PEER_HEADROOM + payload.len() + 3];
         buf[PEER_HEADROOM..PEER_HEADROOM + payload.len()].copy_from_slice(payload);
@@ -406,7 +482,8 @@ impl ServerRun {
         let client = match out {
             PeerOutput::Drop => return,
             PeerOutput::ChannelData { client, len } => {
-                let (ch, data) = ChannelData::decode_slice(&buf[..len]).expect("ChannelData decodes");
+                let (ch, data) =
+                    ChannelData::decode_slice(&buf[..len]).expect("ChannelData decodes");
                 assert!((0x4000..=0x7FFE).contains(&ch.get()));
                 assert_eq!(data, payload);
                 if client.transport.is_reliable() {
@@ -419,14 +496,21 @@ impl ServerRun {
                 assert_eq!(m.typ(), Method::DATA.indication());
                 assert_eq!(m.raw(AttributeType(DATA)).as_deref(), Some(payload));
                 let from = m.get::<XorPeerAddress>().unwrap().unwrap().0;
-                assert_eq!(crate::turn::server::policy::canonical_peer(from), crate::turn::server::policy::canonical_peer(peer));
+                assert_eq!(
+                    crate::turn::server::policy::canonical_peer(from),
+                    crate::turn::server::policy::canonical_peer(peer)
+                );
                 client
             }
         };
-        let id = self.server.allocation_by_relay(relay).expect("data for an allocation");
+        let id = self
+            .server
+            .allocation_by_relay(relay)
+            .expect("data for an allocation");
         let alloc = self.server.allocation(id).unwrap();
         assert_eq!(alloc.five_tuple, client);
         assert!(alloc.has_permission(self.now, peer.ip()));
+        self.reached.data += 1;
     }
 
     fn advance(&mut self, d: Duration) {
@@ -459,11 +543,19 @@ impl ServerRun {
             RelayAsk::Redeem { token } => match d.parked.remove(&token) {
                 Some(relayed) => {
                     d.bound.insert(relayed);
-                    Ok(RelayGrant { relayed, reserved: None, additional: None })
+                    Ok(RelayGrant {
+                        relayed,
+                        reserved: None,
+                        additional: None,
+                    })
                 }
                 None => Err(RelayRefusal::InsufficientCapacity),
             },
-            RelayAsk::Bind { mut primary, reservation, additional } => {
+            RelayAsk::Bind {
+                mut primary,
+                reservation,
+                additional,
+            } => {
                 let in_use = |d: &Driver, a: SocketAddr| {
                     d.bound.contains(&a) || d.parked.values().any(|p| *p == a)
                 };
@@ -473,10 +565,16 @@ impl ServerRun {
                 let ip = primary.ip();
                 assert_eq!(c.relay.ip(), ip);
                 let (min, max) = (self.server.config().min_port, self.server.config().max_port);
-                assert!((min..=max).contains(&c.relay.port()), "relay port in the range");
+                assert!(
+                    (min..=max).contains(&c.relay.port()),
+                    "relay port in the range"
+                );
                 d.bound.insert(c.relay);
                 if let (Some(next), Some(token)) = (c.reserved, reservation) {
-                    assert!((min..=max).contains(&next.port()), "reserved port in the range");
+                    assert!(
+                        (min..=max).contains(&next.port()),
+                        "reserved port in the range"
+                    );
                     assert_eq!(c.relay.port() % 2, 0, "EVEN-PORT");
                     d.parked.insert(token, next);
                 }
@@ -486,7 +584,11 @@ impl ServerRun {
                         d.bound.insert(c.relay);
                         c.relay
                     });
-                Ok(RelayGrant { relayed: c.relay, reserved: c.reserved, additional })
+                Ok(RelayGrant {
+                    relayed: c.relay,
+                    reserved: c.reserved,
+                    additional,
+                })
             }
         }
     }
@@ -523,6 +625,7 @@ impl ServerRun {
                         assert!(self.driver.bound.contains(r), "relay the driver bound");
                     }
                     assert!(self.live.insert(id, relayed).is_none());
+                    self.reached.allocations += 1;
                 }
                 ServerEvent::AllocationDeleted { id, .. }
                 | ServerEvent::AllocationExpired { id, .. } => {
@@ -531,6 +634,8 @@ impl ServerRun {
                 ServerEvent::RelayReleased(r) => {
                     assert!(self.driver.bound.remove(&r), "a relay that was bound");
                 }
+                ServerEvent::PermissionCreated { .. } => self.reached.permissions += 1,
+                ServerEvent::ChannelBound { .. } => self.reached.channels += 1,
                 ServerEvent::ReservationExpired { token, .. } => {
                     self.driver.parked.remove(&token);
                 }
@@ -538,6 +643,9 @@ impl ServerRun {
             }
         }
         assert_eq!(self.server.allocation_count(), self.live.len());
-        assert!(self.live.len() <= self.clients.len(), "one allocation per 5-tuple");
+        assert!(
+            self.live.len() <= self.clients.len(),
+            "one allocation per 5-tuple"
+        );
     }
 }

@@ -196,3 +196,11 @@ proptest! {
         crate::fuzzing::ice_agent(&program);
     }
 }
+
+/// Random programs connect the agents and carry data.
+#[test]
+fn random_programs_connect() {
+    let r = crate::fuzzing::reached_by_random_programs(crate::fuzzing::ice_agent, 64, 3000);
+    eprintln!("{r:?}");
+    assert!(r.allocations > 0 && r.data > 0, "{r:?}");
+}

@@ -13,3 +13,14 @@ proptest! {
         turn_client(&program);
     }
 }
+
+/// Random programs get the client allocated, with permissions, channels and data.
+#[test]
+fn random_programs_reach_the_data_path() {
+    let r = crate::fuzzing::reached_by_random_programs(turn_client, 64, 3000);
+    eprintln!("{r:?}");
+    assert!(
+        r.allocations > 0 && r.permissions > 0 && r.channels > 0 && r.data > 0,
+        "{r:?}"
+    );
+}

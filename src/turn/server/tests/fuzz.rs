@@ -18,3 +18,17 @@ proptest! {
         turn_server_tcp(&program);
     }
 }
+
+/// Random programs get past authentication: the fuzzers reach allocations, permissions,
+/// channels and relayed data, not just the 401 path.
+#[test]
+fn random_programs_reach_the_data_path() {
+    for driver in [turn_server_udp, turn_server_tcp] {
+        let r = crate::fuzzing::reached_by_random_programs(driver, 64, 3000);
+        eprintln!("{r:?}");
+        assert!(
+            r.allocations > 0 && r.permissions > 0 && r.channels > 0 && r.data > 0,
+            "{r:?}"
+        );
+    }
+}
