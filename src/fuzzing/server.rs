@@ -12,7 +12,7 @@ use rand::SeedableRng;
 
 use super::{Input, Reached};
 use crate::framing::StreamFramer;
-use crate::stun::attribute::{Nonce, XorPeerAddress};
+use crate::stun::attribute::{Nonce, XorPeerAddress, XorRelayedAddress};
 use crate::stun::credentials::IntegrityKey;
 use crate::stun::{AttributeType, Class, Message, MessageEncoder, MessageType, Method};
 use crate::stun::{PasswordAlgorithm, TransactionId};
@@ -63,13 +63,15 @@ const ADDITIONAL_ADDRESS_FAMILY: u16 = 0x8000;
 
 /// Runs the server core over UDP on the program `data`.
 pub fn turn_server_udp(data: &[u8]) -> Reached {
-    ServerRun::new(Transport::Udp).run(&mut Input::new(data))
+    let mut input = Input::new(data);
+    ServerRun::new(Transport::Udp, &mut input).run(&mut input)
 }
 
 /// Runs the server core over TCP, each client's messages a byte stream cut at
 /// arbitrary points and framed by [`StreamFramer`], on the program `data`.
 pub fn turn_server_tcp(data: &[u8]) -> Reached {
-    ServerRun::new(Transport::Tcp).run(&mut Input::new(data))
+    let mut input = Input::new(data);
+    ServerRun::new(Transport::Tcp, &mut input).run(&mut input)
 }
 
 /// One client 5-tuple and what it learnt.
@@ -100,7 +102,7 @@ struct ServerRun {
 }
 
 impl ServerRun {
-    fn new(transport: Transport) -> Self {
+    fn new(transport: Transport, input: &mut Input) -> Self {
         let now = Instant::now();
         let mut c = ServerConfig::new(
             SERVER.parse::<SocketAddr>().unwrap().ip(),
@@ -111,8 +113,17 @@ impl ServerRun {
         c.credentials.users.insert(USER, PASS);
         c.password_algorithms = false;
         c.relay_ipv6 = Some("2001:db8::1".parse().unwrap());
-        c.min_port = 50000;
-        c.max_port = 50009; // few ports: exhaustion is reachable
+        // Few ports, so that exhaustion is reachable; some ranges at the top edge.
+        (c.min_port, c.max_port) = input.pick(&[
+            (50000, 50009),
+            (50000, 50009),
+            (50001, 50010),
+            (65530, 65535),
+            (65535, 65535),
+            (65534, 65535),
+            (1, 2),
+            (50009, 50000),
+        ]);
         c.max_permissions = 4;
         c.max_channels = 4;
         c.policy.add_own(SERVER.parse().unwrap());
@@ -565,6 +576,7 @@ impl ServerRun {
                 let ip = primary.ip();
                 assert_eq!(c.relay.ip(), ip);
                 let (min, max) = (self.server.config().min_port, self.server.config().max_port);
+                let max = max.max(min); // an inverted range is the single port `min`
                 assert!(
                     (min..=max).contains(&c.relay.port()),
                     "relay port in the range"
@@ -613,6 +625,16 @@ impl ServerRun {
                         m.verify_integrity(self.key.as_bytes())
                             .expect("success responses are signed");
                     }
+                    if m.class() == Class::Success && m.method() == Method::ALLOCATE {
+                        let relayed = m.get::<XorRelayedAddress>().expect("XOR-RELAYED-ADDRESS");
+                        let (min, max) =
+                            (self.server.config().min_port, self.server.config().max_port);
+                        let port = relayed.expect("decodes").0.port();
+                        assert!(
+                            (min..=max.max(min)).contains(&port),
+                            "relayed port {port} in the range"
+                        );
+                    }
                 }
                 // RFC 3489 Binding: no magic cookie.
                 Err(_) => assert_ne!(&t.payload[4..8], &[0x21, 0x12, 0xA4, 0x42]),
@@ -643,6 +665,12 @@ impl ServerRun {
             }
         }
         assert_eq!(self.server.allocation_count(), self.live.len());
+        let config = self.server.config();
+        for id in self.live.keys() {
+            let a = self.server.allocation(*id).expect("a live allocation");
+            assert!(a.permission_count(self.now) <= config.max_permissions);
+            assert!(a.channel_count(self.now) <= config.max_channels);
+        }
         assert!(
             self.live.len() <= self.clients.len(),
             "one allocation per 5-tuple"
