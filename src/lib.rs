@@ -9,6 +9,9 @@
 pub mod cidr;
 pub mod demux;
 pub mod framing;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ice;
 pub mod mdns;
 pub mod stun;

@@ -185,3 +185,22 @@ proptest! {
         feed(&mut h, datagrams);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The short run of the cargo-fuzz target `ice_agent` (`fuzz/`): the same driver
+    /// (`crate::fuzzing`), on random programs.
+    #[test]
+    fn agents_keep_their_invariants(program in proptest::collection::vec(any::<u8>(), 0..3000)) {
+        crate::fuzzing::ice_agent(&program);
+    }
+}
+
+/// Random programs connect the agents and carry data.
+#[test]
+fn random_programs_connect() {
+    let r = crate::fuzzing::reached_by_random_programs(crate::fuzzing::ice_agent, 64, 3000);
+    eprintln!("{r:?}");
+    assert!(r.allocations > 0 && r.data > 0, "{r:?}");
+}

@@ -5,6 +5,7 @@
 mod allocate;
 mod bad_servers;
 mod data;
+mod fuzz;
 mod lifetimes;
 
 use std::net::{IpAddr, SocketAddr};
