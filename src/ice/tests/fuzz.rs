@@ -7,13 +7,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 
-use super::harness::Harness;
+use super::pairs::agents::AgentPair;
 use crate::ice::{IceConfig, IceRole};
 use crate::stun::{AttributeType, Class, MessageEncoder, MessageType, Method, TransactionId};
 
 /// A harness connected, or mid-checks when `connected` is false.
-fn harness(connected: bool) -> Harness {
-    let mut h = Harness::new(
+fn pair(connected: bool) -> AgentPair {
+    let mut h = AgentPair::new(
         IceConfig::new(IceRole::Controlling),
         IceConfig::new(IceRole::Controlled),
         77,
@@ -84,7 +84,7 @@ fn stun() -> impl Strategy<Value = Stun> {
 }
 
 /// Encodes `s` as if sent to `h.b` by `h.a`, with real credentials and transaction ids.
-fn encode(h: &Harness, s: &Stun) -> Bytes {
+fn encode(h: &AgentPair, s: &Stun) -> Bytes {
     let class = [
         Class::Request,
         Class::Indication,
@@ -135,7 +135,7 @@ fn encode(h: &Harness, s: &Stun) -> Bytes {
     buf.freeze()
 }
 
-fn feed(h: &mut Harness, datagrams: Vec<Bytes>) {
+fn feed(h: &mut AgentPair, datagrams: Vec<Bytes>) {
     let from = "10.0.0.1:5000".parse().unwrap();
     let to = "10.0.0.2:6000".parse().unwrap();
     for d in datagrams {
@@ -158,20 +158,20 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(connected: bool, datagrams in proptest::collection::vec(
         proptest::collection::vec(any::<u8>(), 0..200), 1..8)) {
-        let mut h = harness(connected);
+        let mut h = pair(connected);
         feed(&mut h, datagrams.into_iter().map(Bytes::from).collect());
     }
 
     #[test]
     fn random_stun_never_panics(connected: bool, messages in proptest::collection::vec(stun(), 1..8)) {
-        let mut h = harness(connected);
+        let mut h = pair(connected);
         let datagrams: Vec<Bytes> = messages.iter().map(|m| encode(&h, m)).collect();
         feed(&mut h, datagrams);
     }
 
     #[test]
     fn mutated_traffic_never_panics(connected: bool, flips in proptest::collection::vec((any::<usize>(), any::<usize>(), any::<u8>()), 1..8)) {
-        let mut h = harness(connected);
+        let mut h = pair(connected);
         let sent: Vec<Bytes> = h.a.sent.iter().chain(h.b.sent.iter()).map(|(_, t)| t.payload.clone()).collect();
         let datagrams = flips
             .into_iter()

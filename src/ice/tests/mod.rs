@@ -9,7 +9,3 @@ mod wire;
 /// The core's test pairs (`tests/core`), compiled here for the proptests of `fuzz`.
 #[path = "../../../tests/core/mod.rs"]
 mod pairs;
-
-mod harness {
-    pub(super) use super::pairs::agents::AgentPair as Harness;
-}
