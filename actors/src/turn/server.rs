@@ -84,6 +84,10 @@ pub fn core_config_with(
     c.credentials.custom = authenticator;
     c.min_port = config.min_port;
     c.max_port = config.max_port;
+    c.max_permissions = config.max_permissions as usize;
+    c.max_channels = config.max_channels as usize;
+    c.max_bps = config.max_bps;
+    c.unauth_rate = config.unauth_rate;
     c.max_lifetime = Duration::from_secs(u64::from(config.max_lifetime.max(1)));
     c.default_lifetime = c.default_lifetime.min(c.max_lifetime);
     if config.allow_loopback_peers {
@@ -225,6 +229,11 @@ impl TurnServer {
                     tls: tls.clone(),
                     tls_acceptor: tls_acceptor.clone(),
                     coalesce: Duration::from_micros(config.rx_coalesce_us.into()),
+                    // An even share each, at least a byte a second when limited.
+                    total_bps_share: match config.total_bps {
+                        0 => 0,
+                        total => (total / config.threads.max(1) as u64).max(1),
+                    },
                 })
                 .await
                 .map_err(|e| e.to_string())??;
