@@ -86,7 +86,8 @@ pub struct ServeConfig {
     /// its threads; beyond it data is dropped. 0 (the default) for no limit.
     pub total_bps: u64,
     /// Error responses a second to unauthenticated requests, per source IP, over UDP;
-    /// beyond it they are dropped. 0 for no limit. Default 20.
+    /// beyond it they are dropped. Each thread holds an even share. 0 for no limit.
+    /// Default 20.
     pub unauth_rate: u32,
     /// Longest allocation lifetime a client may ask for, in seconds. Default 3600.
     pub max_lifetime: u32,
