@@ -569,3 +569,55 @@ async fn reserved_ports_count_against_the_user_quota() {
     assert_eq!(error_code(&r), Some(486));
     assert_eq!(server.shutdown().await, 2);
 }
+
+/// Sends 20 datagrams of 600 bytes through a channel to an echo peer as fast as the
+/// client goes, and waits until `dropped` sees drops in the server's metrics.
+async fn relay_burst(
+    config: &ServeConfig,
+    dropped: impl Fn(&floe_actors::metrics::MetricsSnapshot) -> bool,
+) -> floe_actors::metrics::MetricsSnapshot {
+    let metrics = Metrics::new();
+    let server = TurnServer::start(config, metrics.clone()).await.unwrap();
+    let (peer, _seen) = echo_peer().await;
+    let mut client = Client::new(server.local_addrs()[0]).await;
+    client.allocate().await;
+    client.bind(peer).await;
+    for _ in 0..20 {
+        client
+            .core
+            .send_to(Instant::now(), peer, &[7u8; 600])
+            .unwrap();
+        client.flush().await;
+    }
+    // 12 000 bytes against a budget of 1000 a second: drops, unless 11 s passed.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let s = metrics.snapshot();
+        if dropped(&s) {
+            server.shutdown().await;
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no drop counted: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn relayed_data_over_the_total_bandwidth_is_dropped_and_counted() {
+    let mut config = server_config();
+    config.total_bps = 1000;
+    let s = relay_burst(&config, |s| s.over_total_bps[0] > 0).await;
+    assert!(s.packets_to_peer >= 1 && s.packets_to_peer < 20, "{s:?}");
+    assert_eq!(s.over_total_bps[1], 600 * s.over_total_bps[0]);
+    assert_eq!(s.over_max_bps, [0, 0]);
+}
+
+#[actix_rt::test]
+async fn relayed_data_over_an_allocations_bandwidth_is_dropped_and_counted() {
+    let mut config = server_config();
+    config.max_bps = 1000;
+    let s = relay_burst(&config, |s| s.over_max_bps[0] > 0).await;
+    assert!(s.packets_to_peer >= 1 && s.packets_to_peer < 20, "{s:?}");
+    assert_eq!(s.over_max_bps[1], 600 * s.over_max_bps[0]);
+    assert_eq!(s.over_total_bps, [0, 0]);
+}

@@ -93,8 +93,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server core; `rng` makes relay ports, reservation tokens and the transaction
-    /// ids of Data indications.
+    /// A server core; `rng` makes relay ports, reservation tokens, the transaction ids of
+    /// Data indications and the key of the unauthenticated-answer limiter. It must be a
+    /// CSPRNG seeded from the OS (`StdRng::from_entropy()`, as the actors use): nobody
+    /// may predict the next relay port or token (CVE-2025-69217). Tests seed one.
     pub fn new(config: ServerConfig, mut rng: impl RngCore + Send + 'static) -> Self {
         let features = config.password_algorithms.then_some(SecurityFeatures {
             password_algorithms: true,
