@@ -194,6 +194,9 @@ pub enum ConfigError {
     /// `max-lifetime` is 0.
     #[error("max-lifetime must be at least 1 second")]
     MaxLifetime,
+    /// `max-permissions` or `max-channels` is 0, which would refuse every one.
+    #[error("{0} must be at least 1")]
+    ZeroCap(&'static str),
     /// Only one of the TLS certificate and key was given.
     #[error("TLS needs both --tls-cert and --tls-key")]
     TlsIncomplete,
@@ -271,6 +274,12 @@ impl ServeConfig {
         }
         if self.max_lifetime == 0 {
             return Err(ConfigError::MaxLifetime);
+        }
+        if self.max_permissions == 0 {
+            return Err(ConfigError::ZeroCap("max-permissions"));
+        }
+        if self.max_channels == 0 {
+            return Err(ConfigError::ZeroCap("max-channels"));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsIncomplete);
@@ -630,6 +639,14 @@ mod tests {
         assert!(matches!(
             bad(|c| c.max_lifetime = 0),
             ConfigError::MaxLifetime
+        ));
+        assert!(matches!(
+            bad(|c| c.max_permissions = 0),
+            ConfigError::ZeroCap("max-permissions")
+        ));
+        assert!(matches!(
+            bad(|c| c.max_channels = 0),
+            ConfigError::ZeroCap("max-channels")
         ));
         assert!(matches!(
             bad(|c| c.tls_cert = Some("c.pem".into())),
