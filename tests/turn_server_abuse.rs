@@ -47,10 +47,11 @@ impl Flood {
     }
 
     /// `per_tick` datagrams made by `make` every millisecond (at most), from `sockets`
-    /// sockets of their own.
+    /// sockets of their own on `source` (a loopback address).
     fn udp(
         &mut self,
         server: SocketAddr,
+        source: &'static str,
         sockets: usize,
         per_tick: usize,
         make: fn(&mut rand::rngs::ThreadRng, &mut Vec<u8>),
@@ -58,7 +59,7 @@ impl Flood {
         let (stop, sent) = (self.stop.clone(), self.sent.clone());
         self.threads.push(std::thread::spawn(move || {
             let sockets: Vec<UdpSocket> = (0..sockets)
-                .map(|_| UdpSocket::bind("127.0.0.1:0").expect("binding a flood socket"))
+                .map(|_| UdpSocket::bind((source, 0)).expect("binding a flood socket"))
                 .collect();
             let mut rng = rand::thread_rng();
             let mut buf = Vec::with_capacity(1500);
@@ -135,9 +136,11 @@ fn a_flood_of_junk_unauthenticated_allocates_and_tcp_connections_leaves_a_client
     let fds_before = floe.open_fds();
 
     let mut flood = Flood::new();
-    // About 8k junk datagrams and 4k unauthenticated Allocates a second at most.
-    flood.udp(floe.addr(), 8, 8, junk);
-    flood.udp(floe.addr(), 16, 4, unauthenticated_allocate);
+    // About 8k junk datagrams and 4k unauthenticated Allocates a second at most. The
+    // Allocates come from another address than the client's, as an attacker's would:
+    // their 401s are rate-limited per source IP (`--unauth-rate`).
+    flood.udp(floe.addr(), "127.0.0.1", 8, 8, junk);
+    flood.udp(floe.addr(), "127.0.0.2", 16, 4, unauthenticated_allocate);
     // Connections that hold a descriptor each: silent ones, and ones that speak HTTP.
     let mut connections = Vec::new();
     for i in 0..200 {
@@ -167,9 +170,14 @@ fn a_flood_of_junk_unauthenticated_allocates_and_tcp_connections_leaves_a_client
         floe.log()
     );
     let challenges = floe.metric("floe_error_responses_total{code=\"401\"}");
+    let dropped = floe.metric("floe_unauth_responses_dropped_total");
+    assert!(
+        dropped > 0,
+        "{sent} datagrams and not one 401 held back by --unauth-rate"
+    );
     println!(
         "flood: {sent} datagrams and {} connections; uclient relayed 2 × {} messages with no \
-         loss; {challenges} requests answered 401",
+         loss; {challenges} requests answered 401, {dropped} answers dropped over the rate",
         connections.len(),
         udp.expected_messages()
     );
@@ -197,7 +205,14 @@ fn allocation_churn_returns_descriptors_allocations_and_memory_to_their_baseline
         .and_then(|s| s.parse().ok())
         .map(Duration::from_secs)
         .unwrap_or(Duration::from_secs(10));
-    let mut floe = FloeServe::start(ServeOpts::default().metrics().arg(MAX_LIFETIME));
+    // Rounds of 20 clients from 127.0.0.1, back to back: far more 401s a second than
+    // --unauth-rate lets one address have. This test is about resources, not floods.
+    let mut floe = FloeServe::start(
+        ServeOpts::default()
+            .metrics()
+            .arg(MAX_LIFETIME)
+            .arg("--unauth-rate=0"),
+    );
     let peer = TurnutilsPeer::spawn();
     let udp = Uclient::new(floe.addr())
         .peer(peer.addr())

@@ -425,3 +425,199 @@ async fn an_earlier_deadline_rearms_the_timer() {
     );
     assert_eq!(server.shutdown().await, 1, "the long one is still there");
 }
+
+/// TURN requests built by hand, for what floe's client does not send (EVEN-PORT,
+/// RESERVATION-TOKEN): long-term credentials of bob, retransmitted until answered.
+struct RawClient {
+    sock: UdpSocket,
+    server: SocketAddr,
+    nonce: Option<String>,
+    next_tid: u8,
+}
+
+impl RawClient {
+    async fn new(server: SocketAddr) -> Self {
+        RawClient {
+            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            server,
+            nonce: None,
+            next_tid: 0,
+        }
+    }
+
+    /// Sends `method` with `attrs`, signed once a nonce is known; answers a 401 or 438 by
+    /// signing with the nonce it carries.
+    async fn request(
+        &mut self,
+        method: floe::stun::Method,
+        attrs: &[floe::stun::Attribute],
+    ) -> floe::stun::Message {
+        use floe::stun::attribute::{ErrorCode, Nonce, Realm, Username};
+        use floe::stun::{IntegrityKey, Message, MessageEncoder, PasswordAlgorithm};
+        let key = IntegrityKey::long_term(PasswordAlgorithm::Md5, "bob", "floe", "secret").unwrap();
+        for _ in 0..3 {
+            self.next_tid += 1;
+            let mut buf = bytes::BytesMut::new();
+            let tid = floe::stun::TransactionId([self.next_tid; 12]);
+            let mut e = MessageEncoder::new(&mut buf, method.request(), tid);
+            for a in attrs {
+                e.add_attribute(a);
+            }
+            if let Some(nonce) = &self.nonce {
+                e.add(&Username::new("bob"))
+                    .add(&Realm::new("floe"))
+                    .add(&Nonce::new(nonce.clone()))
+                    .message_integrity(key.as_bytes());
+            }
+            e.finish().unwrap();
+            let request = buf.freeze();
+            let deadline = Instant::now() + LIMIT;
+            let answer = loop {
+                self.sock.send_to(&request, self.server).await.unwrap();
+                let mut b = vec![0u8; 2048];
+                if let Ok(Ok((n, _))) =
+                    timeout(Duration::from_millis(500), self.sock.recv_from(&mut b)).await
+                {
+                    if let Ok(m) = Message::decode(Bytes::copy_from_slice(&b[..n])) {
+                        if m.transaction_id() == tid {
+                            break m;
+                        }
+                    }
+                }
+                assert!(Instant::now() < deadline, "no answer in {LIMIT:?}");
+            };
+            let code = answer
+                .get::<ErrorCode>()
+                .and_then(Result::ok)
+                .map(|e| e.code);
+            match (code, answer.get::<Nonce>()) {
+                (Some(401 | 438), Some(Ok(n))) if self.nonce.as_deref() != Some(n.as_str()) => {
+                    self.nonce = Some(n.as_str().to_owned());
+                }
+                _ => return answer,
+            }
+        }
+        panic!("not authenticated after 3 tries");
+    }
+}
+
+fn error_code(m: &floe::stun::Message) -> Option<u16> {
+    m.get::<floe::stun::attribute::ErrorCode>()
+        .and_then(Result::ok)
+        .map(|e| e.code)
+}
+
+#[actix_rt::test]
+async fn reserved_ports_count_against_the_user_quota() {
+    use floe::stun::attribute::{
+        EvenPort, Lifetime, RequestedTransport, ReservationToken, XorRelayedAddress,
+    };
+    use floe::stun::Method;
+    let mut config = server_config();
+    config.user_quota = 2;
+    config.threads = 2;
+    let server = TurnServer::start(&config, Metrics::new()).await.unwrap();
+    let addr = server.local_addrs()[0];
+    let udp: floe::stun::Attribute = RequestedTransport(17).into();
+    let mut a = RawClient::new(addr).await;
+    let r = a
+        .request(
+            Method::ALLOCATE,
+            &[udp.clone(), EvenPort { reserve: true }.into()],
+        )
+        .await;
+    assert_eq!(error_code(&r), None);
+    let relayed = r.get::<XorRelayedAddress>().unwrap().unwrap().0;
+    let token = r.get::<ReservationToken>().unwrap().unwrap();
+    // The allocation and the reserved port are bob's two: nothing is left, not even
+    // another reservation (which would need two more).
+    let mut b = RawClient::new(addr).await;
+    let r = b
+        .request(Method::ALLOCATE, std::slice::from_ref(&udp))
+        .await;
+    assert_eq!(
+        error_code(&r),
+        Some(486),
+        "the reservation escaped the quota"
+    );
+    let mut c = RawClient::new(addr).await;
+    let r = c
+        .request(
+            Method::ALLOCATE,
+            &[udp.clone(), EvenPort { reserve: true }.into()],
+        )
+        .await;
+    assert_eq!(error_code(&r), Some(486));
+    // a's allocation goes; the reservation still holds its place, and b redeems it on
+    // whichever thread b reaches.
+    let r = a.request(Method::REFRESH, &[Lifetime(0).into()]).await;
+    assert_eq!(error_code(&r), None);
+    let r = b
+        .request(Method::ALLOCATE, &[udp.clone(), token.into()])
+        .await;
+    assert_eq!(error_code(&r), None, "redeeming the token");
+    assert_eq!(
+        r.get::<XorRelayedAddress>().unwrap().unwrap().0.port(),
+        relayed.port() + 1
+    );
+    let r = c
+        .request(Method::ALLOCATE, std::slice::from_ref(&udp))
+        .await;
+    assert_eq!(error_code(&r), None);
+    let mut d = RawClient::new(addr).await;
+    let r = d.request(Method::ALLOCATE, &[udp]).await;
+    assert_eq!(error_code(&r), Some(486));
+    assert_eq!(server.shutdown().await, 2);
+}
+
+/// Sends 20 datagrams of 600 bytes through a channel to an echo peer as fast as the
+/// client goes, and waits until `dropped` sees drops in the server's metrics.
+async fn relay_burst(
+    config: &ServeConfig,
+    dropped: impl Fn(&floe_actors::metrics::MetricsSnapshot) -> bool,
+) -> floe_actors::metrics::MetricsSnapshot {
+    let metrics = Metrics::new();
+    let server = TurnServer::start(config, metrics.clone()).await.unwrap();
+    let (peer, _seen) = echo_peer().await;
+    let mut client = Client::new(server.local_addrs()[0]).await;
+    client.allocate().await;
+    client.bind(peer).await;
+    for _ in 0..20 {
+        client
+            .core
+            .send_to(Instant::now(), peer, &[7u8; 600])
+            .unwrap();
+        client.flush().await;
+    }
+    // 12 000 bytes against a budget of 1000 a second: drops, unless 11 s passed.
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let s = metrics.snapshot();
+        if dropped(&s) {
+            server.shutdown().await;
+            return s;
+        }
+        assert!(Instant::now() < deadline, "no drop counted: {s:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_rt::test]
+async fn relayed_data_over_the_total_bandwidth_is_dropped_and_counted() {
+    let mut config = server_config();
+    config.total_bps = 1000;
+    let s = relay_burst(&config, |s| s.over_total_bps[0] > 0).await;
+    assert!(s.packets_to_peer >= 1 && s.packets_to_peer < 20, "{s:?}");
+    assert_eq!(s.over_total_bps[1], 600 * s.over_total_bps[0]);
+    assert_eq!(s.over_max_bps, [0, 0]);
+}
+
+#[actix_rt::test]
+async fn relayed_data_over_an_allocations_bandwidth_is_dropped_and_counted() {
+    let mut config = server_config();
+    config.max_bps = 1000;
+    let s = relay_burst(&config, |s| s.over_max_bps[0] > 0).await;
+    assert!(s.packets_to_peer >= 1 && s.packets_to_peer < 20, "{s:?}");
+    assert_eq!(s.over_max_bps[1], 600 * s.over_max_bps[0]);
+    assert_eq!(s.over_total_bps, [0, 0]);
+}

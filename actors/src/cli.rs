@@ -111,6 +111,21 @@ pub struct ServeArgs {
     /// Most allocations in total, 0 for no limit [default: 0]
     #[arg(long, value_name = "N")]
     pub total_quota: Option<u32>,
+    /// Most permissions (peer IPs) per allocation, 508 beyond [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_permissions: Option<u32>,
+    /// Most channels per allocation, 508 beyond [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_channels: Option<u32>,
+    /// Relayed bytes a second per allocation, each way; excess dropped; 0 = no limit [default: 0]
+    #[arg(long, value_name = "B")]
+    pub max_bps: Option<u64>,
+    /// Relayed bytes a second for the server, each way, shared by its threads; excess dropped; 0 = no limit [default: 0]
+    #[arg(long, value_name = "B")]
+    pub total_bps: Option<u64>,
+    /// Error responses a second to unauthenticated UDP requests per source IP; excess dropped; 0 = no limit [default: 20]
+    #[arg(long, value_name = "N")]
+    pub unauth_rate: Option<u32>,
     /// Longest allocation lifetime in seconds [default: 3600]
     #[arg(long, value_name = "S")]
     pub max_lifetime: Option<u32>,
@@ -184,6 +199,11 @@ impl ServeArgs {
         replace(&mut config.deny_peers, &self.deny_peers);
         set(&mut config.user_quota, &self.user_quota);
         set(&mut config.total_quota, &self.total_quota);
+        set(&mut config.max_permissions, &self.max_permissions);
+        set(&mut config.max_channels, &self.max_channels);
+        set(&mut config.max_bps, &self.max_bps);
+        set(&mut config.total_bps, &self.total_bps);
+        set(&mut config.unauth_rate, &self.unauth_rate);
         set(&mut config.max_lifetime, &self.max_lifetime);
         set(&mut config.threads, &self.threads);
         set(&mut config.rx_coalesce_us, &self.rx_coalesce_us);
@@ -307,6 +327,11 @@ mod tests {
             "deny-peer",
             "user-quota",
             "total-quota",
+            "max-permissions",
+            "max-channels",
+            "max-bps",
+            "total-bps",
+            "unauth-rate",
             "max-lifetime",
             "threads",
             "rx-coalesce-us",
@@ -397,6 +422,11 @@ mod tests {
             "--deny-peer=203.0.113.0/24",
             "--user-quota=5",
             "--total-quota=500",
+            "--max-permissions=10",
+            "--max-channels=5",
+            "--max-bps=64000",
+            "--total-bps=10000000",
+            "--unauth-rate=0",
             "--max-lifetime=900",
             "--threads=2",
             "--metrics=127.0.0.1:9641",
@@ -422,6 +452,9 @@ mod tests {
             (config.user_quota, config.total_quota, config.max_lifetime),
             (5, 500, 900)
         );
+        assert_eq!((config.max_permissions, config.max_channels), (10, 5));
+        assert_eq!((config.max_bps, config.total_bps), (64_000, 10_000_000));
+        assert_eq!(config.unauth_rate, 0);
         assert_eq!(config.threads, 2);
         assert_eq!(config.metrics, Some("127.0.0.1:9641".parse().unwrap()));
         assert_eq!(config.log, "debug");

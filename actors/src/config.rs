@@ -2,7 +2,8 @@
 //!
 //! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `relay-ip`,
 //! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
-//! `user-quota`, `total-quota`, `max-lifetime`, `threads`, `rx-coalesce-us`, `metrics`, `log`, `tls-cert`,
+//! `user-quota`, `total-quota`, `max-permissions`, `max-channels`, `max-bps`, `total-bps`,
+//! `unauth-rate`, `max-lifetime`, `threads`, `rx-coalesce-us`, `metrics`, `log`, `tls-cert`,
 //! `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
 //! their defaults.
 //!
@@ -74,6 +75,20 @@ pub struct ServeConfig {
     pub user_quota: u32,
     /// Most allocations in total; 0 for no limit.
     pub total_quota: u32,
+    /// Most permissions (peer IPs) per allocation (508 beyond). Default 64.
+    pub max_permissions: u32,
+    /// Most channels per allocation (508 beyond). Default 64.
+    pub max_channels: u32,
+    /// Relayed payload bytes a second per allocation, each way; beyond it data is
+    /// dropped. 0 (the default) for no limit.
+    pub max_bps: u64,
+    /// Relayed payload bytes a second for the whole server, each way, shared evenly by
+    /// its threads; beyond it data is dropped. 0 (the default) for no limit.
+    pub total_bps: u64,
+    /// Error responses a second to unauthenticated requests, per source IP, over UDP;
+    /// beyond it they are dropped. Each thread holds an even share. 0 for no limit.
+    /// Default 20.
+    pub unauth_rate: u32,
     /// Longest allocation lifetime a client may ask for, in seconds. Default 3600.
     pub max_lifetime: u32,
     /// Worker threads, one SO_REUSEPORT listener each. Default: the number of cores.
@@ -119,6 +134,11 @@ impl Default for ServeConfig {
             deny_peers: Vec::new(),
             user_quota: 0,
             total_quota: 0,
+            max_permissions: 64,
+            max_channels: 64,
+            max_bps: 0,
+            total_bps: 0,
+            unauth_rate: 20,
             max_lifetime: 3600,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             rx_coalesce_us: 200,
@@ -174,6 +194,9 @@ pub enum ConfigError {
     /// `max-lifetime` is 0.
     #[error("max-lifetime must be at least 1 second")]
     MaxLifetime,
+    /// `max-permissions` or `max-channels` is 0, which would refuse every one.
+    #[error("{0} must be at least 1")]
+    ZeroCap(&'static str),
     /// Only one of the TLS certificate and key was given.
     #[error("TLS needs both --tls-cert and --tls-key")]
     TlsIncomplete,
@@ -251,6 +274,12 @@ impl ServeConfig {
         }
         if self.max_lifetime == 0 {
             return Err(ConfigError::MaxLifetime);
+        }
+        if self.max_permissions == 0 {
+            return Err(ConfigError::ZeroCap("max-permissions"));
+        }
+        if self.max_channels == 0 {
+            return Err(ConfigError::ZeroCap("max-channels"));
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsIncomplete);
@@ -482,6 +511,10 @@ mod tests {
         assert!(!c.allow_loopback_peers);
         assert!(c.metrics.is_none());
         assert!(c.tls_listen().is_empty());
+        // Issue 13: limits on by default where they cost a legitimate client nothing.
+        assert_eq!((c.max_permissions, c.max_channels), (64, 64));
+        assert_eq!((c.max_bps, c.total_bps), (0, 0));
+        assert_eq!(c.unauth_rate, 20);
         c.validate().unwrap();
     }
 
@@ -510,6 +543,11 @@ mod tests {
             deny-peer = ["198.51.100.0/24", "2001:db8::/32"]
             user-quota = 10
             total-quota = 1000
+            max-permissions = 32
+            max-channels = 16
+            max-bps = 250000
+            total-bps = 100000000
+            unauth-rate = 50
             max-lifetime = 1800
             threads = 2
             metrics = "127.0.0.1:9641"
@@ -532,6 +570,11 @@ mod tests {
             (c.user_quota, c.total_quota, c.max_lifetime),
             (10, 1000, 1800)
         );
+        assert_eq!(
+            (c.max_permissions, c.max_channels, c.unauth_rate),
+            (32, 16, 50)
+        );
+        assert_eq!((c.max_bps, c.total_bps), (250_000, 100_000_000));
         assert_eq!(c.threads, 2);
         assert_eq!(c.metrics, Some("127.0.0.1:9641".parse().unwrap()));
         assert_eq!(
@@ -596,6 +639,14 @@ mod tests {
         assert!(matches!(
             bad(|c| c.max_lifetime = 0),
             ConfigError::MaxLifetime
+        ));
+        assert!(matches!(
+            bad(|c| c.max_permissions = 0),
+            ConfigError::ZeroCap("max-permissions")
+        ));
+        assert!(matches!(
+            bad(|c| c.max_channels = 0),
+            ConfigError::ZeroCap("max-channels")
         ));
         assert!(matches!(
             bad(|c| c.tls_cert = Some("c.pem".into())),

@@ -44,6 +44,11 @@ struct Counters {
     auth_failures: AtomicU64,
     binding_requests: AtomicU64,
     error_responses: [AtomicU64; ERROR_SLOTS],
+    unauth_dropped: AtomicU64,
+    over_max_bps: [AtomicU64; 2],
+    over_total_bps: [AtomicU64; 2],
+    permissions_refused: AtomicU64,
+    channels_refused: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -68,6 +73,16 @@ pub struct MetricsSnapshot {
     pub binding_requests: u64,
     /// Error responses by code, in the order of [`COUNTED_ERROR_CODES`], then `other`.
     pub error_responses: [u64; ERROR_SLOTS],
+    /// Error responses to unauthenticated requests not sent: over `unauth-rate`.
+    pub unauth_dropped: u64,
+    /// Relayed packets and payload bytes dropped over an allocation's `max-bps`.
+    pub over_max_bps: [u64; 2],
+    /// Relayed packets and payload bytes dropped over `total-bps`.
+    pub over_total_bps: [u64; 2],
+    /// CreatePermission and ChannelBind refused at `max-permissions` (508).
+    pub permissions_refused: u64,
+    /// ChannelBind refused at `max-channels` (508).
+    pub channels_refused: u64,
 }
 
 impl MetricsSnapshot {
@@ -140,6 +155,22 @@ impl Metrics {
         add(&self.inner.error_responses[error_slot(code)], 1);
     }
 
+    /// What a server core refused or dropped in one batch.
+    pub fn core_counters(&self, c: &floe::turn::server::ServerCounters) {
+        let i = &*self.inner;
+        add(&i.unauth_dropped, c.unauth_dropped);
+        add(&i.over_max_bps[0], c.over_bps_packets);
+        add(&i.over_max_bps[1], c.over_bps_bytes);
+        add(&i.permissions_refused, c.permissions_refused);
+        add(&i.channels_refused, c.channels_refused);
+    }
+
+    /// `packets` carrying `bytes` of payload were dropped over `total-bps`.
+    pub fn over_total_bps(&self, packets: u64, bytes: u64) {
+        add(&self.inner.over_total_bps[0], packets);
+        add(&self.inner.over_total_bps[1], bytes);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let c = &*self.inner;
@@ -154,6 +185,11 @@ impl Metrics {
             auth_failures: get(&c.auth_failures),
             binding_requests: get(&c.binding_requests),
             error_responses: std::array::from_fn(|i| get(&c.error_responses[i])),
+            unauth_dropped: get(&c.unauth_dropped),
+            over_max_bps: [get(&c.over_max_bps[0]), get(&c.over_max_bps[1])],
+            over_total_bps: [get(&c.over_total_bps[0]), get(&c.over_total_bps[1])],
+            permissions_refused: get(&c.permissions_refused),
+            channels_refused: get(&c.channels_refused),
         }
     }
 
@@ -232,6 +268,39 @@ impl Metrics {
             "counter",
             "STUN error responses sent, by error code.",
             &samples,
+        );
+        family(
+            "unauth_responses_dropped_total",
+            "counter",
+            "Error responses to unauthenticated requests not sent: over --unauth-rate.",
+            &[("", s.unauth_dropped)],
+        );
+        family(
+            "relay_dropped_packets_total",
+            "counter",
+            "Relayed packets dropped over a bandwidth limit.",
+            &[
+                (r#"{limit="max_bps"}"#, s.over_max_bps[0]),
+                (r#"{limit="total_bps"}"#, s.over_total_bps[0]),
+            ],
+        );
+        family(
+            "relay_dropped_bytes_total",
+            "counter",
+            "Payload bytes of relayed packets dropped over a bandwidth limit.",
+            &[
+                (r#"{limit="max_bps"}"#, s.over_max_bps[1]),
+                (r#"{limit="total_bps"}"#, s.over_total_bps[1]),
+            ],
+        );
+        family(
+            "cap_refusals_total",
+            "counter",
+            "Requests refused with 508 at a per-allocation cap.",
+            &[
+                (r#"{cap="permissions"}"#, s.permissions_refused),
+                (r#"{cap="channels"}"#, s.channels_refused),
+            ],
         );
         out
     }
@@ -447,7 +516,17 @@ mod tests {
         m.error_response(401);
         m.error_response(508);
         m.error_response(599);
+        let mut core = floe::turn::server::ServerCounters::default();
+        core.unauth_dropped = 5;
+        core.over_bps_packets = 2;
+        core.over_bps_bytes = 300;
+        core.channels_refused = 1;
+        m.core_counters(&core);
+        m.over_total_bps(1, 100);
         let s = m.clone().snapshot();
+        assert_eq!(s.unauth_dropped, 5);
+        assert_eq!((s.over_max_bps, s.over_total_bps), ([2, 300], [1, 100]));
+        assert_eq!((s.permissions_refused, s.channels_refused), (0, 1));
         assert_eq!((s.allocations_active, s.allocations_created), (0, 2));
         assert_eq!((s.packets_to_peer, s.bytes_to_peer), (3, 300));
         assert_eq!((s.packets_to_client, s.bytes_to_client), (2, 150));
@@ -484,7 +563,10 @@ mod tests {
         assert_eq!(samples[r#"floe_error_responses_total{code="other"}"#], 1);
         assert_eq!(samples["floe_auth_failures_total"], 0);
         assert_eq!(samples["floe_binding_requests_total"], 0);
-        assert_eq!(samples.len(), 2 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1);
+        assert_eq!(
+            samples.len(),
+            2 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1 + 1 + 2 + 2 + 2
+        );
     }
 
     #[actix_rt::test]

@@ -11,14 +11,21 @@ use floe::turn::server::{PortCandidates, RelayAsk, RelayGrant, RelayRefusal, Rel
 use super::quota::Quotas;
 use crate::udp::{BatchSocket, ParkedSocket, UdpSocketConfig};
 
+/// A relay socket held for a RESERVATION-TOKEN, and the user whose quota it counts in.
+#[derive(Debug)]
+struct Parked {
+    socket: ParkedSocket,
+    user: String,
+}
+
 /// Relay sockets held for a RESERVATION-TOKEN, shared by every Arbiter of a server:
 /// bound but not registered with a reactor, so whichever Arbiter the redeeming Allocate
 /// reaches (SO_REUSEPORT spreads clients by 5-tuple) can take them.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct ParkedRelays(Arc<Mutex<HashMap<[u8; 8], ParkedSocket>>>);
+pub(crate) struct ParkedRelays(Arc<Mutex<HashMap<[u8; 8], Parked>>>);
 
 impl ParkedRelays {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 8], ParkedSocket>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 8], Parked>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -55,58 +62,45 @@ impl RelayBinder {
 
     /// Takes a quota and binds what `request` asks for; `in_use` tells addresses this
     /// Arbiter relays on already (they cost no bind). On a refusal nothing is held.
+    ///
+    /// A reservation (EVEN-PORT with R) takes two allocations of the quota: the one made
+    /// now and the reserved port. Redeeming a token takes none: the reserved port's
+    /// allocation moves to the redeemer.
     pub(crate) fn fulfil(
         &self,
         request: RelayRequest,
         in_use: impl Fn(SocketAddr) -> bool,
     ) -> Result<(RelayGrant, BoundRelays), RelayRefusal> {
-        if !self.quotas.acquire(&request.username) {
-            return Err(RelayRefusal::QuotaReached);
-        }
-        let bound = self.bind(request.relays, &in_use);
-        if bound.is_err() {
-            self.quotas.release(&request.username);
-        }
-        bound
-    }
-
-    fn bind(
-        &self,
-        ask: RelayAsk,
-        in_use: &impl Fn(SocketAddr) -> bool,
-    ) -> Result<(RelayGrant, BoundRelays), RelayRefusal> {
-        match ask {
-            RelayAsk::Redeem { token } => {
-                let parked = self
-                    .parked
-                    .lock()
-                    .remove(&token)
-                    .ok_or(RelayRefusal::InsufficientCapacity)?;
-                let addr = parked.local_addr();
-                let socket = BatchSocket::register(parked)
-                    .map_err(|_| RelayRefusal::InsufficientCapacity)?;
-                let grant = RelayGrant {
-                    relayed: addr,
-                    reserved: None,
-                    additional: None,
-                };
-                Ok((grant, vec![(addr, socket)]))
-            }
+        let user = request.username;
+        match request.relays {
+            RelayAsk::Redeem { token } => self.redeem(token, &user),
             RelayAsk::Bind {
                 primary,
                 reservation,
                 additional,
             } => {
-                let (relayed, socket, reserved) = self
-                    .bind_one(primary, reservation, in_use)
-                    .ok_or(RelayRefusal::InsufficientCapacity)?;
+                let units = if reservation.is_some() { 2 } else { 1 };
+                if !self.quotas.acquire(&user, units) {
+                    return Err(RelayRefusal::QuotaReached);
+                }
+                let Some((relayed, socket, reserved)) =
+                    self.bind_one(primary, reservation.map(|t| (t, user.as_str())), &in_use)
+                else {
+                    for _ in 0..units {
+                        self.quotas.release(&user);
+                    }
+                    return Err(RelayRefusal::InsufficientCapacity);
+                };
+                if reservation.is_some() && reserved.is_none() {
+                    self.quotas.release(&user);
+                }
                 let mut bound = vec![(relayed, socket)];
-                let additional = additional.and_then(|c| self.bind_one(c, None, in_use)).map(
-                    |(addr, socket, _)| {
+                let additional = additional
+                    .and_then(|c| self.bind_one(c, None, &in_use))
+                    .map(|(addr, socket, _)| {
                         bound.push((addr, socket));
                         addr
-                    },
-                );
+                    });
                 let grant = RelayGrant {
                     relayed,
                     reserved,
@@ -117,12 +111,42 @@ impl RelayBinder {
         }
     }
 
+    /// RESERVATION-TOKEN: takes over the socket parked under `token`, and its place in
+    /// the quota.
+    fn redeem(
+        &self,
+        token: [u8; 8],
+        user: &str,
+    ) -> Result<(RelayGrant, BoundRelays), RelayRefusal> {
+        let mut parked = self.parked.lock();
+        let owner = &parked
+            .get(&token)
+            .ok_or(RelayRefusal::InsufficientCapacity)?
+            .user;
+        if !self.quotas.transfer(owner, user) {
+            return Err(RelayRefusal::QuotaReached);
+        }
+        let Parked { socket, .. } = parked.remove(&token).expect("looked up");
+        drop(parked);
+        let addr = socket.local_addr();
+        let Ok(socket) = BatchSocket::register(socket) else {
+            self.quotas.release(user);
+            return Err(RelayRefusal::InsufficientCapacity);
+        };
+        let grant = RelayGrant {
+            relayed: addr,
+            reserved: None,
+            additional: None,
+        };
+        Ok((grant, vec![(addr, socket)]))
+    }
+
     /// Binds the first candidate the OS lets us have; with `token`, parks the next port
     /// under it too (a candidate whose next port is taken is passed over).
     fn bind_one(
         &self,
         mut candidates: PortCandidates,
-        token: Option<[u8; 8]>,
+        token: Option<([u8; 8], &str)>,
         in_use: &impl Fn(SocketAddr) -> bool,
     ) -> Option<(SocketAddr, BatchSocket, Option<SocketAddr>)> {
         while let Some(c) = candidates.next_free(in_use) {
@@ -130,9 +154,14 @@ impl RelayBinder {
                 continue;
             };
             match (c.reserved, token) {
-                (Some(next), Some(token)) => {
+                (Some(next), Some((token, user))) => {
                     // A failed park drops (closes) `socket` and tries the next candidate.
                     if let Ok(parked) = BatchSocket::park(next, &self.config) {
+                        let user = user.to_owned();
+                        let parked = Parked {
+                            socket: parked,
+                            user,
+                        };
                         self.parked.lock().insert(token, parked);
                         return Some((c.relay, socket, Some(next)));
                     }
@@ -148,8 +177,12 @@ impl RelayBinder {
         self.quotas.release(user);
     }
 
-    /// Closes the socket parked for `token`, if nobody redeemed it.
+    /// Closes the socket parked for `token`, if nobody redeemed it, and gives its place
+    /// in the quota back.
     pub(crate) fn unpark(&self, token: &[u8; 8]) {
-        self.parked.lock().remove(token);
+        let parked = self.parked.lock().remove(token);
+        if let Some(p) = parked {
+            self.quotas.release(&p.user);
+        }
     }
 }

@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! server ─→ supervisor ─→ relay ─→ recv_loop ─→ shard ─→ binder ─→ quota
+//!                                                 └────→ bandwidth
 //!              │  ├─────→ allocation ─────────→ shard ─→ outbox
 //!              │  └─────→ tcp_connection ─────→ shard
 //!              └────────→ shard, recv_loop, binder, quota
@@ -18,6 +19,7 @@
 //! actors report failures through `Recipient`s of their own messages.
 
 mod allocation;
+mod bandwidth;
 mod binder;
 pub mod client;
 mod coalesce;

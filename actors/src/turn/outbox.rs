@@ -10,6 +10,8 @@ pub(crate) struct Tally {
     pub(crate) to_peer: (u64, u64),
     pub(crate) to_client: (u64, u64),
     pub(crate) bindings: u64,
+    /// Relayed packets and bytes dropped over `total-bps`.
+    pub(crate) over_total_bps: (u64, u64),
 }
 
 /// Datagrams waiting to leave one socket, and what they weigh.

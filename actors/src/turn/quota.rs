@@ -1,5 +1,8 @@
 //! Allocation quotas shared by every Arbiter of a server (control plane only: taken once
-//! per Allocate, given back once per allocation).
+//! per Allocate, given back once per allocation). A relay port held for a
+//! RESERVATION-TOKEN counts as an allocation of the user who reserved it until it is
+//! redeemed (then it is the redeemer's) or expires: reservations cannot get around the
+//! quotas to take the relay range or the file descriptors.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,18 +27,41 @@ impl Quotas {
         }
     }
 
-    /// Takes one allocation for `user`; false when a quota is reached (486).
-    pub(crate) fn acquire(&self, user: &str) -> bool {
+    /// Takes `n` allocations for `user` (2: one and a reserved port), all or none;
+    /// false when a quota would be exceeded (486).
+    pub(crate) fn acquire(&self, user: &str, n: u32) -> bool {
         let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
-        let n = per_user.get(user).copied().unwrap_or(0);
+        let held = per_user.get(user).copied().unwrap_or(0);
         let total = self.total.load(Ordering::Relaxed);
-        if (self.user_quota > 0 && n >= self.user_quota)
-            || (self.total_quota > 0 && total >= self.total_quota)
+        if (self.user_quota > 0 && held + n > self.user_quota)
+            || (self.total_quota > 0 && total + n > self.total_quota)
         {
             return false;
         }
-        per_user.insert(user.to_owned(), n + 1);
-        self.total.fetch_add(1, Ordering::Relaxed);
+        per_user.insert(user.to_owned(), held + n);
+        self.total.fetch_add(n, Ordering::Relaxed);
+        true
+    }
+
+    /// Moves one allocation from `from` to `to` (a reservation redeemed by `to`); the
+    /// total does not change. False, and nothing moved, when `to` is at its quota.
+    pub(crate) fn transfer(&self, from: &str, to: &str) -> bool {
+        if from == to {
+            return true;
+        }
+        let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        let held = per_user.get(to).copied().unwrap_or(0);
+        if self.user_quota > 0 && held >= self.user_quota {
+            return false;
+        }
+        per_user.insert(to.to_owned(), held + 1);
+        match per_user.get_mut(from) {
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                per_user.remove(from);
+            }
+            None => {}
+        }
         true
     }
 
@@ -64,16 +90,35 @@ mod tests {
     #[test]
     fn quotas_count_per_user_and_in_all_and_are_given_back() {
         let q = Quotas::new(1, 2);
-        assert!(q.acquire("bob"));
-        assert!(!q.acquire("bob"), "user quota");
-        assert!(q.acquire("alice"));
-        assert!(!q.acquire("carol"), "total quota");
+        assert!(q.acquire("bob", 1));
+        assert!(!q.acquire("bob", 1), "user quota");
+        assert!(q.acquire("alice", 1));
+        assert!(!q.acquire("carol", 1), "total quota");
         q.release("bob");
         assert_eq!(q.total(), 1);
-        assert!(q.acquire("carol"));
+        assert!(q.acquire("carol", 1));
         q.release("nobody");
         assert_eq!(q.total(), 2);
         let unlimited = Quotas::new(0, 0);
-        assert!((0..100).all(|_| unlimited.acquire("bob")));
+        assert!((0..100).all(|_| unlimited.acquire("bob", 1)));
+    }
+
+    #[test]
+    fn a_reservation_takes_a_second_allocation_and_moves_to_its_redeemer() {
+        let q = Quotas::new(2, 3);
+        assert!(!q.acquire("bob", 3), "all or none");
+        assert!(q.acquire("bob", 2));
+        assert!(!q.acquire("bob", 1), "the reserved port counts");
+        assert!(!q.acquire("alice", 2), "against the total too");
+        assert!(q.acquire("alice", 1));
+        assert!(
+            q.transfer("bob", "alice"),
+            "alice redeems bob's reservation"
+        );
+        assert_eq!(q.total(), 3);
+        assert!(!q.transfer("bob", "alice"), "alice is at her quota");
+        q.release("bob");
+        assert_eq!(q.total(), 2);
+        assert!(q.transfer("bob", "bob"));
     }
 }

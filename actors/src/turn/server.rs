@@ -84,6 +84,14 @@ pub fn core_config_with(
     c.credentials.custom = authenticator;
     c.min_port = config.min_port;
     c.max_port = config.max_port;
+    c.max_permissions = config.max_permissions as usize;
+    c.max_channels = config.max_channels as usize;
+    c.max_bps = config.max_bps;
+    // Each thread's core limits on its own, and the kernel spreads a source's ports over
+    // the threads: each gets its share of the per-IP rate.
+    c.unauth_rate = config
+        .unauth_rate
+        .div_ceil(u32::try_from(config.threads.max(1)).unwrap_or(u32::MAX));
     c.max_lifetime = Duration::from_secs(u64::from(config.max_lifetime.max(1)));
     c.default_lifetime = c.default_lifetime.min(c.max_lifetime);
     if config.allow_loopback_peers {
@@ -225,6 +233,11 @@ impl TurnServer {
                     tls: tls.clone(),
                     tls_acceptor: tls_acceptor.clone(),
                     coalesce: Duration::from_micros(config.rx_coalesce_us.into()),
+                    // An even share each, at least a byte a second when limited.
+                    total_bps_share: match config.total_bps {
+                        0 => 0,
+                        total => (total / config.threads.max(1) as u64).max(1),
+                    },
                 })
                 .await
                 .map_err(|e| e.to_string())??;
@@ -389,5 +402,26 @@ mod tests {
         assert!(!c.policy.permits("192.0.3.1".parse().unwrap()));
         assert!(!c.policy.permits("192.0.3.9".parse().unwrap()));
         assert!(c.policy.permits("192.0.3.200".parse().unwrap()));
+    }
+
+    #[test]
+    fn limits_reach_the_core_and_the_unauth_rate_is_shared_by_the_threads() {
+        let config = ServeConfig {
+            listen: vec!["192.0.3.1:3478".parse().unwrap()],
+            threads: 3,
+            unauth_rate: 20,
+            max_permissions: 7,
+            max_channels: 5,
+            max_bps: 1000,
+            ..ServeConfig::default()
+        };
+        let c = core_config(&config);
+        assert_eq!(c.unauth_rate, 7, "20 a second over 3 threads, rounded up");
+        assert_eq!((c.max_permissions, c.max_channels, c.max_bps), (7, 5, 1000));
+        let off = core_config(&ServeConfig {
+            unauth_rate: 0,
+            ..config
+        });
+        assert_eq!(off.unauth_rate, 0);
     }
 }

@@ -32,6 +32,7 @@ use floe::turn::server::{
 };
 use tokio::sync::mpsc::Sender;
 
+use super::bandwidth::BandwidthCap;
 use super::binder::{BoundRelays, RelayBinder};
 use super::coalesce::Coalescer;
 use super::outbox::{Pending, Tally};
@@ -123,6 +124,8 @@ struct Shard {
     coalescer: Coalescer,
     /// The deadline the supervisor's timer is armed for.
     timer: Option<Instant>,
+    /// This Arbiter's share of `total-bps`: to peers, to clients.
+    total_bps: [BandwidthCap; 2],
 }
 
 /// The one handle to an Arbiter's [`Shard`]: each method borrows it for one batch or one
@@ -159,6 +162,7 @@ impl ShardHandle {
             flush_scheduled: false,
             coalescer: Coalescer::new(std::time::Duration::ZERO),
             timer: None,
+            total_bps: [BandwidthCap::new(0), BandwidthCap::new(0)],
         })))
     }
 
@@ -180,6 +184,11 @@ impl ShardHandle {
     /// The receive coalescing of this Arbiter (see `coalesce`).
     pub(crate) fn coalescer(&self) -> Coalescer {
         self.0.borrow().coalescer.clone()
+    }
+
+    /// This Arbiter's share of `total-bps`, each way; 0 is no limit.
+    pub(crate) fn set_total_bps(&self, share: u64) {
+        self.0.borrow_mut().total_bps = [BandwidthCap::new(share), BandwidthCap::new(share)];
     }
 
     /// Sends the datagrams for clients that relays queued.
@@ -379,13 +388,21 @@ impl Shard {
                 peer,
                 payload,
                 ..
-            } => self.send_to_peer(relay, peer, payload),
+            } => {
+                if self.within_total_bps(0, now, payload.len()) {
+                    self.send_to_peer(relay, peer, payload)
+                }
+            }
             ClientOutput::RelayOwned {
                 relay,
                 peer,
                 payload,
                 ..
-            } => self.send_to_peer(relay, peer, &payload),
+            } => {
+                if self.within_total_bps(0, now, payload.len()) {
+                    self.send_to_peer(relay, peer, &payload)
+                }
+            }
         }
         if stun {
             self.serve_relay_requests(now);
@@ -465,6 +482,8 @@ impl Shard {
         scratch[PEER_HEADROOM..PEER_HEADROOM + len].copy_from_slice(payload);
         match self.core.handle_peer(now, relay, peer, &mut scratch, len) {
             PeerOutput::Drop => {}
+            PeerOutput::ChannelData { .. } | PeerOutput::DataIndication { .. }
+                if !self.within_total_bps(1, now, len) => {}
             PeerOutput::ChannelData { client, len: n } => {
                 self.send_to_client(&client, &scratch[..n]);
                 self.tally.to_client.0 += 1;
@@ -477,6 +496,18 @@ impl Shard {
             }
         }
         self.scratch = scratch;
+    }
+
+    /// Whether `len` relayed bytes fit this Arbiter's share of `total-bps` (`way` 0 to
+    /// peers, 1 to clients); counts them if not.
+    #[inline]
+    fn within_total_bps(&mut self, way: usize, now: Instant, len: usize) -> bool {
+        if self.total_bps[way].take(now, len) {
+            return true;
+        }
+        self.tally.over_total_bps.0 += 1;
+        self.tally.over_total_bps.1 += len as u64;
+        false
     }
 
     /// Queues a datagram for a UDP client (sent at the end of the batch), or hands it to
@@ -540,6 +571,14 @@ impl Shard {
         }
         if tally.bindings > 0 {
             self.metrics.binding_requests(tally.bindings);
+        }
+        if tally.over_total_bps.0 > 0 {
+            let (packets, bytes) = tally.over_total_bps;
+            self.metrics.over_total_bps(packets, bytes);
+        }
+        let refused = self.core.take_counters();
+        if !refused.is_zero() {
+            self.metrics.core_counters(&refused);
         }
     }
 

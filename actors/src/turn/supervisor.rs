@@ -59,6 +59,8 @@ pub(crate) struct StartShard {
     pub tls_acceptor: Option<TlsAcceptor>,
     /// The receive-coalescing pause (see `coalesce`); zero turns it off.
     pub coalesce: Duration,
+    /// This Arbiter's share of `total-bps` (see `bandwidth`); 0 is no limit.
+    pub total_bps_share: u64,
 }
 
 /// The addresses one Arbiter bound: with port 0 asked, the ports the OS gave.
@@ -196,6 +198,7 @@ impl Handler<StartShard> for AllocationSupervisor {
     fn handle(&mut self, msg: StartShard, ctx: &mut Context<Self>) -> Self::Result {
         let shard = self.shard.clone().ok_or("not started")?;
         shard.coalescer().set_pause(msg.coalesce);
+        shard.set_total_bps(msg.total_bps_share);
         let mut bound = Vec::new();
         let udp_config = UdpSocketConfig {
             ipv6_only: Some(true),

@@ -62,6 +62,7 @@ impl Server {
             }
             return Err(TurnError::AllocationMismatch);
         }
+        self.lifetime(msg)?;
         match msg.get::<RequestedTransport>() {
             Some(Ok(RequestedTransport(RequestedTransport::UDP))) => {}
             Some(Ok(_)) => return Err(TurnError::UnsupportedTransport),
@@ -118,7 +119,7 @@ impl Server {
                     max,
                     even_port.is_some(),
                     reserve,
-                    self.rng.next_u32(),
+                    self.rng.next_u64(),
                 );
                 let reservation = reserve.then(|| {
                     let mut t = [0u8; 8];
@@ -132,7 +133,7 @@ impl Server {
                         max,
                         false,
                         false,
-                        self.rng.next_u32(),
+                        self.rng.next_u64(),
                     )),
                     _ => None,
                 };
@@ -224,7 +225,11 @@ impl Server {
             _ => None,
         };
         let (msg, auth) = (&p.msg, &p.auth);
-        let lifetime = self.lifetime(msg).max(Duration::from_secs(1));
+        // Checked by `allocate` before the request went to the driver.
+        let lifetime = self
+            .lifetime(msg)
+            .unwrap_or(self.config.default_lifetime)
+            .max(Duration::from_secs(1));
         let id = AllocationId(self.next_id);
         self.next_id += 1;
         let mut alloc = Allocation::new(
@@ -233,6 +238,7 @@ impl Server {
             auth.username.clone(),
             now + lifetime,
             msg.transaction_id(),
+            (now, self.config.max_bps),
         );
         alloc.dont_fragment = msg.contains(DontFragment::TYPE);
         let advertised: Vec<SocketAddr> = relayed.iter().map(|r| self.advertised(*r)).collect();

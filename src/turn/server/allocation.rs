@@ -10,6 +10,7 @@ use crate::stun::TransactionId;
 use crate::transmit::Transport;
 use crate::turn::{ChannelNumber, TurnError};
 
+use super::limit::ByteBucket;
 use super::policy::canonical_ip;
 
 /// RFC 8656 §2.2: the client's transport address, the server's, and the protocol.
@@ -57,6 +58,10 @@ pub struct Allocation {
     pub(super) timer: Instant,
     permissions: Vec<Permission>,
     channels: Vec<Channel>,
+    /// `max_bps` of relayed data from the client to peers.
+    pub(super) to_peers: ByteBucket,
+    /// `max_bps` of relayed data from peers to the client.
+    pub(super) to_client: ByteBucket,
 }
 
 impl Allocation {
@@ -66,6 +71,7 @@ impl Allocation {
         username: String,
         expires: Instant,
         allocate_tid: TransactionId,
+        (now, max_bps): (Instant, u64),
     ) -> Self {
         Allocation {
             five_tuple,
@@ -78,6 +84,8 @@ impl Allocation {
             timer: expires,
             permissions: Vec::new(),
             channels: Vec::new(),
+            to_peers: ByteBucket::new(max_bps, now),
+            to_client: ByteBucket::new(max_bps, now),
         }
     }
 

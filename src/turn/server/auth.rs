@@ -226,6 +226,10 @@ impl Authenticator for Credentials {
 
 /// Stateless nonces (RFC 8489 §9.2): `[cookie]` + expiry + MAC over expiry and the
 /// client's IP, so a 401 creates no state on the server.
+///
+/// The MAC key rotates: each nonce lifetime has its own key, derived from the server's
+/// secret and the period the nonce expires in, so no two periods share a key and the
+/// threads of a server agree on it without talking.
 #[derive(Clone)]
 pub struct NonceIssuer {
     secret: [u8; 32],
@@ -261,9 +265,19 @@ impl NonceIssuer {
         }
     }
 
-    fn mac(&self, expiry: u64, ip: IpAddr) -> [u8; 32] {
+    /// The key of the rotation period that `expiry` falls in.
+    fn period_key(&self, expiry: u64) -> [u8; 32] {
+        let period = expiry / self.lifetime.as_secs().max(1);
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(b"floe nonce key");
+        mac.update(&period.to_be_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
+    fn mac(&self, expiry: u64, ip: IpAddr) -> [u8; 32] {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.period_key(expiry))
+            .expect("HMAC takes any key length");
         mac.update(&expiry.to_be_bytes());
         match ip {
             IpAddr::V4(v4) => mac.update(&v4.octets()),
@@ -272,16 +286,19 @@ impl NonceIssuer {
         mac.finalize().into_bytes().into()
     }
 
-    /// A fresh nonce for a client.
+    /// A fresh nonce for a client: `[cookie]` and 22 base64url characters (the expiry,
+    /// 4 bytes, and 12 bytes of MAC), so that a 401 stays small.
     pub fn issue(&self, now: Instant, client: IpAddr) -> String {
         let expiry = (now.saturating_duration_since(self.epoch) + self.lifetime).as_secs();
+        let expiry = u32::try_from(expiry).unwrap_or(u32::MAX);
+        let mut raw = [0u8; 16];
+        raw[..4].copy_from_slice(&expiry.to_be_bytes());
+        raw[4..].copy_from_slice(&self.mac(u64::from(expiry), client)[..12]);
         let mut s = self
             .features
             .map(SecurityFeatures::nonce_prefix)
             .unwrap_or_default();
-        s.reserve(48);
-        push_hex(&mut s, &expiry.to_be_bytes());
-        push_hex(&mut s, &self.mac(expiry, client)[..12]);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(raw, &mut s);
         s
     }
 
@@ -296,29 +313,23 @@ impl NonceIssuer {
         let Some(body) = nonce.as_bytes().strip_prefix(prefix.as_bytes()) else {
             return NonceStatus::Stale;
         };
-        if body.len() != 40 || !body.is_ascii() {
+        let mut raw = [0u8; 16];
+        if body.len() != 22
+            || base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode_slice(body, &mut raw)
+                .ok()
+                != Some(16)
+        {
             return NonceStatus::Stale;
         }
-        let hex = std::str::from_utf8(&body[..16]).unwrap_or("");
-        let Ok(expiry) = u64::from_str_radix(hex, 16) else {
-            return NonceStatus::Stale;
-        };
-        let mut expected = String::with_capacity(24);
-        push_hex(&mut expected, &self.mac(expiry, client)[..12]);
+        let expiry = u64::from(u32::from_be_bytes([raw[0], raw[1], raw[2], raw[3]]));
+        let expected = self.mac(expiry, client);
         let fresh = now.saturating_duration_since(self.epoch).as_secs() < expiry;
-        if fresh && crate::stun::integrity::ct_eq(expected.as_bytes(), &body[16..]).is_ok() {
+        if fresh && crate::stun::integrity::ct_eq(&expected[..12], &raw[4..]).is_ok() {
             NonceStatus::Valid
         } else {
             NonceStatus::Stale
         }
-    }
-}
-
-fn push_hex(s: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        s.push(HEX[usize::from(b >> 4)] as char);
-        s.push(HEX[usize::from(b & 15)] as char);
     }
 }
 
@@ -372,12 +383,15 @@ mod tests {
             NonceStatus::Stale
         );
         assert_eq!(n.check(t0, ip, "garbage"), NonceStatus::Stale);
-        // A multi-byte character across the expiry/MAC boundary must not panic.
-        let tricky = format!("{}\u{e9}{}", "a".repeat(15), "a".repeat(23));
-        assert_eq!(tricky.len(), 40);
+        // A multi-byte character inside the body must not panic.
+        let tricky = format!("{}\u{e9}{}", "a".repeat(10), "a".repeat(10));
+        assert_eq!(tricky.len(), 22);
         assert_eq!(n.check(t0, ip, &tricky), NonceStatus::Stale);
         let other = NonceIssuer::new([4; 32], t0, Duration::from_secs(600), None);
         assert_eq!(other.check(t0, ip, &nonce), NonceStatus::Stale);
+        // Each lifetime has its own key.
+        assert_ne!(n.period_key(600), n.period_key(1200));
+        assert_eq!(n.period_key(600), n.period_key(1199));
 
         let f = SecurityFeatures {
             password_algorithms: true,

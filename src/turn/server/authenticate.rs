@@ -158,6 +158,10 @@ impl Server {
         code: u16,
         username: Option<&str>,
     ) {
+        // Over the rate, not even the event: a flood costs neither bytes out nor memory.
+        if !self.admit_unauthenticated(now, ft) {
+            return;
+        }
         if username.is_some() || code == 438 {
             self.events.push_back(ServerEvent::AuthFailed {
                 client: ft.client,
@@ -176,7 +180,7 @@ impl Server {
             .config
             .password_algorithms
             .then(|| PasswordAlgorithms(PASSWORD_ALGORITHMS.iter().map(|a| a.entry()).collect()));
-        self.error(now, ft, msg, &err, None, |e| {
+        self.send_error(ft, msg, &err, None, |e| {
             e.add(&realm).add(&nonce);
             if let Some(a) = &algorithms {
                 e.add(a);

@@ -49,6 +49,13 @@ pub struct ServerConfig {
     pub max_permissions: usize,
     /// Channels per allocation.
     pub max_channels: usize,
+    /// Relayed payload bytes a second per allocation, each way (a burst of one second's
+    /// worth); beyond it data is dropped. 0 is no limit.
+    pub max_bps: u64,
+    /// Error responses a second to requests that did not authenticate, per source IP,
+    /// over UDP (TCP and TLS sources are not spoofable); beyond it they are dropped.
+    /// 0 is no limit.
+    pub unauth_rate: u32,
     /// The instant `unix_time_at_epoch` was read: lets the core tell Unix time from
     /// `now` for TURN REST API expiry without reading a clock.
     pub epoch: Instant,
@@ -82,6 +89,8 @@ impl ServerConfig {
             policy: PeerPolicy::default(),
             max_permissions: 64,
             max_channels: 64,
+            max_bps: 0,
+            unauth_rate: 20,
             epoch,
             unix_time_at_epoch,
         }

@@ -27,7 +27,7 @@ impl Server {
         let Some(alloc) = self
             .by_five_tuple
             .get(ft)
-            .and_then(|id| self.allocations.get(id))
+            .and_then(|id| self.allocations.get_mut(id))
         else {
             return ClientOutput::None;
         };
@@ -38,6 +38,11 @@ impl Server {
             Some(relay)
                 if alloc.has_permission(now, peer.ip()) && self.config.policy.may_send_to(peer) =>
             {
+                if !alloc.to_peers.take(now, payload.len()) {
+                    self.counters.over_bps_packets += 1;
+                    self.counters.over_bps_bytes += payload.len() as u64;
+                    return ClientOutput::None;
+                }
                 ClientOutput::Relay {
                     relay,
                     peer,
@@ -64,11 +69,16 @@ impl Server {
         let Some(alloc) = self
             .by_relay
             .get(&relay)
-            .and_then(|id| self.allocations.get(id))
+            .and_then(|id| self.allocations.get_mut(id))
         else {
             return PeerOutput::Drop;
         };
         if !alloc.has_permission(now, peer.ip()) || buf.len() < PEER_HEADROOM + len {
+            return PeerOutput::Drop;
+        }
+        if !alloc.to_client.take(now, len) {
+            self.counters.over_bps_packets += 1;
+            self.counters.over_bps_bytes += len as u64;
             return PeerOutput::Drop;
         }
         let client = alloc.five_tuple;
@@ -114,7 +124,7 @@ impl Server {
         let Some(alloc) = self
             .by_five_tuple
             .get(ft)
-            .and_then(|id| self.allocations.get(id))
+            .and_then(|id| self.allocations.get_mut(id))
         else {
             return ClientOutput::None;
         };
@@ -133,6 +143,11 @@ impl Server {
             Some(relay)
                 if alloc.has_permission(now, peer.ip()) && self.config.policy.may_send_to(peer) =>
             {
+                if !alloc.to_peers.take(now, payload.len()) {
+                    self.counters.over_bps_packets += 1;
+                    self.counters.over_bps_bytes += payload.len() as u64;
+                    return ClientOutput::None;
+                }
                 ClientOutput::RelayOwned {
                     relay,
                     peer,

@@ -96,6 +96,31 @@ pub enum ServerEvent {
     },
 }
 
+/// What the core refused or dropped since the driver last asked
+/// ([`Server::take_counters`](super::Server::take_counters)): counts, not events, so a
+/// flood costs no memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerCounters {
+    /// Error responses to unauthenticated requests not sent: over `unauth_rate`.
+    pub unauth_dropped: u64,
+    /// Relayed datagrams dropped over an allocation's `max_bps`.
+    pub over_bps_packets: u64,
+    /// Their payload bytes.
+    pub over_bps_bytes: u64,
+    /// CreatePermission or ChannelBind refused (508) at `max_permissions`.
+    pub permissions_refused: u64,
+    /// ChannelBind refused (508) at `max_channels`.
+    pub channels_refused: u64,
+}
+
+impl ServerCounters {
+    /// Whether nothing was counted.
+    pub fn is_zero(&self) -> bool {
+        *self == ServerCounters::default()
+    }
+}
+
 /// Where relayed data goes after [`Server::handle_client`](super::Server::handle_client).
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientOutput<'a> {

@@ -23,6 +23,7 @@ mod authenticate;
 mod config;
 mod data;
 mod event;
+mod limit;
 pub mod policy;
 pub mod relay;
 mod requests;
@@ -41,7 +42,9 @@ pub use auth::{
     RestApiSecrets, Secret, StaticUsers,
 };
 pub use config::ServerConfig;
-pub use event::{AllocationId, ClientOutput, PeerOutput, ServerEvent, PEER_HEADROOM};
+pub use event::{
+    AllocationId, ClientOutput, PeerOutput, ServerCounters, ServerEvent, PEER_HEADROOM,
+};
 pub use policy::PeerPolicy;
 pub use relay::{
     Candidate, PortCandidates, RelayAsk, RelayGrant, RelayRefusal, RelayRequest, RelayRequestId,
@@ -52,6 +55,7 @@ use crate::stun::credentials::{userhash, SecurityFeatures};
 use crate::stun::{Class, Message, Method};
 use crate::transmit::Transmit;
 use allocate::PendingAllocate;
+use limit::UnauthLimiter;
 
 /// RFC 8656 §7.2: how long a port reserved for a RESERVATION-TOKEN is held.
 const RESERVATION_LIFETIME: Duration = Duration::from_secs(30);
@@ -80,15 +84,20 @@ pub struct Server {
     /// Tokens this core handed out, oldest first (they all live as long).
     reservations: VecDeque<Reservation>,
     rng: Box<dyn RngCore + Send>,
+    /// Error responses to unauthenticated requests, per source IP.
+    unauth: UnauthLimiter,
+    counters: ServerCounters,
     transmits: VecDeque<Transmit>,
     events: VecDeque<ServerEvent>,
     buf: BytesMut,
 }
 
 impl Server {
-    /// A server core; `rng` makes relay ports, reservation tokens and the transaction
-    /// ids of Data indications.
-    pub fn new(config: ServerConfig, rng: impl RngCore + Send + 'static) -> Self {
+    /// A server core; `rng` makes relay ports, reservation tokens, the transaction ids of
+    /// Data indications and the key of the unauthenticated-answer limiter. It must be a
+    /// CSPRNG seeded from the OS (`StdRng::from_entropy()`, as the actors use): nobody
+    /// may predict the next relay port or token (CVE-2025-69217). Tests seed one.
+    pub fn new(config: ServerConfig, mut rng: impl RngCore + Send + 'static) -> Self {
         let features = config.password_algorithms.then_some(SecurityFeatures {
             password_algorithms: true,
             username_anonymity: !config.credentials.users.is_empty(),
@@ -99,8 +108,11 @@ impl Server {
             config.nonce_lifetime,
             features,
         );
+        let unauth = UnauthLimiter::new(config.unauth_rate, rng.next_u64(), config.epoch);
         let mut server = Server {
             nonces,
+            unauth,
+            counters: ServerCounters::default(),
             userhashes: HashMap::new(),
             allocations: HashMap::new(),
             by_five_tuple: HashMap::new(),
@@ -161,6 +173,12 @@ impl Server {
     /// The allocation relaying on `relay`.
     pub fn allocation_by_relay(&self, relay: SocketAddr) -> Option<AllocationId> {
         self.by_relay.get(&relay).copied()
+    }
+
+    /// What was refused or dropped since the last call (the driver adds it to its
+    /// metrics once per batch).
+    pub fn take_counters(&mut self) -> ServerCounters {
+        std::mem::take(&mut self.counters)
     }
 
     /// A response to send.

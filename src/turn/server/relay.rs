@@ -68,42 +68,52 @@ pub struct Candidate {
     pub reserved: Option<SocketAddr>,
 }
 
-/// The ports of the relay range in the order to try them: from a random start, wrapping
-/// around, even ones only for EVEN-PORT, and at most [`MAX_RELAY_BINDS`] of them.
+/// The ports of the relay range in the order to try them: a random permutation (a
+/// random start and a random stride coprime to the range's size), even ones only for
+/// EVEN-PORT, and at most [`MAX_RELAY_BINDS`] of them. Random, so that nobody can guess
+/// the next relayed address (CVE-2025-69217 was about predictable ones).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortCandidates {
     ip: IpAddr,
-    first: u16,
-    hi: u16,
+    first: u32,
+    hi: u32,
     count: u32,
-    step: u16,
+    step: u32,
     start: u32,
+    stride: u32,
     reserve_next: bool,
     next: u32,
     tried: u32,
 }
 
 impl PortCandidates {
-    /// Candidates on `ip` within `[min, max]`; `random` picks the start.
+    /// Candidates on `ip` within `[min, max]`; `random` picks the order.
     pub(super) fn new(
         ip: IpAddr,
         min: u16,
         max: u16,
         even: bool,
         reserve_next: bool,
-        random: u32,
+        random: u64,
     ) -> Self {
-        let hi = max.max(min);
-        let step: u16 = if even { 2 } else { 1 };
-        let first = if even {
-            min.saturating_add(min % 2)
-        } else {
-            min
-        };
-        let count = if first > hi || (even && first % 2 == 1) {
+        // In u32: rounding 65535 up to even must not wrap to port 0.
+        let (min, hi) = (u32::from(min), u32::from(max));
+        let step = if even { 2 } else { 1 };
+        let first = if even { min + min % 2 } else { min };
+        let count = if first > hi {
             0
         } else {
-            u32::from((hi - first) / step) + 1
+            (hi - first) / step + 1
+        };
+        let (start, stride) = if count == 0 {
+            (0, 1)
+        } else {
+            let start = (random as u32) % count;
+            let mut stride = 1 + ((random >> 32) as u32) % count.max(2).saturating_sub(1);
+            while gcd(stride, count) != 1 {
+                stride += 1;
+            }
+            (start, stride)
         };
         PortCandidates {
             ip,
@@ -111,7 +121,8 @@ impl PortCandidates {
             hi,
             count,
             step,
-            start: if count == 0 { 0 } else { random % count },
+            start,
+            stride,
             reserve_next,
             next: 0,
             tried: 0,
@@ -127,18 +138,23 @@ impl PortCandidates {
     /// bind); `None` when the range or the bind budget is spent.
     pub fn next_free(&mut self, taken: impl Fn(SocketAddr) -> bool) -> Option<Candidate> {
         while self.next < self.count && self.tried < MAX_RELAY_BINDS {
-            let i = (self.start + self.next) % self.count;
+            let i = (u64::from(self.start) + u64::from(self.next) * u64::from(self.stride))
+                % u64::from(self.count);
             self.next += 1;
-            let port = self.first + (i as u16) * self.step;
-            let relay = SocketAddr::new(self.ip, port);
+            let port = self.first + (i as u32) * self.step;
+            // `count` keeps every port within [first, hi], and hi is a u16.
+            let Ok(port16) = u16::try_from(port) else {
+                continue;
+            };
+            let relay = SocketAddr::new(self.ip, port16);
             if taken(relay) {
                 continue;
             }
             let reserved = if self.reserve_next {
-                if port == u16::MAX || port + 1 > self.hi {
+                let Some(next) = u16::try_from(port + 1).ok().filter(|_| port < self.hi) else {
                     continue;
-                }
-                let next = SocketAddr::new(self.ip, port + 1);
+                };
+                let next = SocketAddr::new(self.ip, next);
                 if taken(next) {
                     continue;
                 }
@@ -151,6 +167,13 @@ impl PortCandidates {
         }
         None
     }
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// What the driver bound for a [`RelayRequest`].

@@ -19,7 +19,19 @@ use crate::turn::{ChannelNumber, TurnError};
 impl Server {
     /// A request from a client: Binding, or one that needs credentials.
     pub(super) fn request(&mut self, now: Instant, ft: &FiveTuple, msg: &Message) {
-        let unknown = msg.unknown_comprehension_required();
+        let mut unknown = msg.unknown_comprehension_required();
+        // RFC 5780 is not served: CHANGE-REQUEST is an attribute this server does not
+        // understand (RFC 5780 §7.2).
+        if msg.contains(ChangeRequest::TYPE) {
+            unknown.push(ChangeRequest::TYPE);
+        }
+        // RFC 8489 §14.9: each type once, however often the request repeats it.
+        let mut seen = Vec::with_capacity(unknown.len());
+        unknown.retain(|t| {
+            let new = !seen.contains(t);
+            seen.push(*t);
+            new
+        });
         if !unknown.is_empty() {
             let err = TurnError::UnknownAttributes(unknown.iter().map(|t| t.0).collect());
             self.error(now, ft, msg, &err, None, |e| {
@@ -141,9 +153,37 @@ impl Server {
         payload
     }
 
+    /// Sends an error response; one to a request that did not authenticate (`auth`
+    /// `None`) only within `unauth_rate` (see [`Server::admit_unauthenticated`]).
     pub(super) fn error(
         &mut self,
-        _now: Instant,
+        now: Instant,
+        ft: &FiveTuple,
+        req: &Message,
+        err: &TurnError,
+        auth: Option<&Authenticated>,
+        attrs: impl FnOnce(&mut MessageEncoder<'_>),
+    ) {
+        if auth.is_none() && !self.admit_unauthenticated(now, ft) {
+            return;
+        }
+        self.send_error(ft, req, err, auth, attrs);
+    }
+
+    /// RFC 8656 §21.3 (amplification): whether an error response to an unauthenticated
+    /// request may go to this client now. Over UDP, per source IP, within `unauth_rate`;
+    /// TCP and TLS clients completed a handshake, so their address is not spoofed.
+    pub(super) fn admit_unauthenticated(&mut self, now: Instant, ft: &FiveTuple) -> bool {
+        if ft.transport.is_reliable() || self.unauth.allow(now, ft.client.ip()) {
+            return true;
+        }
+        self.counters.unauth_dropped += 1;
+        false
+    }
+
+    /// Encodes and queues an error response; the caller has admitted it.
+    pub(super) fn send_error(
+        &mut self,
         ft: &FiveTuple,
         req: &Message,
         err: &TurnError,
@@ -173,16 +213,18 @@ impl Server {
         });
     }
 
-    /// RFC 8656 §7.2, §8: the requested lifetime, raised to the default and capped at
-    /// the maximum; 0 (a Refresh that deletes) stays 0.
-    pub(super) fn lifetime(&self, msg: &Message) -> Duration {
+    /// RFC 8656 §7.2, §7.3: the requested lifetime, raised to the default and capped at
+    /// the maximum. 0 on a Refresh deletes and stays 0; on an Allocate it is below the
+    /// default like any other small value. A LIFETIME that does not decode is a 400.
+    pub(super) fn lifetime(&self, msg: &Message) -> Result<Duration, TurnError> {
         let default = self.config.default_lifetime.min(self.config.max_lifetime);
         match msg.get::<Lifetime>() {
-            Some(Ok(Lifetime(0))) => Duration::ZERO,
+            Some(Ok(Lifetime(0))) if msg.method() == Method::REFRESH => Ok(Duration::ZERO),
             Some(Ok(Lifetime(s))) => {
-                Duration::from_secs(u64::from(s)).clamp(default, self.config.max_lifetime)
+                Ok(Duration::from_secs(u64::from(s)).clamp(default, self.config.max_lifetime))
             }
-            _ => default,
+            Some(Err(_)) => Err(TurnError::BadRequest("bad LIFETIME")),
+            None => Ok(default),
         }
     }
 
@@ -230,7 +272,7 @@ impl Server {
                 return Err(TurnError::PeerAddressFamilyMismatch);
             }
         }
-        let lifetime = self.lifetime(msg);
+        let lifetime = self.lifetime(msg)?;
         if lifetime.is_zero() {
             self.remove(id);
             self.events.push_back(ServerEvent::AllocationDeleted {
@@ -290,6 +332,7 @@ impl Server {
             .filter(|p| alloc.is_new_permission(**p))
             .count();
         if alloc.permission_count(now) + new > self.config.max_permissions {
+            self.counters.permissions_refused += 1;
             return Err(TurnError::InsufficientCapacity);
         }
         let expires = now + self.config.permission_lifetime;
@@ -337,9 +380,18 @@ impl Server {
         let max_permissions = self.config.max_permissions;
         let alloc = self.allocations.get_mut(&id).expect("looked up");
         if alloc.is_new_permission(peer.ip()) && alloc.permission_count(now) >= max_permissions {
+            self.counters.permissions_refused += 1;
             return Err(TurnError::InsufficientCapacity);
         }
-        let new_channel = alloc.bind_channel(now, number, peer, chan_expires, max_channels)?;
+        let new_channel = match alloc.bind_channel(now, number, peer, chan_expires, max_channels) {
+            Ok(new) => new,
+            Err(e) => {
+                if e == TurnError::InsufficientCapacity {
+                    self.counters.channels_refused += 1;
+                }
+                return Err(e);
+            }
+        };
         if alloc.install_permission(now, peer.ip(), perm_expires) {
             self.events.push_back(ServerEvent::PermissionCreated {
                 id,

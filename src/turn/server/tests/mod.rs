@@ -3,6 +3,7 @@
 
 mod allocate;
 mod fuzz;
+mod limits;
 mod requests;
 
 use std::collections::{HashMap, HashSet};
@@ -161,6 +162,9 @@ fn config(t0: Instant) -> ServerConfig {
     c.nonce_secret = [5; 32];
     c.credentials.users.insert(USER, PASS);
     c.password_algorithms = false;
+    // Off here: these tests send many unauthenticated requests from one client;
+    // `limits` turns it on.
+    c.unauth_rate = 0;
     c.policy.add_own("198.51.100.1:3478".parse().unwrap());
     // TEST-NET-1 (denied by default) stands in for the public Internet's peers.
     c.policy.allow("192.0.2.0/24".parse().unwrap());
