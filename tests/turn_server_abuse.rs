@@ -146,10 +146,12 @@ fn a_flood_of_junk_unauthenticated_allocates_and_tcp_connections_leaves_a_client
     // About 8k junk datagrams and 4k unauthenticated Allocates a second at most.
     flood.udp(floe.addr(), 8, 8, junk);
     flood.udp(floe.addr(), 16, 4, unauthenticated_allocate);
-    // Connections that hold a descriptor each: silent ones, and ones that speak HTTP.
+    // Connections that would hold a descriptor each: silent ones, and ones that speak
+    // HTTP. They come from an address of their own, as an attacker's would: the client
+    // below (on 127.0.0.1) is not behind the attacker's per-IP cap.
     let mut connections = Vec::new();
     for i in 0..200 {
-        if let Ok(mut c) = TcpStream::connect_timeout(&floe.addr(), Duration::from_secs(5)) {
+        if let Ok(mut c) = connect_from(Ipv4Addr::new(127, 0, 0, 3), floe.addr()) {
             if i % 2 == 0 {
                 let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: floe\r\n\r\n");
             }
