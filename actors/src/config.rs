@@ -687,8 +687,10 @@ mod tests {
             );
             assert!(err.to_string().starts_with(name), "{err}");
         }
-        let mut smallest = ServeConfig::default();
-        smallest.tcp_write_queue = MIN_TCP_WRITE_QUEUE;
+        let smallest = ServeConfig {
+            tcp_write_queue: MIN_TCP_WRITE_QUEUE,
+            ..ServeConfig::default()
+        };
         smallest.validate().unwrap();
         assert!(matches!(
             bad(|c| c.tls_cert = Some("c.pem".into())),
