@@ -5,11 +5,12 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 /// The sending half of a TCP or TLS connection: its own task writes the messages in order,
 /// with at most the bound's bytes waiting (the message being written included).
@@ -17,6 +18,8 @@ pub(crate) struct StreamWriter {
     tx: UnboundedSender<(Bytes, OwnedSemaphorePermit)>,
     /// One permit per byte that may still be queued.
     room: Arc<Semaphore>,
+    /// Dropped with the writer: from then on the task has its linger to finish.
+    _closing: Option<oneshot::Sender<()>>,
 }
 
 /// Why a message was not queued.
@@ -30,22 +33,39 @@ pub(crate) enum StreamSendError {
 
 impl StreamWriter {
     /// Starts the task that writes to `writer` on the current Arbiter, with at most
-    /// `max_bytes` queued; it shuts the stream down once every `StreamWriter` for it is
-    /// dropped and the queue is written.
-    pub(crate) fn spawn(mut writer: Pin<Box<dyn AsyncWrite>>, max_bytes: usize) -> Self {
+    /// `max_bytes` queued. Once this `StreamWriter` is dropped, the task writes what is
+    /// queued and shuts the stream down, giving up after `linger`: a peer that stopped
+    /// reading cannot hold the connection (and its descriptor) open for ever.
+    pub(crate) fn spawn(
+        mut writer: Pin<Box<dyn AsyncWrite>>,
+        max_bytes: usize,
+        linger: Duration,
+    ) -> Self {
         let (tx, mut rx) = unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
+        let (closing, closed) = oneshot::channel::<()>();
         actix_rt::spawn(async move {
-            // The permit goes back once its message is written.
-            while let Some((b, _permit)) = rx.recv().await {
-                if writer.write_all(&b).await.is_err() {
-                    break;
+            let work = async {
+                // The permit goes back once its message is written.
+                while let Some((b, _permit)) = rx.recv().await {
+                    if writer.write_all(&b).await.is_err() {
+                        return;
+                    }
                 }
+                let _ = writer.shutdown().await;
+            };
+            let deadline = async {
+                let _ = closed.await;
+                tokio::time::sleep(linger).await;
+            };
+            tokio::select! {
+                () = work => {}
+                () = deadline => {}
             }
-            let _ = writer.shutdown().await;
         });
         StreamWriter {
             tx,
             room: Arc::new(Semaphore::new(max_bytes.min(Semaphore::MAX_PERMITS))),
+            _closing: Some(closing),
         }
     }
 
@@ -54,6 +74,7 @@ impl StreamWriter {
         StreamWriter {
             tx: unbounded_channel().0,
             room: Arc::new(Semaphore::new(0)),
+            _closing: None,
         }
     }
 
@@ -76,16 +97,17 @@ impl StreamWriter {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
 
     const BOUND: usize = 256 * 1024;
+    const LINGER: Duration = Duration::from_millis(100);
 
     #[actix_rt::test]
     async fn a_peer_that_does_not_read_costs_bounded_memory() {
         let (ours, mut peer) = tokio::io::duplex(1024);
-        let writer = StreamWriter::spawn(Box::pin(ours), BOUND);
+        let writer = StreamWriter::spawn(Box::pin(ours), BOUND, LINGER);
         let chunk = Bytes::from(vec![7u8; 1024]);
         let accepted = (0..400)
             .filter(|_| writer.send(chunk.clone()).is_ok())
@@ -116,5 +138,25 @@ mod tests {
             StreamWriter::closed().send(chunk),
             Err(StreamSendError::Closed)
         );
+    }
+
+    #[actix_rt::test]
+    async fn a_peer_that_does_not_read_cannot_hold_the_stream_once_the_writer_is_dropped() {
+        let (ours, mut peer) = tokio::io::duplex(1024);
+        let writer = StreamWriter::spawn(Box::pin(ours), BOUND, LINGER);
+        writer.send(Bytes::from(vec![1u8; 64 * 1024])).unwrap();
+        tokio::time::sleep(LINGER).await;
+        // The task is stuck writing to a peer that does not read ...
+        assert!(peer.write_all(b"still there").await.is_ok());
+        drop(writer);
+        // ... until the linger after the writer went: then our end of the stream is gone.
+        let gone = async {
+            while peer.write_all(b"x").await.is_ok() {
+                tokio::time::sleep(LINGER).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), gone)
+            .await
+            .expect("the stream is dropped after the linger");
     }
 }

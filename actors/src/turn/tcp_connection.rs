@@ -76,7 +76,12 @@ impl TcpConnection {
             server: accepted.server,
             transport: accepted.transport,
         };
-        let writer = StreamWriter::spawn(Box::pin(write), limits.write_queue_bytes);
+        // Once the connection closes, what is queued has one message timeout to leave.
+        let writer = StreamWriter::spawn(
+            Box::pin(write),
+            limits.write_queue_bytes,
+            limits.message_timeout,
+        );
         shard.tcp_connected(&five_tuple, writer);
         TcpConnection {
             five_tuple,

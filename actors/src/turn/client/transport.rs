@@ -25,6 +25,9 @@ const STREAM_READ_LEN: usize = 16 * 1024;
 /// Bytes a TCP or TLS connection holds queued at most, so that a server that reads slowly
 /// costs bounded memory (issue 13). Beyond it a message is dropped, as UDP would drop it.
 pub(super) const MAX_QUEUED_BYTES: usize = 256 * 1024;
+/// Time a closed connection's writer has to send what it queued (a Refresh with lifetime
+/// 0, say) to a server that reads slowly, before the connection is dropped.
+pub(super) const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the socket delivers to the actor.
 pub(super) enum Inbound {
