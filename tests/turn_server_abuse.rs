@@ -436,6 +436,8 @@ fn tcp_connections_beyond_the_per_ip_cap_are_closed_and_others_still_allocate() 
             .arg(&format!("--max-tcp-per-ip={CAP}"))
             .arg("--tcp-message-timeout=3600"),
     );
+    // The connection that checked the server was up is gone.
+    floe.wait_metric("floe_tcp_connections_active", |n| n == 0);
     // Idle connections from 127.0.0.1, three times the cap.
     let idle: Vec<TcpStream> = (0..3 * CAP)
         .map(|_| TcpStream::connect_timeout(&floe.addr(), TCP_WAIT).expect("connecting"))
