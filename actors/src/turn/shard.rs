@@ -23,13 +23,6 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::binder::{BoundRelays, RelayBinder};
-use super::coalesce::Coalescer;
-use super::outbox::{Pending, Tally};
-use super::stream_writer::{StreamSendError, StreamWriter};
-use super::{EventSink, Fault, TurnEvent};
-use crate::metrics::Metrics;
-use crate::udp::{BatchSocket, RecvBuffers};
 use actix::{Message, Recipient};
 use bytes::Bytes;
 use floe::framing::StreamFramer;
@@ -37,6 +30,14 @@ use floe::transmit::Transport;
 use floe::turn::server::{
     AllocationId, ClientOutput, FiveTuple, PeerOutput, RelayAsk, Server, ServerEvent, PEER_HEADROOM,
 };
+
+use super::binder::{BoundRelays, RelayBinder};
+use super::coalesce::Coalescer;
+use super::outbox::{Pending, Tally};
+use super::stream_writer::{StreamSendError, StreamWriter};
+use super::{EventSink, Fault, TurnEvent};
+use crate::metrics::Metrics;
+use crate::udp::{BatchSocket, RecvBuffers};
 
 /// Largest datagram a relay or listener accepts (one byte more marks truncation).
 pub(crate) const MAX_DATAGRAM: usize = 65_536;
