@@ -62,6 +62,11 @@ struct Fixture {
 }
 
 async fn start(name: &str) -> Fixture {
+    start_with(name, |_| {}).await
+}
+
+/// As [`start`], with `tune` applied to the configuration first.
+async fn start_with(name: &str, tune: impl FnOnce(&mut ServeConfig)) -> Fixture {
     let dir = TempDir::new(name);
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
@@ -78,6 +83,7 @@ async fn start(name: &str) -> Fixture {
     config.users = vec![format!("{USER}:{PASSWORD}").parse().unwrap()];
     config.allow_loopback_peers = true;
     config.threads = 2;
+    tune(&mut config);
     config.validate().unwrap();
 
     let server = TurnServer::start(&config, Metrics::new()).await.unwrap();
@@ -416,6 +422,61 @@ async fn a_bad_handshake_costs_only_that_connection() {
         binding.get::<XorMappedAddress>().unwrap().unwrap().0,
         again.local
     );
+    f.server.shutdown().await;
+}
+
+/// Waits until the server closes `stream` (EOF or reset), reading what it sends.
+async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> bool {
+    let mut buf = [0u8; 512];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[actix_rt::test]
+async fn tls_connections_keep_to_the_caps_and_the_message_timeout() {
+    let f = start_with("limits", |c| {
+        c.max_tcp_per_ip = 2;
+        c.tcp_message_timeout = 3;
+    })
+    .await;
+    let metrics = f.server.metrics().clone();
+    let mut talker = Client::connect(&f).await;
+    allocate(&mut talker).await;
+    let mut silent = Client::connect(&f).await;
+
+    // A third connection from 127.0.0.1 is over the cap: reset before any handshake.
+    let mut third = TcpStream::connect(f.tls_addr).await.unwrap();
+    assert!(
+        closed_by_server(&mut third).await,
+        "over the cap, left open"
+    );
+    assert_eq!(metrics.snapshot().tcp_refused_per_ip, 1);
+
+    // The silent one is closed once the message timeout passes; the talker is not.
+    assert!(
+        closed_by_server(&mut silent.stream).await,
+        "a silent TLS connection left open"
+    );
+    assert_eq!(metrics.snapshot().tcp_closed_timeout, 1);
+    let binding = talker.request(request(Method::BINDING, None, |_| {})).await;
+    assert_eq!(binding.class(), Class::Success);
+
+    // Its slot is free again; HTTP inside TLS is not STUN and is closed at once.
+    let mut http = Client::connect(&f).await;
+    http.send(b"GET / HTTP/1.1\r\nHost: floe\r\n\r\n").await;
+    assert!(
+        closed_by_server(&mut http.stream).await,
+        "HTTP over TLS left open"
+    );
+    assert_eq!(metrics.snapshot().tcp_closed_not_stun, 1);
     f.server.shutdown().await;
 }
 

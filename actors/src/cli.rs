@@ -135,6 +135,18 @@ pub struct ServeArgs {
     /// Pause of a busy worker after a wake-up with a few datagrams, so the next finds a batch; 0 = off [default: 200]
     #[arg(long, value_name = "US")]
     pub rx_coalesce_us: Option<u32>,
+    /// Most TCP and TLS connections from one IPv4 address or IPv6 /64; more are closed on accept [default: 64]
+    #[arg(long, value_name = "N")]
+    pub max_tcp_per_ip: Option<u32>,
+    /// Most TCP and TLS connections in all; more are closed on accept [default: 4096, at most half of ulimit -n]
+    #[arg(long, value_name = "N")]
+    pub max_tcp_connections: Option<u32>,
+    /// Seconds a TCP or TLS client has to complete a message (its first from connecting) before it is closed [default: 30]
+    #[arg(long, value_name = "S")]
+    pub tcp_message_timeout: Option<u32>,
+    /// Bytes queued for one TCP or TLS client at most; beyond, data is dropped as over UDP [default: 262144]
+    #[arg(long, value_name = "BYTES")]
+    pub tcp_write_queue: Option<u32>,
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
@@ -207,6 +219,10 @@ impl ServeArgs {
         set(&mut config.max_lifetime, &self.max_lifetime);
         set(&mut config.threads, &self.threads);
         set(&mut config.rx_coalesce_us, &self.rx_coalesce_us);
+        set(&mut config.max_tcp_per_ip, &self.max_tcp_per_ip);
+        set(&mut config.max_tcp_connections, &self.max_tcp_connections);
+        set(&mut config.tcp_message_timeout, &self.tcp_message_timeout);
+        set(&mut config.tcp_write_queue, &self.tcp_write_queue);
         set_opt(&mut config.metrics, &self.metrics);
         set(&mut config.log, &self.log);
         set_opt(&mut config.tls_cert, &self.tls_cert);
@@ -335,6 +351,10 @@ mod tests {
             "max-lifetime",
             "threads",
             "rx-coalesce-us",
+            "max-tcp-per-ip",
+            "max-tcp-connections",
+            "tcp-message-timeout",
+            "tcp-write-queue",
             "metrics",
             "log",
             "config",
@@ -429,6 +449,10 @@ mod tests {
             "--unauth-rate=0",
             "--max-lifetime=900",
             "--threads=2",
+            "--max-tcp-per-ip=4",
+            "--max-tcp-connections=40",
+            "--tcp-message-timeout=1",
+            "--tcp-write-queue=131072",
             "--metrics=127.0.0.1:9641",
             "--log=debug",
             "--tls-cert=cert.pem",
@@ -456,6 +480,15 @@ mod tests {
         assert_eq!((config.max_bps, config.total_bps), (64_000, 10_000_000));
         assert_eq!(config.unauth_rate, 0);
         assert_eq!(config.threads, 2);
+        assert_eq!(
+            (
+                config.max_tcp_per_ip,
+                config.max_tcp_connections,
+                config.tcp_message_timeout,
+                config.tcp_write_queue
+            ),
+            (4, 40, 1, 131_072)
+        );
         assert_eq!(config.metrics, Some("127.0.0.1:9641".parse().unwrap()));
         assert_eq!(config.log, "debug");
         assert_eq!(config.tls_cert, Some("cert.pem".into()));
@@ -513,6 +546,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("min-port (60000)"), "{err}");
+        let err = serve(&["--tcp-message-timeout=0"])
+            .unwrap()
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tcp-message-timeout must be at least 1"),
+            "{err}"
+        );
+        let err = serve(&["--tcp-write-queue=1000"])
+            .unwrap()
+            .load()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tcp-write-queue must be at least 65552"),
+            "{err}"
+        );
+        assert!(serve(&["--max-tcp-per-ip=-1"]).is_err());
         let err = serve(&["--config=/nonexistent/floe.toml"])
             .unwrap()
             .load()

@@ -3,7 +3,8 @@
 //! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `relay-ip`,
 //! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
 //! `user-quota`, `total-quota`, `max-permissions`, `max-channels`, `max-bps`, `total-bps`,
-//! `unauth-rate`, `max-lifetime`, `threads`, `rx-coalesce-us`, `metrics`, `log`, `tls-cert`,
+//! `unauth-rate`, `max-lifetime`, `threads`, `rx-coalesce-us`, `max-tcp-per-ip`,
+//! `max-tcp-connections`, `tcp-message-timeout`, `tcp-write-queue`, `metrics`, `log`, `tls-cert`,
 //! `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
 //! their defaults.
 //!
@@ -35,6 +36,16 @@ pub const DEFAULT_PORT: u16 = 3478;
 pub const DEFAULT_TLS_PORT: u16 = 5349;
 /// Length of the password generated when no credentials are configured.
 pub const GENERATED_PASSWORD_LEN: usize = 24;
+/// Default `max-tcp-per-ip`: room for the clients behind one NAT, not for a flood.
+pub const DEFAULT_MAX_TCP_PER_IP: u32 = 64;
+/// Default `max-tcp-connections`.
+pub const DEFAULT_MAX_TCP_CONNECTIONS: u32 = 4096;
+/// Default `tcp-message-timeout`, in seconds.
+pub const DEFAULT_TCP_MESSAGE_TIMEOUT: u32 = 30;
+/// Default `tcp-write-queue`, in bytes.
+pub const DEFAULT_TCP_WRITE_QUEUE: u32 = 256 * 1024;
+/// The smallest `tcp-write-queue`: one message of the largest size (RFC 8489 §5).
+pub const MIN_TCP_WRITE_QUEUE: u32 = floe::framing::MAX_FRAME_LEN as u32;
 
 /// Settings of the STUN/TURN server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +108,18 @@ pub struct ServeConfig {
     /// datagrams, so the next one finds a batch (receive coalescing); 0 turns it off.
     /// Default 200.
     pub rx_coalesce_us: u32,
+    /// Most TCP and TLS connections one source holds open (an IPv4 address, an IPv6 /64);
+    /// more are closed on accept. Default 64.
+    pub max_tcp_per_ip: u32,
+    /// Most TCP and TLS connections open in all; more are closed on accept. Default 4096,
+    /// lowered at start to half the open-file limit when that is lower.
+    pub max_tcp_connections: u32,
+    /// Seconds a TCP or TLS client has to complete a message: its first from connecting,
+    /// any other from its first byte; then the connection is closed. Default 30.
+    pub tcp_message_timeout: u32,
+    /// Bytes queued for one TCP or TLS client at most; what comes beyond is dropped, as
+    /// over UDP. Default 262144 (256 KiB).
+    pub tcp_write_queue: u32,
     /// Where to serve Prometheus metrics (`GET /metrics`); off by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
@@ -142,6 +165,10 @@ impl Default for ServeConfig {
             max_lifetime: 3600,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             rx_coalesce_us: 200,
+            max_tcp_per_ip: DEFAULT_MAX_TCP_PER_IP,
+            max_tcp_connections: DEFAULT_MAX_TCP_CONNECTIONS,
+            tcp_message_timeout: DEFAULT_TCP_MESSAGE_TIMEOUT,
+            tcp_write_queue: DEFAULT_TCP_WRITE_QUEUE,
             metrics: None,
             log: "info".to_owned(),
             tls_cert: None,
@@ -194,9 +221,16 @@ pub enum ConfigError {
     /// `max-lifetime` is 0.
     #[error("max-lifetime must be at least 1 second")]
     MaxLifetime,
-    /// `max-permissions` or `max-channels` is 0, which would refuse every one.
-    #[error("{0} must be at least 1")]
-    ZeroCap(&'static str),
+    /// A limit below its smallest sensible value.
+    #[error("{setting} must be at least {min}, got {value}")]
+    TooSmall {
+        /// The setting.
+        setting: &'static str,
+        /// Its smallest allowed value.
+        min: u32,
+        /// The value given.
+        value: u32,
+    },
     /// Only one of the TLS certificate and key was given.
     #[error("TLS needs both --tls-cert and --tls-key")]
     TlsIncomplete,
@@ -275,11 +309,21 @@ impl ServeConfig {
         if self.max_lifetime == 0 {
             return Err(ConfigError::MaxLifetime);
         }
-        if self.max_permissions == 0 {
-            return Err(ConfigError::ZeroCap("max-permissions"));
-        }
-        if self.max_channels == 0 {
-            return Err(ConfigError::ZeroCap("max-channels"));
+        for (setting, value, min) in [
+            ("max-permissions", self.max_permissions, 1),
+            ("max-channels", self.max_channels, 1),
+            ("max-tcp-per-ip", self.max_tcp_per_ip, 1),
+            ("max-tcp-connections", self.max_tcp_connections, 1),
+            ("tcp-message-timeout", self.tcp_message_timeout, 1),
+            ("tcp-write-queue", self.tcp_write_queue, MIN_TCP_WRITE_QUEUE),
+        ] {
+            if value < min {
+                return Err(ConfigError::TooSmall {
+                    setting,
+                    min,
+                    value,
+                });
+            }
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err(ConfigError::TlsIncomplete);
@@ -515,6 +559,15 @@ mod tests {
         assert_eq!((c.max_permissions, c.max_channels), (64, 64));
         assert_eq!((c.max_bps, c.total_bps), (0, 0));
         assert_eq!(c.unauth_rate, 20);
+        assert_eq!(
+            (
+                c.max_tcp_per_ip,
+                c.max_tcp_connections,
+                c.tcp_message_timeout,
+                c.tcp_write_queue
+            ),
+            (64, 4096, 30, 256 * 1024)
+        );
         c.validate().unwrap();
     }
 
@@ -550,6 +603,10 @@ mod tests {
             unauth-rate = 50
             max-lifetime = 1800
             threads = 2
+            max-tcp-per-ip = 8
+            max-tcp-connections = 100
+            tcp-message-timeout = 5
+            tcp-write-queue = 1048576
             metrics = "127.0.0.1:9641"
             log = "floe=debug,info"
             tls-cert = "/etc/floe/cert.pem"
@@ -576,6 +633,15 @@ mod tests {
         );
         assert_eq!((c.max_bps, c.total_bps), (250_000, 100_000_000));
         assert_eq!(c.threads, 2);
+        assert_eq!(
+            (
+                c.max_tcp_per_ip,
+                c.max_tcp_connections,
+                c.tcp_message_timeout,
+                c.tcp_write_queue
+            ),
+            (8, 100, 5, 1 << 20)
+        );
         assert_eq!(c.metrics, Some("127.0.0.1:9641".parse().unwrap()));
         assert_eq!(
             c.tls_listen(),
@@ -640,14 +706,30 @@ mod tests {
             bad(|c| c.max_lifetime = 0),
             ConfigError::MaxLifetime
         ));
-        assert!(matches!(
-            bad(|c| c.max_permissions = 0),
-            ConfigError::ZeroCap("max-permissions")
-        ));
-        assert!(matches!(
-            bad(|c| c.max_channels = 0),
-            ConfigError::ZeroCap("max-channels")
-        ));
+        for (f, name) in [
+            (
+                (|c: &mut ServeConfig| c.max_tcp_per_ip = 0) as fn(&mut ServeConfig),
+                "max-tcp-per-ip",
+            ),
+            (|c| c.max_permissions = 0, "max-permissions"),
+            (|c| c.max_channels = 0, "max-channels"),
+            (|c| c.max_tcp_connections = 0, "max-tcp-connections"),
+            (|c| c.tcp_message_timeout = 0, "tcp-message-timeout"),
+            (|c| c.tcp_write_queue = 0, "tcp-write-queue"),
+            (|c| c.tcp_write_queue = 65_536, "tcp-write-queue"),
+        ] {
+            let err = bad(f);
+            assert!(
+                matches!(err, ConfigError::TooSmall { setting, .. } if setting == name),
+                "{err}"
+            );
+            assert!(err.to_string().starts_with(name), "{err}");
+        }
+        let smallest = ServeConfig {
+            tcp_write_queue: MIN_TCP_WRITE_QUEUE,
+            ..ServeConfig::default()
+        };
+        smallest.validate().unwrap();
         assert!(matches!(
             bad(|c| c.tls_cert = Some("c.pem".into())),
             ConfigError::TlsIncomplete

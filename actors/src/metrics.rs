@@ -49,6 +49,13 @@ struct Counters {
     over_total_bps: [AtomicU64; 2],
     permissions_refused: AtomicU64,
     channels_refused: AtomicU64,
+    tcp_connections_active: AtomicU64,
+    tcp_refused_per_ip: AtomicU64,
+    tcp_refused_total: AtomicU64,
+    tcp_closed_not_stun: AtomicU64,
+    tcp_closed_timeout: AtomicU64,
+    tcp_dropped_messages: AtomicU64,
+    tcp_dropped_bytes: AtomicU64,
 }
 
 /// The counters at one moment.
@@ -83,6 +90,21 @@ pub struct MetricsSnapshot {
     pub permissions_refused: u64,
     /// ChannelBind refused at `max-channels` (508).
     pub channels_refused: u64,
+    /// TCP and TLS client connections open now.
+    pub tcp_connections_active: u64,
+    /// TCP and TLS connections closed on accept: their source IP held its cap.
+    pub tcp_refused_per_ip: u64,
+    /// TCP and TLS connections closed on accept: the total cap was reached.
+    pub tcp_refused_total: u64,
+    /// TCP and TLS connections closed because they did not start with a STUN message or
+    /// could not be framed.
+    pub tcp_closed_not_stun: u64,
+    /// TCP and TLS connections closed because a message did not complete in time.
+    pub tcp_closed_timeout: u64,
+    /// Messages for TCP and TLS clients dropped because the client's write queue was full.
+    pub tcp_dropped_messages: u64,
+    /// Bytes of those messages.
+    pub tcp_dropped_bytes: u64,
 }
 
 impl MetricsSnapshot {
@@ -171,6 +193,46 @@ impl Metrics {
         add(&self.inner.over_total_bps[1], bytes);
     }
 
+    /// A TCP or TLS client connection was admitted.
+    pub fn tcp_connection_opened(&self) {
+        add(&self.inner.tcp_connections_active, 1);
+    }
+
+    /// An admitted TCP or TLS connection closed. Never goes below zero.
+    pub fn tcp_connection_closed(&self) {
+        let _ = self.inner.tcp_connections_active.fetch_update(
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+            |n| n.checked_sub(1),
+        );
+    }
+
+    /// A TCP or TLS connection was closed on accept: its source IP held its cap.
+    pub fn tcp_refused_per_ip(&self) {
+        add(&self.inner.tcp_refused_per_ip, 1);
+    }
+
+    /// A TCP or TLS connection was closed on accept: the total cap was reached.
+    pub fn tcp_refused_total(&self) {
+        add(&self.inner.tcp_refused_total, 1);
+    }
+
+    /// A TCP or TLS connection was closed: it did not speak STUN.
+    pub fn tcp_closed_not_stun(&self) {
+        add(&self.inner.tcp_closed_not_stun, 1);
+    }
+
+    /// A TCP or TLS connection was closed: a message did not complete in time.
+    pub fn tcp_closed_timeout(&self) {
+        add(&self.inner.tcp_closed_timeout, 1);
+    }
+
+    /// A message of `bytes` for a TCP or TLS client was dropped: its write queue was full.
+    pub fn tcp_dropped(&self, bytes: u64) {
+        add(&self.inner.tcp_dropped_messages, 1);
+        add(&self.inner.tcp_dropped_bytes, bytes);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let c = &*self.inner;
@@ -190,6 +252,13 @@ impl Metrics {
             over_total_bps: [get(&c.over_total_bps[0]), get(&c.over_total_bps[1])],
             permissions_refused: get(&c.permissions_refused),
             channels_refused: get(&c.channels_refused),
+            tcp_connections_active: get(&c.tcp_connections_active),
+            tcp_refused_per_ip: get(&c.tcp_refused_per_ip),
+            tcp_refused_total: get(&c.tcp_refused_total),
+            tcp_closed_not_stun: get(&c.tcp_closed_not_stun),
+            tcp_closed_timeout: get(&c.tcp_closed_timeout),
+            tcp_dropped_messages: get(&c.tcp_dropped_messages),
+            tcp_dropped_bytes: get(&c.tcp_dropped_bytes),
         }
     }
 
@@ -301,6 +370,42 @@ impl Metrics {
                 (r#"{cap="permissions"}"#, s.permissions_refused),
                 (r#"{cap="channels"}"#, s.channels_refused),
             ],
+        );
+        family(
+            "tcp_connections_active",
+            "gauge",
+            "TCP and TLS client connections open now.",
+            &[("", s.tcp_connections_active)],
+        );
+        family(
+            "tcp_connections_refused_total",
+            "counter",
+            "TCP and TLS connections closed on accept, by the cap that was reached.",
+            &[
+                (r#"{limit="per_ip"}"#, s.tcp_refused_per_ip),
+                (r#"{limit="total"}"#, s.tcp_refused_total),
+            ],
+        );
+        family(
+            "tcp_connections_closed_total",
+            "counter",
+            "TCP and TLS connections closed by the server, by reason.",
+            &[
+                (r#"{reason="not_stun"}"#, s.tcp_closed_not_stun),
+                (r#"{reason="timeout"}"#, s.tcp_closed_timeout),
+            ],
+        );
+        family(
+            "tcp_dropped_messages_total",
+            "counter",
+            "Messages for TCP and TLS clients dropped because the client's write queue was full.",
+            &[("", s.tcp_dropped_messages)],
+        );
+        family(
+            "tcp_dropped_bytes_total",
+            "counter",
+            "Bytes of the messages for TCP and TLS clients dropped because the write queue was full.",
+            &[("", s.tcp_dropped_bytes)],
         );
         out
     }
@@ -535,6 +640,22 @@ mod tests {
         assert_eq!(s.error_responses(508), 1);
         assert_eq!(s.error_responses(599), 1);
         assert_eq!(s.error_responses(400), 0);
+
+        m.tcp_connection_opened();
+        m.tcp_connection_opened();
+        m.tcp_connection_closed();
+        m.tcp_refused_per_ip();
+        m.tcp_refused_total();
+        m.tcp_closed_not_stun();
+        m.tcp_closed_timeout();
+        m.tcp_closed_timeout();
+        m.tcp_dropped(1500);
+        m.tcp_dropped(500);
+        let s = m.snapshot();
+        assert_eq!(s.tcp_connections_active, 1);
+        assert_eq!((s.tcp_refused_per_ip, s.tcp_refused_total), (1, 1));
+        assert_eq!((s.tcp_closed_not_stun, s.tcp_closed_timeout), (1, 2));
+        assert_eq!((s.tcp_dropped_messages, s.tcp_dropped_bytes), (2, 2000));
     }
 
     #[test]
@@ -563,9 +684,18 @@ mod tests {
         assert_eq!(samples[r#"floe_error_responses_total{code="other"}"#], 1);
         assert_eq!(samples["floe_auth_failures_total"], 0);
         assert_eq!(samples["floe_binding_requests_total"], 0);
+        m.tcp_refused_per_ip();
+        m.tcp_dropped(100);
+        let samples = parse_prometheus(&m.render_prometheus());
+        assert_eq!(
+            samples[r#"floe_tcp_connections_refused_total{limit="per_ip"}"#],
+            1
+        );
+        assert_eq!(samples["floe_tcp_dropped_bytes_total"], 100);
+        assert_eq!(samples["floe_tcp_connections_active"], 0);
         assert_eq!(
             samples.len(),
-            2 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1 + 1 + 2 + 2 + 2
+            2 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1 + (1 + 2 + 2 + 2) + (1 + 2 + 2 + 1 + 1)
         );
     }
 

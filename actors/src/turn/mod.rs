@@ -10,12 +10,14 @@
 //! server ─→ supervisor ─→ relay ─→ recv_loop ─→ shard ─→ binder ─→ quota
 //!                                                 └────→ bandwidth
 //!              │  ├─────→ allocation ─────────→ shard ─→ outbox
-//!              │  └─────→ tcp_connection ─────→ shard
-//!              └────────→ shard, recv_loop, binder, quota
+//!              │  └─────→ tcp_connection ─────→ shard ─→ stream_writer
+//!              │                 └────────────→ tcp_limits, stream_writer
+//!              └────────→ shard, recv_loop, binder, quota, tcp_limits
 //! ```
 //!
-//! (`server` also makes the cross-thread `quota` and `binder`'s parked-socket table that
-//! every Arbiter shares.) `shard` reaches its supervisor only through the `Supervision` trait object, and the
+//! (`server` also makes the cross-thread `quota`, `binder`'s parked-socket table and
+//! `tcp_limits`' connection caps that every Arbiter shares; `client` writes to its
+//! server through `stream_writer` too.) `shard` reaches its supervisor only through the `Supervision` trait object, and the
 //! actors report failures through `Recipient`s of their own messages.
 
 mod allocation;
@@ -29,8 +31,10 @@ mod recv_loop;
 mod relay;
 mod server;
 mod shard;
+mod stream_writer;
 mod supervisor;
 mod tcp_connection;
+mod tcp_limits;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

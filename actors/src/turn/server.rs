@@ -14,6 +14,7 @@ use rand::RngCore;
 use super::binder::ParkedRelays;
 use super::quota::Quotas;
 use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
+use super::tcp_limits::{ConnectionCaps, TcpLimits};
 use super::{EventSink, Fault, TurnEvent};
 use crate::config::ServeConfig;
 use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
@@ -214,6 +215,8 @@ impl TurnServer {
         // Shared by the Arbiters: an Allocate may reach any of them.
         let parked = ParkedRelays::default();
         let quotas = Arc::new(Quotas::new(config.user_quota, config.total_quota));
+        let tcp_limits = TcpLimits::from_config(config);
+        let tcp_caps = ConnectionCaps::new(&tcp_limits, metrics.clone());
         for _ in 0..config.threads.max(1) {
             let arbiter = Arbiter::new();
             let (c, m, p, q) = (
@@ -238,6 +241,8 @@ impl TurnServer {
                         0 => 0,
                         total => (total / config.threads.max(1) as u64).max(1),
                     },
+                    tcp_limits,
+                    tcp_caps: tcp_caps.clone(),
                 })
                 .await
                 .map_err(|e| e.to_string())??;

@@ -30,12 +30,12 @@ use floe::transmit::Transport;
 use floe::turn::server::{
     AllocationId, ClientOutput, FiveTuple, PeerOutput, RelayAsk, Server, ServerEvent, PEER_HEADROOM,
 };
-use tokio::sync::mpsc::Sender;
 
 use super::bandwidth::BandwidthCap;
 use super::binder::{BoundRelays, RelayBinder};
 use super::coalesce::Coalescer;
 use super::outbox::{Pending, Tally};
+use super::stream_writer::{StreamSendError, StreamWriter};
 use super::{EventSink, Fault, TurnEvent};
 use crate::metrics::Metrics;
 use crate::udp::{BatchSocket, RecvBuffers};
@@ -104,7 +104,7 @@ struct Shard {
     allocations: HashMap<AllocationId, AllocationEntry>,
     /// Sockets bound for an Allocate, until its allocation's relays start.
     bound: BoundRelays,
-    tcp: HashMap<(SocketAddr, SocketAddr), Sender<Bytes>>,
+    tcp: HashMap<(SocketAddr, SocketAddr), StreamWriter>,
     metrics: Metrics,
     events: EventSink,
     relay_bufs: Rc<RefCell<RecvBuffers>>,
@@ -239,9 +239,12 @@ impl ShardHandle {
         }
     }
 
-    /// A TCP or TLS client connected: relayed data for it goes to `tx`.
-    pub(crate) fn tcp_connected(&self, ft: &FiveTuple, tx: Sender<Bytes>) {
-        self.0.borrow_mut().tcp.insert((ft.client, ft.server), tx);
+    /// A TCP or TLS client connected: what is sent to it goes to `writer`.
+    pub(crate) fn tcp_connected(&self, ft: &FiveTuple, writer: StreamWriter) {
+        self.0
+            .borrow_mut()
+            .tcp
+            .insert((ft.client, ft.server), writer);
     }
 
     /// The frames a TCP or TLS client sent (RFC 8656 §12.5 framing); false when the
@@ -527,9 +530,12 @@ impl Shard {
                 }
             }
             Transport::Tcp | Transport::Tls => {
-                // Bounded: a client that stops reading loses data, the server no memory.
-                if let Some(tx) = self.tcp.get(&(ft.client, ft.server)) {
-                    let _ = tx.try_send(Bytes::copy_from_slice(data));
+                // Bounded in bytes: a client that stops reading loses data, the server
+                // no memory.
+                if let Some(w) = self.tcp.get(&(ft.client, ft.server)) {
+                    if w.send(Bytes::copy_from_slice(data)) == Err(StreamSendError::Full) {
+                        self.metrics.tcp_dropped(data.len() as u64);
+                    }
                 }
             }
         }

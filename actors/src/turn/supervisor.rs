@@ -42,7 +42,8 @@ use super::quota::Quotas;
 use super::recv_loop::{LoopRole, RecvLoop};
 use super::relay::{Relay, RelayFailed};
 use super::shard::{Command, RelayRestart, ShardHandle, Supervision, MAX_DATAGRAM};
-use super::tcp_connection::TcpConnection;
+use super::tcp_connection::{Accepted, TcpConnection};
+use super::tcp_limits::{CapReached, ConnectionCaps, ConnectionSlot, TcpLimits};
 use super::{EventSink, Fault};
 use crate::metrics::Metrics;
 use crate::tcp::{bind_tcp_listener, TcpListenerConfig};
@@ -61,6 +62,10 @@ pub(crate) struct StartShard {
     pub coalesce: Duration,
     /// This Arbiter's share of `total-bps` (see `bandwidth`); 0 is no limit.
     pub total_bps_share: u64,
+    /// The limits of TCP and TLS connections.
+    pub tcp_limits: TcpLimits,
+    /// The caps on open TCP and TLS connections, shared by every Arbiter.
+    pub tcp_caps: Arc<ConnectionCaps>,
 }
 
 /// The addresses one Arbiter bound: with port 0 asked, the ports the OS gave.
@@ -240,13 +245,31 @@ impl Handler<StartShard> for AllocationSupervisor {
                 }
             }));
             let accept_shard = shard.clone();
+            let (caps, limits, metrics) =
+                (msg.tcp_caps.clone(), msg.tcp_limits, self.metrics.clone());
             ctx.spawn(
                 async move {
                     loop {
                         match tcp.accept().await {
                             Ok((stream, client)) => {
+                                let Some(slot) = admit(&caps, &stream, client, &metrics) else {
+                                    continue;
+                                };
                                 let _ = stream.set_nodelay(true);
-                                TcpConnection::spawn(stream, client, local, accept_shard.clone());
+                                let accepted = Accepted {
+                                    client,
+                                    server: local,
+                                    transport: Transport::Tcp,
+                                    at: Instant::now(),
+                                    slot,
+                                };
+                                TcpConnection::spawn(
+                                    stream,
+                                    accepted,
+                                    &limits,
+                                    accept_shard.clone(),
+                                    metrics.clone(),
+                                );
                             }
                             Err(e) => {
                                 tracing::warn!(%local, error = %e, "TCP accept failed");
@@ -264,9 +287,15 @@ impl Handler<StartShard> for AllocationSupervisor {
             for addr in msg.tls {
                 let listener = bind_tcp_listener(addr, &tcp_config).map_err(|e| e.to_string())?;
                 let local = listener.local_addr().map_err(|e| e.to_string())?;
-                ctx.spawn(
-                    accept_tls(listener, local, acceptor.clone(), shard.clone()).into_actor(self),
-                );
+                let tls = AcceptTls {
+                    local,
+                    acceptor: acceptor.clone(),
+                    shard: shard.clone(),
+                    caps: msg.tcp_caps.clone(),
+                    limits: msg.tcp_limits,
+                    metrics: self.metrics.clone(),
+                };
+                ctx.spawn(tls.run(listener).into_actor(self));
                 tls_bound.push(local);
             }
         }
@@ -277,33 +306,76 @@ impl Handler<StartShard> for AllocationSupervisor {
     }
 }
 
-/// Accepts TLS clients on `listener`: each handshake runs in its own task, so a slow or
-/// bad one costs only its own connection; a finished one becomes a [`TcpConnection`].
-async fn accept_tls(
-    listener: tokio::net::TcpListener,
+/// Takes a slot under the caps for a connection just accepted from `client`; over a cap,
+/// the connection is closed at once with a reset (SO_LINGER 0: no TIME_WAIT kept for it).
+fn admit(
+    caps: &Arc<ConnectionCaps>,
+    stream: &tokio::net::TcpStream,
+    client: SocketAddr,
+    metrics: &Metrics,
+) -> Option<ConnectionSlot> {
+    match caps.admit(client.ip()) {
+        Ok(slot) => Some(slot),
+        Err(cap) => {
+            let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+            match cap {
+                CapReached::PerIp => metrics.tcp_refused_per_ip(),
+                CapReached::Total => metrics.tcp_refused_total(),
+            }
+            tracing::debug!(%client, ?cap, "TCP connection over a cap; closed");
+            None
+        }
+    }
+}
+
+/// Accepts TLS clients on one listener.
+struct AcceptTls {
     local: SocketAddr,
     acceptor: TlsAcceptor,
     shard: ShardHandle,
-) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, client)) => {
-                let _ = stream.set_nodelay(true);
-                let (acceptor, shard) = (acceptor.clone(), shard.clone());
-                actix_rt::spawn(async move {
-                    match tls::accept(&acceptor, stream).await {
-                        Ok(stream) => {
-                            TcpConnection::spawn_with(stream, client, local, Transport::Tls, shard)
+    caps: Arc<ConnectionCaps>,
+    limits: TcpLimits,
+    metrics: Metrics,
+}
+
+impl AcceptTls {
+    /// Each connection takes its slot under the caps before its handshake, which runs in
+    /// its own task, so a slow or bad one costs only its own connection; a finished one
+    /// becomes a [`TcpConnection`].
+    async fn run(self, listener: tokio::net::TcpListener) {
+        let local = self.local;
+        loop {
+            match listener.accept().await {
+                Ok((stream, client)) => {
+                    let Some(slot) = admit(&self.caps, &stream, client, &self.metrics) else {
+                        continue;
+                    };
+                    let at = Instant::now();
+                    let _ = stream.set_nodelay(true);
+                    let (acceptor, shard) = (self.acceptor.clone(), self.shard.clone());
+                    let (limits, metrics) = (self.limits, self.metrics.clone());
+                    actix_rt::spawn(async move {
+                        match tls::accept(&acceptor, stream).await {
+                            Ok(stream) => {
+                                let accepted = Accepted {
+                                    client,
+                                    server: local,
+                                    transport: Transport::Tls,
+                                    at,
+                                    slot,
+                                };
+                                TcpConnection::spawn(stream, accepted, &limits, shard, metrics)
+                            }
+                            Err(e) => {
+                                tracing::debug!(%client, %local, error = %e, "TLS handshake failed")
+                            }
                         }
-                        Err(e) => {
-                            tracing::debug!(%client, %local, error = %e, "TLS handshake failed")
-                        }
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(%local, error = %e, "TLS accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(%local, error = %e, "TLS accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::transport::{
     connect_stream, framed_reader, Inbound, Reader, StreamSendError, StreamWriter, UdpReader,
-    Writer,
+    Writer, CLOSE_LINGER, MAX_QUEUED_BYTES,
 };
 use super::{
     Allocate, Binding, ChannelBind, Close, CreatePermission, Refresh, SendTo, TurnClientConfig,
@@ -61,7 +61,11 @@ impl TurnClient {
             }
             Transport::Tcp | Transport::Tls => {
                 let conn = connect_stream(&config, server, config.tls.server_name.clone()).await?;
-                let writer = Writer::Stream(StreamWriter::spawn(conn.writer));
+                let writer = Writer::Stream(StreamWriter::spawn(
+                    conn.writer,
+                    MAX_QUEUED_BYTES,
+                    CLOSE_LINGER,
+                ));
                 (
                     conn.local,
                     writer,
@@ -182,7 +186,11 @@ impl TurnClient {
         let fut = async move { connect_stream(&config, to, name).await };
         ctx.wait(fut.into_actor(self).map(|res, act, ctx| match res {
             Ok(conn) => {
-                act.writer = Writer::Stream(StreamWriter::spawn(conn.writer));
+                act.writer = Writer::Stream(StreamWriter::spawn(
+                    conn.writer,
+                    MAX_QUEUED_BYTES,
+                    CLOSE_LINGER,
+                ));
                 act.reader = Some(ctx.add_stream(framed_reader(conn.reader)));
                 act.reconnecting = false;
                 act.flush(ctx);

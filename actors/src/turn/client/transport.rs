@@ -10,11 +10,10 @@ use std::task::{Context as TaskContext, Poll};
 use bytes::Bytes;
 use floe::framing::StreamFramer;
 use floe::transmit::Transport;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{tls, TurnClientConfig, TurnClientError};
+pub(super) use crate::turn::stream_writer::{StreamSendError, StreamWriter};
 use crate::udp::{BatchSocket, RecvBuffers};
 
 /// Receive slots per batch on the UDP socket.
@@ -26,6 +25,9 @@ const STREAM_READ_LEN: usize = 16 * 1024;
 /// Bytes a TCP or TLS connection holds queued at most, so that a server that reads slowly
 /// costs bounded memory (issue 13). Beyond it a message is dropped, as UDP would drop it.
 pub(super) const MAX_QUEUED_BYTES: usize = 256 * 1024;
+/// Time a closed connection's writer has to send what it queued (a Refresh with lifetime
+/// 0, say) to a server that reads slowly, before the connection is dropped.
+pub(super) const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the socket delivers to the actor.
 pub(super) enum Inbound {
@@ -203,120 +205,11 @@ pub(super) async fn connect_stream(
         .unwrap_or(Err(TurnClientError::ConnectTimeout { server }))
 }
 
-/// The sending half of a TCP or TLS connection: its own task writes the messages in order,
-/// with at most [`MAX_QUEUED_BYTES`] waiting.
-pub(super) struct StreamWriter {
-    tx: UnboundedSender<(Bytes, OwnedSemaphorePermit)>,
-    /// One permit per byte that may still be queued.
-    room: Arc<Semaphore>,
-}
-
-/// Why a message was not queued.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum StreamSendError {
-    /// [`MAX_QUEUED_BYTES`] are waiting: the message is dropped.
-    Full,
-    /// The connection is closed.
-    Closed,
-}
-
-impl StreamWriter {
-    /// Starts the task that writes to `writer`; it shuts the stream down once every
-    /// `StreamWriter` for it is dropped and the queue is written.
-    pub(super) fn spawn(mut writer: Pin<Box<dyn AsyncWrite>>) -> Self {
-        let (tx, mut rx) = unbounded_channel::<(Bytes, OwnedSemaphorePermit)>();
-        actix_rt::spawn(async move {
-            // The permit goes back once its message is written.
-            while let Some((b, _permit)) = rx.recv().await {
-                if writer.write_all(&b).await.is_err() {
-                    break;
-                }
-            }
-            let _ = writer.shutdown().await;
-        });
-        StreamWriter {
-            tx,
-            room: Arc::new(Semaphore::new(MAX_QUEUED_BYTES)),
-        }
-    }
-
-    /// A writer without a connection (while a new one is being set up).
-    pub(super) fn closed() -> Self {
-        StreamWriter {
-            tx: unbounded_channel().0,
-            room: Arc::new(Semaphore::new(0)),
-        }
-    }
-
-    /// Queues one message, or drops it when the queue is full.
-    pub(super) fn send(&self, message: Bytes) -> Result<(), StreamSendError> {
-        if self.tx.is_closed() {
-            return Err(StreamSendError::Closed);
-        }
-        let len = u32::try_from(message.len()).map_err(|_| StreamSendError::Full)?;
-        let permit = match self.room.clone().try_acquire_many_owned(len) {
-            Ok(p) => p,
-            Err(TryAcquireError::NoPermits) => return Err(StreamSendError::Full),
-            Err(TryAcquireError::Closed) => return Err(StreamSendError::Closed),
-        };
-        self.tx
-            .send((message, permit))
-            .map_err(|_| StreamSendError::Closed)
-    }
-}
-
 pub(super) fn framed_reader(reader: Pin<Box<dyn AsyncRead>>) -> FramedReader {
     FramedReader {
         reader,
         framer: StreamFramer::with_capacity(STREAM_READ_LEN),
         buf: vec![0; STREAM_READ_LEN].into_boxed_slice(),
         done: false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use tokio::io::AsyncReadExt;
-
-    use super::*;
-
-    #[actix_rt::test]
-    async fn a_server_that_does_not_read_costs_bounded_memory() {
-        let (ours, mut server) = tokio::io::duplex(1024);
-        let writer = StreamWriter::spawn(Box::pin(ours));
-        let chunk = Bytes::from(vec![7u8; 1024]);
-        let accepted = (0..400)
-            .filter(|_| writer.send(chunk.clone()).is_ok())
-            .count();
-        assert_eq!(
-            accepted * 1024,
-            MAX_QUEUED_BYTES,
-            "then the rest is dropped"
-        );
-        assert_eq!(writer.send(chunk.clone()), Err(StreamSendError::Full));
-
-        // Once the server reads, the written messages make room again.
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut read = 0;
-        while read < 32 * 1024 {
-            read += server.read(&mut buf).await.unwrap();
-        }
-        tokio::task::yield_now().await;
-        assert!(writer.send(chunk.clone()).is_ok());
-
-        // A connection that is gone says so.
-        drop(server);
-        let closed = async {
-            while writer.send(Bytes::from_static(b"x")) != Err(StreamSendError::Closed) {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(10), closed)
-            .await
-            .expect("the writer notices the closed connection");
-        assert_eq!(
-            StreamWriter::closed().send(chunk),
-            Err(StreamSendError::Closed)
-        );
     }
 }
