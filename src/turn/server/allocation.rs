@@ -10,6 +10,7 @@ use crate::stun::TransactionId;
 use crate::transmit::Transport;
 use crate::turn::{ChannelNumber, TurnError};
 
+use super::info::Usage;
 use super::policy::canonical_ip;
 
 /// RFC 8656 §2.2: the client's transport address, the server's, and the protocol.
@@ -55,12 +56,15 @@ pub struct Allocation {
     pub(super) allocate_response: Bytes,
     /// The one deadline this allocation has in the server's timer heap.
     pub(super) timer: Instant,
+    /// Since when it exists, and what it relayed.
+    pub(super) usage: Usage,
     permissions: Vec<Permission>,
     channels: Vec<Channel>,
 }
 
 impl Allocation {
     pub(super) fn new(
+        created: Instant,
         five_tuple: FiveTuple,
         relayed: Vec<SocketAddr>,
         username: String,
@@ -76,6 +80,7 @@ impl Allocation {
             allocate_tid,
             allocate_response: Bytes::new(),
             timer: expires,
+            usage: Usage::new(created),
             permissions: Vec::new(),
             channels: Vec::new(),
         }
@@ -204,5 +209,30 @@ impl Allocation {
             next = next.min(t);
         }
         next
+    }
+}
+
+/// What operators read (see `info`).
+impl Allocation {
+    /// Live permissions: peer IP and expiry.
+    pub(super) fn live_permissions(
+        &self,
+        now: Instant,
+    ) -> impl Iterator<Item = (IpAddr, Instant)> + '_ {
+        self.permissions
+            .iter()
+            .filter(move |p| p.expires > now)
+            .map(|p| (p.ip, p.expires))
+    }
+
+    /// Live channels: number, peer and expiry.
+    pub(super) fn live_channels(
+        &self,
+        now: Instant,
+    ) -> impl Iterator<Item = (ChannelNumber, SocketAddr, Instant)> + '_ {
+        self.channels
+            .iter()
+            .filter(move |c| c.expires > now)
+            .map(|c| (c.number, c.peer, c.expires))
     }
 }

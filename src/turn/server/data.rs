@@ -27,7 +27,7 @@ impl Server {
         let Some(alloc) = self
             .by_five_tuple
             .get(ft)
-            .and_then(|id| self.allocations.get(id))
+            .and_then(|id| self.allocations.get_mut(id))
         else {
             return ClientOutput::None;
         };
@@ -38,6 +38,7 @@ impl Server {
             Some(relay)
                 if alloc.has_permission(now, peer.ip()) && self.config.policy.may_send_to(peer) =>
             {
+                alloc.usage.to_peers.count(payload.len());
                 ClientOutput::Relay {
                     relay,
                     peer,
@@ -64,7 +65,7 @@ impl Server {
         let Some(alloc) = self
             .by_relay
             .get(&relay)
-            .and_then(|id| self.allocations.get(id))
+            .and_then(|id| self.allocations.get_mut(id))
         else {
             return PeerOutput::Drop;
         };
@@ -85,6 +86,7 @@ impl Server {
                     buf[total..total + pad].fill(0);
                     total += pad;
                 }
+                alloc.usage.to_client.count(len);
                 PeerOutput::ChannelData { client, len: total }
             }
             _ => {
@@ -94,10 +96,13 @@ impl Server {
                 let mut enc = MessageEncoder::new(&mut out, Method::DATA.indication(), tid);
                 enc.add(&XorPeerAddress(peer)).add_raw(Data::TYPE, payload);
                 match enc.finish() {
-                    Ok(_) => PeerOutput::DataIndication {
-                        client,
-                        message: out.freeze(),
-                    },
+                    Ok(_) => {
+                        alloc.usage.to_client.count(len);
+                        PeerOutput::DataIndication {
+                            client,
+                            message: out.freeze(),
+                        }
+                    }
                     Err(_) => PeerOutput::Drop,
                 }
             }
@@ -114,7 +119,7 @@ impl Server {
         let Some(alloc) = self
             .by_five_tuple
             .get(ft)
-            .and_then(|id| self.allocations.get(id))
+            .and_then(|id| self.allocations.get_mut(id))
         else {
             return ClientOutput::None;
         };
@@ -133,6 +138,7 @@ impl Server {
             Some(relay)
                 if alloc.has_permission(now, peer.ip()) && self.config.policy.may_send_to(peer) =>
             {
+                alloc.usage.to_peers.count(payload.len());
                 ClientOutput::RelayOwned {
                     relay,
                     peer,

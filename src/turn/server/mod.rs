@@ -14,7 +14,8 @@
 //! Files: [`config`](ServerConfig), `requests` (Binding, Refresh, CreatePermission,
 //! ChannelBind, responses), `allocate` (Allocate in two phases), `authenticate`
 //! (long-term credentials), `data` (ChannelData, Send and Data indications), `event`
-//! (what comes out), [`relay`] (what an Allocate asks of the driver).
+//! (what comes out), [`relay`] (what an Allocate asks of the driver), `info` (what
+//! operators read of the allocations), `drain` (refusing new allocations).
 
 mod allocate;
 mod allocation;
@@ -22,7 +23,9 @@ pub mod auth;
 mod authenticate;
 mod config;
 mod data;
+mod drain;
 mod event;
+mod info;
 pub mod policy;
 pub mod relay;
 mod requests;
@@ -42,6 +45,7 @@ pub use auth::{
 };
 pub use config::ServerConfig;
 pub use event::{AllocationId, ClientOutput, PeerOutput, ServerEvent, PEER_HEADROOM};
+pub use info::{AllocationInfo, Traffic};
 pub use policy::PeerPolicy;
 pub use relay::{
     Candidate, PortCandidates, RelayAsk, RelayGrant, RelayRefusal, RelayRequest, RelayRequestId,
@@ -66,6 +70,8 @@ struct Reservation {
 /// The TURN server core of one thread.
 pub struct Server {
     config: ServerConfig,
+    /// New allocations are refused (see `drain`).
+    draining: bool,
     nonces: NonceIssuer,
     userhashes: HashMap<[u8; 32], String>,
     allocations: HashMap<AllocationId, Allocation>,
@@ -115,6 +121,7 @@ impl Server {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             buf: BytesMut::with_capacity(4096),
+            draining: false,
             config,
         };
         server.userhashes = server

@@ -2,6 +2,7 @@
 //! driver in the place of the actors.
 
 mod allocate;
+mod operator;
 mod requests;
 
 use std::collections::{HashMap, HashSet};
