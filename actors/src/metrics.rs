@@ -37,6 +37,7 @@ pub struct Metrics {
 struct Counters {
     allocations_active: AtomicU64,
     allocations_created: AtomicU64,
+    allocations_ended_by_operator: AtomicU64,
     packets_to_peer: AtomicU64,
     bytes_to_peer: AtomicU64,
     packets_to_client: AtomicU64,
@@ -54,6 +55,8 @@ pub struct MetricsSnapshot {
     pub allocations_active: u64,
     /// Allocations created since start.
     pub allocations_created: u64,
+    /// Allocations an operator ended (the admin API's `DELETE /sessions`).
+    pub allocations_ended_by_operator: u64,
     /// Packets relayed from clients to peers.
     pub packets_to_peer: u64,
     /// Payload bytes relayed from clients to peers.
@@ -108,6 +111,11 @@ impl Metrics {
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
 
+    /// An operator ended an allocation (it also counts in [`Self::allocation_ended`]).
+    pub fn allocation_ended_by_operator(&self) {
+        add(&self.inner.allocations_ended_by_operator, 1);
+    }
+
     /// `packets` carrying `bytes` of payload went from clients to peers.
     pub fn relayed_to_peer(&self, packets: u64, bytes: u64) {
         add(&self.inner.packets_to_peer, packets);
@@ -147,6 +155,7 @@ impl Metrics {
         MetricsSnapshot {
             allocations_active: get(&c.allocations_active),
             allocations_created: get(&c.allocations_created),
+            allocations_ended_by_operator: get(&c.allocations_ended_by_operator),
             packets_to_peer: get(&c.packets_to_peer),
             bytes_to_peer: get(&c.bytes_to_peer),
             packets_to_client: get(&c.packets_to_client),
@@ -179,6 +188,12 @@ impl Metrics {
             "counter",
             "TURN allocations created since start.",
             &[("", s.allocations_created)],
+        );
+        family(
+            "allocations_ended_by_operator_total",
+            "counter",
+            "TURN allocations an operator ended through the admin API.",
+            &[("", s.allocations_ended_by_operator)],
         );
         family(
             "relayed_packets_total",
@@ -362,7 +377,7 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
     respond(&mut stream, status, content_type, body.len(), send_body).await
 }
 
-const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 const TEXT_TYPE: &str = "text/plain; charset=utf-8";
 
 async fn respond(
@@ -439,6 +454,7 @@ mod tests {
         m.allocation_ended();
         m.allocation_ended();
         m.allocation_ended(); // one too many: stays at zero
+        m.allocation_ended_by_operator();
         m.relayed_to_peer(3, 300);
         m.relayed_to_client(2, 150);
         m.auth_failure();
@@ -449,6 +465,7 @@ mod tests {
         m.error_response(599);
         let s = m.clone().snapshot();
         assert_eq!((s.allocations_active, s.allocations_created), (0, 2));
+        assert_eq!(s.allocations_ended_by_operator, 1);
         assert_eq!((s.packets_to_peer, s.bytes_to_peer), (3, 300));
         assert_eq!((s.packets_to_client, s.bytes_to_client), (2, 150));
         assert_eq!((s.auth_failures, s.binding_requests), (1, 1));
@@ -484,7 +501,8 @@ mod tests {
         assert_eq!(samples[r#"floe_error_responses_total{code="other"}"#], 1);
         assert_eq!(samples["floe_auth_failures_total"], 0);
         assert_eq!(samples["floe_binding_requests_total"], 0);
-        assert_eq!(samples.len(), 2 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1);
+        assert_eq!(samples["floe_allocations_ended_by_operator_total"], 0);
+        assert_eq!(samples.len(), 3 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1);
     }
 
     #[actix_rt::test]

@@ -28,8 +28,8 @@
 mod aioice;
 mod coturn;
 mod floe_serve;
-pub mod netns;
 mod libnice;
+pub mod netns;
 mod ports;
 mod process;
 mod stun;

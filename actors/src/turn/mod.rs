@@ -11,6 +11,7 @@
 //!              │  ├─────→ allocation ─────────→ shard ─→ outbox
 //!              │  └─────→ tcp_connection ─────→ shard
 //!              └────────→ shard, recv_loop, binder, quota
+//! shard ─→ sessions (what operators see; server uses its types too)
 //! ```
 //!
 //! (`server` also makes the cross-thread `quota` and `binder`'s parked-socket table that
@@ -26,6 +27,7 @@ mod quota;
 mod recv_loop;
 mod relay;
 mod server;
+mod sessions;
 mod shard;
 mod supervisor;
 mod tcp_connection;
@@ -40,6 +42,9 @@ pub use client::{
     TurnClient, TurnClientConfig, TurnClientError, TurnClientEvent, TurnClientHandle,
 };
 pub use server::{core_config, core_config_with, ServerHandle, TurnServer};
+pub use sessions::{
+    Session, SessionChannel, SessionFilter, SessionId, SessionIdError, SessionPermission,
+};
 
 /// What the TURN server tells its subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Message)]
@@ -106,6 +111,14 @@ pub enum TurnEvent {
         username: Option<String>,
         /// the error code
         code: u16,
+    },
+    /// An operator ended the allocation (the admin API's `DELETE /sessions`); a
+    /// `Deleted` follows and its client's next request gets 437.
+    EndedByOperator {
+        /// its 5-tuple
+        five_tuple: FiveTuple,
+        /// the user
+        username: String,
     },
     /// A relay socket failed (or its actor panicked) and was bound again on the same
     /// address; the allocation kept its permissions and channels.
