@@ -28,8 +28,8 @@
 mod aioice;
 mod coturn;
 mod floe_serve;
-mod libnice;
 pub mod netns;
+mod libnice;
 mod ports;
 mod process;
 mod stun;
