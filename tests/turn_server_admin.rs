@@ -322,3 +322,35 @@ async fn sigterm_drains_and_the_drain_timeout_ends_it() {
     assert!(status.success(), "{status}\n{}", floe.log());
     assert!(floe.log().contains("drain timeout"), "{}", floe.log());
 }
+
+#[actix_rt::test]
+async fn a_draining_node_sends_allocating_clients_to_its_alternate_server() {
+    let other = FloeServe::start(ServeOpts::default());
+    let draining = FloeServe::start(
+        ServeOpts::default()
+            .admin()
+            .arg("--alternate-server")
+            .arg(&other.addr().to_string()),
+    );
+    assert_eq!(draining.admin("POST", "/drain", None).0, 202);
+    let mut client = Client::connect(&draining).await;
+    client.handle.allocate().await.unwrap();
+    let to = client
+        .until("a redirect", |e| match e {
+            ClientEvent::Redirected { to, .. } => Some(*to),
+            ClientEvent::Allocated { .. } | ClientEvent::Error { .. } => panic!("{e:?}"),
+            _ => None,
+        })
+        .await;
+    assert_eq!(to, other.addr());
+    // The client allocates at the alternate server: relayed from its port range.
+    let relayed = client
+        .until("allocated there", |e| match e {
+            ClientEvent::Allocated { relayed, .. } => Some(relayed[0]),
+            ClientEvent::Error { .. } => panic!("{e:?}"),
+            _ => None,
+        })
+        .await;
+    assert!(other.relay_ports.contains(&relayed.port()), "{relayed}");
+    assert!(sessions(&draining, "", None).is_empty());
+}

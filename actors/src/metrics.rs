@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::http::{read_request, Response};
 
 /// The STUN error codes counted one by one (RFC 8489 §14.8, RFC 8656 §19); any other
 /// code is counted as `other`.
@@ -22,8 +23,6 @@ pub const COUNTED_ERROR_CODES: [u16; 12] =
 
 const ERROR_SLOTS: usize = COUNTED_ERROR_CODES.len() + 1;
 
-/// Longest request head the metrics endpoint reads.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// Time a client has to send its request and read the answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -328,77 +327,32 @@ async fn accept_loop(listener: TcpListener, metrics: Metrics) {
     }
 }
 
-/// Reads one request head and writes one response, then closes.
+/// Reads one request and writes one response, then closes.
 async fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
-    let mut head = [0u8; MAX_REQUEST_HEAD];
-    let mut len = 0;
-    let complete = loop {
-        if head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            break true;
+    let request = read_request(&mut stream).await?;
+    let head_only = request.as_ref().is_some_and(|r| r.method == "HEAD");
+    let response = match request {
+        Some(r) if r.path == "/metrics" && matches!(r.method.as_str(), "GET" | "HEAD") => {
+            Response::new("200 OK", PROMETHEUS_TYPE, metrics.render_prometheus())
         }
-        if len == head.len() {
-            break false;
+        Some(r) if r.path == "/metrics" => {
+            Response::text("405 Method Not Allowed", "only GET /metrics\n")
         }
-        let n = stream.read(&mut head[len..]).await?;
-        if n == 0 {
-            break false;
-        }
-        len += n;
-    };
-    let request_line = std::str::from_utf8(&head[..len])
-        .ok()
-        .and_then(|h| h.split("\r\n").next())
-        .unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (method, target, version) = (parts.next(), parts.next(), parts.next());
-    let path = target.map(|t| t.split('?').next().unwrap_or(t));
-    let (status, content_type, body) = match (complete, method, path, version) {
-        (true, Some("GET" | "HEAD"), Some("/metrics"), Some(v)) if v.starts_with("HTTP/1.") => {
-            ("200 OK", PROMETHEUS_TYPE, metrics.render_prometheus())
-        }
-        (true, Some(_), Some("/metrics"), Some(v)) if v.starts_with("HTTP/1.") => (
-            "405 Method Not Allowed",
-            TEXT_TYPE,
-            "only GET /metrics\n".to_owned(),
-        ),
-        (true, Some(_), Some(_), Some(v)) if v.starts_with("HTTP/1.") => (
-            "404 Not Found",
-            TEXT_TYPE,
-            "not found; try /metrics\n".to_owned(),
-        ),
-        _ => ("400 Bad Request", TEXT_TYPE, "bad request\n".to_owned()),
+        Some(_) => Response::text("404 Not Found", "not found; try /metrics\n"),
+        None => Response::text("400 Bad Request", "bad request\n"),
     };
     // HEAD gets the headers GET would get, without the body.
-    let send_body = if method == Some("HEAD") {
-        b"".as_slice()
-    } else {
-        body.as_bytes()
-    };
-    respond(&mut stream, status, content_type, body.len(), send_body).await
+    response.write_to(&mut stream, head_only).await
 }
 
+/// The Prometheus text exposition format, version 0.0.4.
 pub(crate) const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-const TEXT_TYPE: &str = "text/plain; charset=utf-8";
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    content_length: usize,
-    body: &[u8],
-) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Sends `request` raw and returns (status code, headers, body).
     async fn http(addr: SocketAddr, request: &str) -> (u16, HashMap<String, String>, String) {
