@@ -181,7 +181,8 @@ async fn sessions_show_allocations_and_deleting_one_ends_it_with_437() {
         s["created"].as_u64().unwrap(),
         s["expires"].as_u64().unwrap(),
     );
-    assert!(before <= created && created <= unix_now(), "{s}");
+    // Unix time in whole seconds, from a clock reading at start: a second of slack.
+    assert!(before <= created + 1 && created <= unix_now(), "{s}");
     assert!(expires > created, "{s}");
     assert_eq!(s["permissions"][0]["peer"], "127.0.0.1", "{s}");
     assert_eq!(s["channels"][0]["number"], channel, "{s}");
@@ -300,8 +301,8 @@ async fn a_drain_refuses_new_allocations_and_exits_after_the_last_one() {
 }
 
 #[actix_rt::test]
-async fn sigterm_drains_and_the_drain_timeout_ends_it() {
-    let mut floe = FloeServe::start(ServeOpts::default().admin().arg("--drain-timeout").arg("2"));
+async fn sigterm_drains_too() {
+    let mut floe = FloeServe::start(ServeOpts::default().admin());
     let mut a = Client::connect(&floe).await;
     a.allocate().await;
     let pid = nix::unistd::Pid::from_raw(floe.pid() as i32);
@@ -316,7 +317,21 @@ async fn sigterm_drains_and_the_drain_timeout_ends_it() {
     let mut b = Client::connect(&floe).await;
     b.handle.allocate().await.unwrap();
     assert_eq!(b.outcome(Method::ALLOCATE).await, Some(403));
+    floe.assert_running();
 
+    // The client deletes its allocation (Refresh with LIFETIME 0): floe exits.
+    a.handle.refresh(Duration::ZERO).await.unwrap();
+    assert_eq!(a.outcome(Method::REFRESH).await, None);
+    let status = wait_exit(&mut floe);
+    assert!(status.success(), "{status}\n{}", floe.log());
+}
+
+#[actix_rt::test]
+async fn the_drain_timeout_ends_a_drain_that_allocations_outlive() {
+    let mut floe = FloeServe::start(ServeOpts::default().admin().arg("--drain-timeout").arg("1"));
+    let mut a = Client::connect(&floe).await;
+    a.allocate().await;
+    assert_eq!(floe.admin("POST", "/drain", None).0, 202);
     // The allocation stays, so floe waits for --drain-timeout, then ends it and exits.
     let status = wait_exit(&mut floe);
     assert!(status.success(), "{status}\n{}", floe.log());
@@ -332,13 +347,20 @@ async fn a_draining_node_sends_allocating_clients_to_its_alternate_server() {
             .arg("--alternate-server")
             .arg(&other.addr().to_string()),
     );
+    // An allocation keeps the draining node up (with none left it would exit).
+    let mut holder = Client::connect(&draining).await;
+    holder.allocate().await;
     assert_eq!(draining.admin("POST", "/drain", None).0, 202);
     let mut client = Client::connect(&draining).await;
     client.handle.allocate().await.unwrap();
     let to = client
         .until("a redirect", |e| match e {
             ClientEvent::Redirected { to, .. } => Some(*to),
-            ClientEvent::Allocated { .. } | ClientEvent::Error { .. } => panic!("{e:?}"),
+            ClientEvent::Allocated { .. } | ClientEvent::Error { .. } => panic!(
+                "{e:?}\n--- draining\n{}\n--- other\n{}",
+                draining.log(),
+                other.log()
+            ),
             _ => None,
         })
         .await;
@@ -347,10 +369,102 @@ async fn a_draining_node_sends_allocating_clients_to_its_alternate_server() {
     let relayed = client
         .until("allocated there", |e| match e {
             ClientEvent::Allocated { relayed, .. } => Some(relayed[0]),
-            ClientEvent::Error { .. } => panic!("{e:?}"),
+            ClientEvent::Error { .. } => panic!(
+                "{e:?}\n--- draining\n{}\n--- other\n{}",
+                draining.log(),
+                other.log()
+            ),
             _ => None,
         })
         .await;
     assert!(other.relay_ports.contains(&relayed.port()), "{relayed}");
-    assert!(sessions(&draining, "", None).is_empty());
+    assert_eq!(sessions(&draining, "", None).len(), 1, "the holder's only");
+}
+
+/// In process, with two worker threads: session ids name their thread, ending one by id
+/// ends that one only, and subscribers hear `EndedByOperator` then `Deleted`.
+#[actix_rt::test]
+async fn in_process_ids_name_their_thread_and_subscribers_hear_of_each_end() {
+    use floe_actors::config::{ServeConfig, UserCredential};
+    use floe_actors::metrics::Metrics;
+    use floe_actors::turn::{SessionFilter, TurnEvent, TurnServer};
+
+    let mut config = ServeConfig::default();
+    config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+    config.users = vec!["bob:secret".parse::<UserCredential>().unwrap()];
+    config.threads = 2;
+    let metrics = Metrics::new();
+    let server = TurnServer::start(&config, metrics.clone()).await.unwrap();
+    let mut events = server.events();
+    let addr = server.local_addrs()[0];
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let handle = TurnClient::connect(TurnClientConfig::new(addr, "bob", "secret"))
+            .await
+            .unwrap();
+        let events = handle.events();
+        let mut c = Client { handle, events };
+        c.allocate().await;
+        clients.push(c);
+    }
+    let list = server.sessions(None).await;
+    assert_eq!(list.len(), 4);
+    let mut ids: Vec<_> = list.iter().map(|s| s.id).collect();
+    ids.sort_by_key(|id| (id.thread, id.allocation));
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "ids are unique across threads: {ids:?}");
+    assert!(ids.iter().all(|id| id.thread < 2));
+    assert_eq!(server.sessions(Some("bob")).await.len(), 4);
+    assert!(server.sessions(Some("alice")).await.is_empty());
+
+    let first = &list[0];
+    assert_eq!(server.end_sessions(SessionFilter::Id(first.id)).await, 1);
+    assert_eq!(server.end_sessions(SessionFilter::Id(first.id)).await, 0);
+    let remaining = server.sessions(None).await;
+    assert_eq!(remaining.len(), 3);
+    assert!(remaining.iter().all(|s| s.id != first.id));
+    // The subscriber hears of it: EndedByOperator, then Deleted, for that 5-tuple.
+    let wait = async {
+        let mut ended = None;
+        while let Some(e) = events.recv().await {
+            match e {
+                TurnEvent::EndedByOperator {
+                    five_tuple,
+                    username,
+                } => {
+                    assert_eq!(username, "bob");
+                    ended = Some(five_tuple);
+                }
+                TurnEvent::Deleted { five_tuple } if ended.is_some() => {
+                    assert_eq!(Some(five_tuple), ended);
+                    return five_tuple;
+                }
+                _ => {}
+            }
+        }
+        panic!("the event stream ended");
+    };
+    let five_tuple = tokio::time::timeout(LIMIT, wait).await.unwrap();
+    assert_eq!(five_tuple.client, first.client);
+    assert_eq!(metrics.snapshot().allocations_ended_by_operator, 1);
+
+    assert_eq!(
+        server.end_sessions(SessionFilter::User("bob".into())).await,
+        3
+    );
+    assert_eq!(server.allocation_count().await, 0);
+    assert_eq!(metrics.snapshot().allocations_ended_by_operator, 4);
+    assert_eq!(metrics.snapshot().allocations_active, 0);
+    server.shutdown().await;
+}
+
+#[actix_rt::test]
+async fn an_idle_node_answers_the_drain_then_exits() {
+    let mut floe = FloeServe::start(ServeOpts::default().admin());
+    let (code, body) = floe.admin("POST", "/drain", None);
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(json(&body)["allocations"], 0);
+    let status = wait_exit(&mut floe);
+    assert!(status.success(), "{status}\n{}", floe.log());
+    assert!(floe.log().contains("drained"), "{}", floe.log());
 }

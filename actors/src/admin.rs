@@ -249,7 +249,8 @@ async fn answer(req: &Request, state: &AdminState) -> Response {
         (_, "/sessions") => method_not_allowed("GET, HEAD, DELETE"),
         ("POST", "/drain") => {
             let started = state.drain.pull();
-            let allocations = state.server.allocation_count().await;
+            // Refusing before the answer: an Allocate after a 202 is refused.
+            let allocations = state.server.set_draining(true).await;
             json(
                 "202 Accepted",
                 &serde_json::json!({ "draining": true, "started": started, "allocations": allocations }),

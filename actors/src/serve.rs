@@ -118,6 +118,15 @@ async fn drain_out(server: &ServerHandle, signals: &mut ShutdownSignals, timeout
     );
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
+        // Sleep first: the admin API's answer to `POST /drain` goes out before an idle
+        // server exits.
+        tokio::select! {
+            signal = signals.recv() => {
+                tracing::info!(%signal, "stopping the drain now");
+                return;
+            }
+            () = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + DRAIN_POLL)) => {}
+        }
         let n = server.allocation_count().await;
         if n == 0 {
             tracing::info!("drained: no allocations remain");
@@ -126,13 +135,6 @@ async fn drain_out(server: &ServerHandle, signals: &mut ShutdownSignals, timeout
         if tokio::time::Instant::now() >= deadline {
             tracing::warn!(remaining = n, "drain timeout reached");
             return;
-        }
-        tokio::select! {
-            signal = signals.recv() => {
-                tracing::info!(%signal, remaining = n, "stopping the drain now");
-                return;
-            }
-            () = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + DRAIN_POLL)) => {}
         }
     }
 }
