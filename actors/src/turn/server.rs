@@ -297,7 +297,8 @@ impl ServerHandle {
             .unwrap_or(false)
     }
 
-    /// The allocations of every worker thread, those of `user` only if given.
+    /// The allocations of every worker thread, those of `user` only if given, in the
+    /// order of their ids.
     pub async fn sessions(&self, user: Option<&str>) -> Vec<Session> {
         let answers = self.operator(OperatorRequest::Sessions(user.map(str::to_owned)));
         let mut all = Vec::new();
@@ -306,6 +307,7 @@ impl ServerHandle {
                 all.extend(s);
             }
         }
+        all.sort_by_key(|s| (s.id.thread, s.id.allocation));
         all
     }
 
