@@ -2,8 +2,8 @@
 //!
 //! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `relay-ip`,
 //! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
-//! `user-quota`, `total-quota`, `max-lifetime`, `threads`, `rx-coalesce-us`, `metrics`, `admin`, `admin-token`,
-//! `alternate-server`, `drain-timeout`, `log`, `tls-cert`, `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
+//! `user-quota`, `total-quota`, `max-lifetime`, `threads`, `rx-coalesce-us`, `metrics`, `log`, `tls-cert`,
+//! `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
 //! their defaults.
 //!
 //! ```toml
@@ -15,6 +15,9 @@
 //! deny-peer = ["198.51.100.0/24"]
 //! metrics = "127.0.0.1:9641"
 //! ```
+//!
+//! The admin API ([`admin`](crate::admin)) has the keys `admin`, `admin-token`, `alternate-server` and
+//! `drain-timeout`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

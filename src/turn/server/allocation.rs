@@ -10,7 +10,6 @@ use crate::stun::TransactionId;
 use crate::transmit::Transport;
 use crate::turn::{ChannelNumber, TurnError};
 
-use super::info::Usage;
 use super::policy::canonical_ip;
 
 /// RFC 8656 §2.2: the client's transport address, the server's, and the protocol.
@@ -57,7 +56,7 @@ pub struct Allocation {
     /// The one deadline this allocation has in the server's timer heap.
     pub(super) timer: Instant,
     /// Since when it exists, and what it relayed.
-    pub(super) usage: Usage,
+    pub(super) usage: super::allocation_info::Usage,
     permissions: Vec<Permission>,
     channels: Vec<Channel>,
 }
@@ -80,7 +79,7 @@ impl Allocation {
             allocate_tid,
             allocate_response: Bytes::new(),
             timer: expires,
-            usage: Usage::new(created),
+            usage: super::allocation_info::Usage::new(created),
             permissions: Vec::new(),
             channels: Vec::new(),
         }
@@ -212,7 +211,7 @@ impl Allocation {
     }
 }
 
-/// What operators read (see `info`).
+/// What operators read (see `allocation_info`).
 impl Allocation {
     /// Live permissions: peer IP and expiry.
     pub(super) fn live_permissions(

@@ -14,18 +14,18 @@
 //! Files: [`config`](ServerConfig), `requests` (Binding, Refresh, CreatePermission,
 //! ChannelBind, responses), `allocate` (Allocate in two phases), `authenticate`
 //! (long-term credentials), `data` (ChannelData, Send and Data indications), `event`
-//! (what comes out), [`relay`] (what an Allocate asks of the driver), `info` (what
-//! operators read of the allocations), `drain` (refusing new allocations).
+//! (what comes out), [`relay`] (what an Allocate asks of the driver), `allocation_info`
+//! (what operators read of the allocations), `drain` (refusing new allocations).
 
 mod allocate;
 mod allocation;
+mod allocation_info;
 pub mod auth;
 mod authenticate;
 mod config;
 mod data;
 mod drain;
 mod event;
-mod info;
 pub mod policy;
 pub mod relay;
 mod requests;
@@ -39,13 +39,13 @@ use bytes::{Bytes, BytesMut};
 use rand::RngCore;
 
 pub use allocation::{Allocation, FiveTuple};
+pub use allocation_info::{AllocationInfo, Traffic};
 pub use auth::{
     AuthRequest, Authenticator, Authorization, Credentials, NonceIssuer, NonceStatus,
     RestApiSecrets, Secret, StaticUsers,
 };
 pub use config::ServerConfig;
 pub use event::{AllocationId, ClientOutput, PeerOutput, ServerEvent, PEER_HEADROOM};
-pub use info::{AllocationInfo, Traffic};
 pub use policy::PeerPolicy;
 pub use relay::{
     Candidate, PortCandidates, RelayAsk, RelayGrant, RelayRefusal, RelayRequest, RelayRequestId,
