@@ -216,7 +216,7 @@ impl TurnServer {
         // Shared by the Arbiters: an Allocate may reach any of them.
         let parked = ParkedRelays::default();
         let quotas = Arc::new(Quotas::new(config.user_quota, config.total_quota));
-        for thread in 0..config.threads.max(1) {
+        for _ in 0..config.threads.max(1) {
             let arbiter = Arbiter::new();
             let (c, m, p, q) = (
                 core.clone(),
@@ -225,6 +225,7 @@ impl TurnServer {
                 quotas.clone(),
             );
             let r = EventSink::new(server.clone().recipient(), wanted.clone());
+            let thread = supervisors.len();
             let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
                 AllocationSupervisor::new(c, m, r, q, p, thread)
             });

@@ -35,7 +35,6 @@ use tokio::sync::mpsc::Sender;
 use super::binder::{BoundRelays, RelayBinder};
 use super::coalesce::Coalescer;
 use super::outbox::{Pending, Tally};
-use super::sessions::{self, Session, SessionFilter};
 use super::{EventSink, Fault, TurnEvent};
 use crate::metrics::Metrics;
 use crate::udp::{BatchSocket, RecvBuffers};
@@ -341,13 +340,13 @@ impl ShardHandle {
     }
 
     /// The allocations, for operators; those of `user` only if given.
-    pub(crate) fn sessions(&self, thread: usize, user: Option<&str>) -> Vec<Session> {
-        sessions::list(&self.0.borrow().core, thread, user, Instant::now())
+    pub(crate) fn sessions(&self, thread: usize, user: Option<&str>) -> Vec<super::Session> {
+        super::sessions::list(&self.0.borrow().core, thread, user, Instant::now())
     }
 
     /// Ends the allocations `filter` picks now (an operator asked): their clients' next
     /// requests get 437, subscribers get `EndedByOperator` then `Deleted`. Returns how many.
-    pub(crate) fn end_allocations(&self, thread: usize, filter: &SessionFilter) -> usize {
+    pub(crate) fn end_allocations(&self, thread: usize, filter: &super::SessionFilter) -> usize {
         let mut s = self.0.borrow_mut();
         let picked: Vec<(AllocationId, FiveTuple, String)> = s
             .core
