@@ -3,6 +3,8 @@
 //! allocation, a `Relay` actor per relayed address, and a `TcpConnection` per TCP
 //! client. The state of an Arbiter's allocations has one owner, `shard`; its module doc
 //! states the data-path rule, and `supervisor`'s what happens when something fails.
+//! What operators see of the allocations (the admin API) is `sessions`, which `shard`,
+//! `supervisor` and `server` use and which uses none of them.
 //!
 //! Modules depend one way, with no cycle:
 //!
@@ -11,7 +13,6 @@
 //!              │  ├─────→ allocation ─────────→ shard ─→ outbox
 //!              │  └─────→ tcp_connection ─────→ shard
 //!              └────────→ shard, recv_loop, binder, quota
-//! shard ─→ sessions (what operators see; server uses its types too)
 //! ```
 //!
 //! (`server` also makes the cross-thread `quota` and `binder`'s parked-socket table that
