@@ -150,6 +150,18 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
+    /// Serve the admin HTTP API (/healthz, /readyz, /metrics, /sessions, /drain) on ADDR:PORT
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin: Option<SocketAddr>,
+    /// Bearer token the admin API requires (all paths but /healthz and /readyz)
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<Secret>,
+    /// While draining, send allocating clients here (300 Try Alternate) instead of 403
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub alternate_server: Option<SocketAddr>,
+    /// Seconds a drain waits for allocations to end before deleting the rest [default: 3600]
+    #[arg(long, value_name = "S")]
+    pub drain_timeout: Option<u64>,
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,
@@ -224,6 +236,10 @@ impl ServeArgs {
         set(&mut config.tcp_message_timeout, &self.tcp_message_timeout);
         set(&mut config.tcp_write_queue, &self.tcp_write_queue);
         set_opt(&mut config.metrics, &self.metrics);
+        set_opt(&mut config.admin, &self.admin);
+        set_opt(&mut config.admin_token, &self.admin_token);
+        set_opt(&mut config.alternate_server, &self.alternate_server);
+        set(&mut config.drain_timeout, &self.drain_timeout);
         set(&mut config.log, &self.log);
         set_opt(&mut config.tls_cert, &self.tls_cert);
         set_opt(&mut config.tls_key, &self.tls_key);
@@ -356,6 +372,10 @@ mod tests {
             "tcp-message-timeout",
             "tcp-write-queue",
             "metrics",
+            "admin",
+            "admin-token",
+            "alternate-server",
+            "drain-timeout",
             "log",
             "config",
             "tls-cert",
@@ -454,6 +474,10 @@ mod tests {
             "--tcp-message-timeout=1",
             "--tcp-write-queue=131072",
             "--metrics=127.0.0.1:9641",
+            "--admin=127.0.0.1:9642",
+            "--admin-token=t0k",
+            "--alternate-server=198.51.100.2:3478",
+            "--drain-timeout=60",
             "--log=debug",
             "--tls-cert=cert.pem",
             "--tls-key=key.pem",
@@ -490,6 +514,13 @@ mod tests {
             (4, 40, 1, 131_072)
         );
         assert_eq!(config.metrics, Some("127.0.0.1:9641".parse().unwrap()));
+        assert_eq!(config.admin, Some("127.0.0.1:9642".parse().unwrap()));
+        assert_eq!(config.admin_token, Some(Secret::new("t0k")));
+        assert_eq!(
+            config.alternate_server,
+            Some("198.51.100.2:3478".parse().unwrap())
+        );
+        assert_eq!(config.drain_timeout, 60);
         assert_eq!(config.log, "debug");
         assert_eq!(config.tls_cert, Some("cert.pem".into()));
         assert_eq!(config.tls_key, Some("key.pem".into()));

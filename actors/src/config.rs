@@ -17,6 +17,9 @@
 //! deny-peer = ["198.51.100.0/24"]
 //! metrics = "127.0.0.1:9641"
 //! ```
+//!
+//! The admin API ([`admin`](crate::admin)) has the keys `admin`, `admin-token`, `alternate-server` and
+//! `drain-timeout`.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -123,6 +126,21 @@ pub struct ServeConfig {
     /// Where to serve Prometheus metrics (`GET /metrics`); off by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<SocketAddr>,
+    /// Where to serve the admin HTTP API (`/healthz`, `/readyz`, `/metrics`,
+    /// `/sessions`, `/drain`); off by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin: Option<SocketAddr>,
+    /// Bearer token the admin API asks for (`Authorization: Bearer TOKEN`) on every
+    /// path but `/healthz` and `/readyz`; none by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_token: Option<Secret>,
+    /// Where a draining server sends clients that Allocate (300 Try Alternate with
+    /// ALTERNATE-SERVER, RFC 8489 §10); without it they get 403.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alternate_server: Option<SocketAddr>,
+    /// Seconds a drain (`POST /drain`, SIGTERM) waits for the allocations to end before
+    /// the server deletes the rest and exits. Default 3600.
+    pub drain_timeout: u64,
     /// A `tracing` filter: a level (`info`) or directives (`floe=debug,actix=warn`).
     pub log: String,
     /// PEM certificate chain for TLS on port 5349; needs `tls-key`.
@@ -170,6 +188,10 @@ impl Default for ServeConfig {
             tcp_message_timeout: DEFAULT_TCP_MESSAGE_TIMEOUT,
             tcp_write_queue: DEFAULT_TCP_WRITE_QUEUE,
             metrics: None,
+            admin: None,
+            admin_token: None,
+            alternate_server: None,
+            drain_timeout: 3600,
             log: "info".to_owned(),
             tls_cert: None,
             tls_key: None,
@@ -243,6 +265,9 @@ pub enum ConfigError {
     /// An empty TURN REST API secret.
     #[error("an auth secret is empty")]
     EmptySecret,
+    /// An empty admin token.
+    #[error("the admin token is empty")]
+    EmptyAdminToken,
     /// An address that cannot be advertised or bound as a relay address.
     #[error("{setting} {ip} is not a usable unicast address")]
     UnusableAddress {
@@ -338,6 +363,13 @@ impl ServeConfig {
         }
         if self.auth_secrets.iter().any(|s| s.expose().is_empty()) {
             return Err(ConfigError::EmptySecret);
+        }
+        if self
+            .admin_token
+            .as_ref()
+            .is_some_and(|t| t.expose().is_empty())
+        {
+            return Err(ConfigError::EmptyAdminToken);
         }
         for (setting, ip) in [
             ("relay-ip", self.relay_ip),
@@ -608,6 +640,10 @@ mod tests {
             tcp-message-timeout = 5
             tcp-write-queue = 1048576
             metrics = "127.0.0.1:9641"
+            admin = "127.0.0.1:9642"
+            admin-token = "t0k"
+            alternate-server = "198.51.100.2:3478"
+            drain-timeout = 120
             log = "floe=debug,info"
             tls-cert = "/etc/floe/cert.pem"
             tls-key = "/etc/floe/key.pem"
@@ -643,6 +679,18 @@ mod tests {
             (8, 100, 5, 1 << 20)
         );
         assert_eq!(c.metrics, Some("127.0.0.1:9641".parse().unwrap()));
+        assert_eq!(c.admin, Some("127.0.0.1:9642".parse().unwrap()));
+        assert_eq!(c.admin_token.as_ref().map(Secret::expose), Some("t0k"));
+        assert_eq!(
+            c.alternate_server,
+            Some("198.51.100.2:3478".parse().unwrap())
+        );
+        assert_eq!(c.drain_timeout, 120);
+        let empty_token = ServeConfig::from_toml_str("admin-token = \"\"").unwrap();
+        assert!(matches!(
+            empty_token.validate(),
+            Err(ConfigError::EmptyAdminToken)
+        ));
         assert_eq!(
             c.tls_listen(),
             vec![

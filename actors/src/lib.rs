@@ -7,6 +7,7 @@
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
 //! - [`host_addrs`]: the host's addresses, which the peer policy refuses as peers;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
+//! - [`admin`]: the admin HTTP API (health, readiness, sessions, drain);
 //! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
 //! - [`serve`]: what `floe serve` runs with its [`config::ServeConfig`];
 //! - [`ice`]: the ICE agent (RFC 8445) as an `IceAgent` actor driving the core `floe::ice::Agent`.
@@ -15,10 +16,12 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod events;
 pub mod host_addrs;
+mod http;
 pub mod ice;
 pub mod logging;
 pub mod metrics;

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::http::{read_request, Response};
 
 /// The STUN error codes counted one by one (RFC 8489 §14.8, RFC 8656 §19); any other
 /// code is counted as `other`.
@@ -22,8 +23,6 @@ pub const COUNTED_ERROR_CODES: [u16; 12] =
 
 const ERROR_SLOTS: usize = COUNTED_ERROR_CODES.len() + 1;
 
-/// Longest request head the metrics endpoint reads.
-const MAX_REQUEST_HEAD: usize = 8 * 1024;
 /// Time a client has to send its request and read the answer.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -37,6 +36,7 @@ pub struct Metrics {
 struct Counters {
     allocations_active: AtomicU64,
     allocations_created: AtomicU64,
+    allocations_ended_by_operator: AtomicU64,
     packets_to_peer: AtomicU64,
     bytes_to_peer: AtomicU64,
     packets_to_client: AtomicU64,
@@ -66,6 +66,8 @@ pub struct MetricsSnapshot {
     pub allocations_active: u64,
     /// Allocations created since start.
     pub allocations_created: u64,
+    /// Allocations an operator ended (the admin API's `DELETE /sessions`).
+    pub allocations_ended_by_operator: u64,
     /// Packets relayed from clients to peers.
     pub packets_to_peer: u64,
     /// Payload bytes relayed from clients to peers.
@@ -143,6 +145,11 @@ impl Metrics {
             self.inner
                 .allocations_active
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    /// An operator ended an allocation (it also counts in [`Self::allocation_ended`]).
+    pub fn allocation_ended_by_operator(&self) {
+        add(&self.inner.allocations_ended_by_operator, 1);
     }
 
     /// `packets` carrying `bytes` of payload went from clients to peers.
@@ -240,6 +247,7 @@ impl Metrics {
         MetricsSnapshot {
             allocations_active: get(&c.allocations_active),
             allocations_created: get(&c.allocations_created),
+            allocations_ended_by_operator: get(&c.allocations_ended_by_operator),
             packets_to_peer: get(&c.packets_to_peer),
             bytes_to_peer: get(&c.bytes_to_peer),
             packets_to_client: get(&c.packets_to_client),
@@ -284,6 +292,12 @@ impl Metrics {
             "counter",
             "TURN allocations created since start.",
             &[("", s.allocations_created)],
+        );
+        family(
+            "allocations_ended_by_operator_total",
+            "counter",
+            "TURN allocations an operator ended through the admin API.",
+            &[("", s.allocations_ended_by_operator)],
         );
         family(
             "relayed_packets_total",
@@ -487,77 +501,32 @@ async fn accept_loop(listener: TcpListener, metrics: Metrics) {
     }
 }
 
-/// Reads one request head and writes one response, then closes.
+/// Reads one request and writes one response, then closes.
 async fn answer(mut stream: TcpStream, metrics: &Metrics) -> io::Result<()> {
-    let mut head = [0u8; MAX_REQUEST_HEAD];
-    let mut len = 0;
-    let complete = loop {
-        if head[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-            break true;
+    let request = read_request(&mut stream).await?;
+    let head_only = request.as_ref().is_some_and(|r| r.method == "HEAD");
+    let response = match request {
+        Some(r) if r.path == "/metrics" && matches!(r.method.as_str(), "GET" | "HEAD") => {
+            Response::new("200 OK", PROMETHEUS_TYPE, metrics.render_prometheus())
         }
-        if len == head.len() {
-            break false;
+        Some(r) if r.path == "/metrics" => {
+            Response::text("405 Method Not Allowed", "only GET /metrics\n")
         }
-        let n = stream.read(&mut head[len..]).await?;
-        if n == 0 {
-            break false;
-        }
-        len += n;
-    };
-    let request_line = std::str::from_utf8(&head[..len])
-        .ok()
-        .and_then(|h| h.split("\r\n").next())
-        .unwrap_or("");
-    let mut parts = request_line.split(' ');
-    let (method, target, version) = (parts.next(), parts.next(), parts.next());
-    let path = target.map(|t| t.split('?').next().unwrap_or(t));
-    let (status, content_type, body) = match (complete, method, path, version) {
-        (true, Some("GET" | "HEAD"), Some("/metrics"), Some(v)) if v.starts_with("HTTP/1.") => {
-            ("200 OK", PROMETHEUS_TYPE, metrics.render_prometheus())
-        }
-        (true, Some(_), Some("/metrics"), Some(v)) if v.starts_with("HTTP/1.") => (
-            "405 Method Not Allowed",
-            TEXT_TYPE,
-            "only GET /metrics\n".to_owned(),
-        ),
-        (true, Some(_), Some(_), Some(v)) if v.starts_with("HTTP/1.") => (
-            "404 Not Found",
-            TEXT_TYPE,
-            "not found; try /metrics\n".to_owned(),
-        ),
-        _ => ("400 Bad Request", TEXT_TYPE, "bad request\n".to_owned()),
+        Some(_) => Response::text("404 Not Found", "not found; try /metrics\n"),
+        None => Response::text("400 Bad Request", "bad request\n"),
     };
     // HEAD gets the headers GET would get, without the body.
-    let send_body = if method == Some("HEAD") {
-        b"".as_slice()
-    } else {
-        body.as_bytes()
-    };
-    respond(&mut stream, status, content_type, body.len(), send_body).await
+    response.write_to(&mut stream, head_only).await
 }
 
-const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-const TEXT_TYPE: &str = "text/plain; charset=utf-8";
-
-async fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    content_length: usize,
-    body: &[u8],
-) -> io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {content_length}\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
-}
+/// The Prometheus text exposition format, version 0.0.4.
+pub(crate) const PROMETHEUS_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Sends `request` raw and returns (status code, headers, body).
     async fn http(addr: SocketAddr, request: &str) -> (u16, HashMap<String, String>, String) {
@@ -613,6 +582,7 @@ mod tests {
         m.allocation_ended();
         m.allocation_ended();
         m.allocation_ended(); // one too many: stays at zero
+        m.allocation_ended_by_operator();
         m.relayed_to_peer(3, 300);
         m.relayed_to_client(2, 150);
         m.auth_failure();
@@ -633,6 +603,7 @@ mod tests {
         assert_eq!((s.over_max_bps, s.over_total_bps), ([2, 300], [1, 100]));
         assert_eq!((s.permissions_refused, s.channels_refused), (0, 1));
         assert_eq!((s.allocations_active, s.allocations_created), (0, 2));
+        assert_eq!(s.allocations_ended_by_operator, 1);
         assert_eq!((s.packets_to_peer, s.bytes_to_peer), (3, 300));
         assert_eq!((s.packets_to_client, s.bytes_to_client), (2, 150));
         assert_eq!((s.auth_failures, s.binding_requests), (1, 1));
@@ -684,6 +655,7 @@ mod tests {
         assert_eq!(samples[r#"floe_error_responses_total{code="other"}"#], 1);
         assert_eq!(samples["floe_auth_failures_total"], 0);
         assert_eq!(samples["floe_binding_requests_total"], 0);
+        assert_eq!(samples["floe_allocations_ended_by_operator_total"], 0);
         m.tcp_refused_per_ip();
         m.tcp_dropped(100);
         let samples = parse_prometheus(&m.render_prometheus());
@@ -695,7 +667,7 @@ mod tests {
         assert_eq!(samples["floe_tcp_connections_active"], 0);
         assert_eq!(
             samples.len(),
-            2 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1 + (1 + 2 + 2 + 2) + (1 + 2 + 2 + 1 + 1)
+            3 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1 + (1 + 2 + 2 + 2) + (1 + 2 + 2 + 1 + 1)
         );
     }
 

@@ -36,6 +36,9 @@ pub enum TurnError {
     /// RFC 8656 §12.4: data longer than the 16-bit Length field can express.
     #[error("ChannelData payload of {0} bytes exceeds 65535")]
     PayloadTooLong(usize),
+    /// RFC 8489 §10: the client should try the server in ALTERNATE-SERVER instead (300).
+    #[error("try the alternate server")]
+    TryAlternate,
     /// RFC 8489 §6.3.1: a request is malformed or breaks a rule of its method (400).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
@@ -78,6 +81,7 @@ impl TurnError {
     /// The STUN error code a server answers this error with.
     pub fn error_code(&self) -> u16 {
         match self {
+            TurnError::TryAlternate => 300,
             TurnError::Unauthorized => 401,
             TurnError::Forbidden => 403,
             TurnError::UnknownAttributes(_) => 420,

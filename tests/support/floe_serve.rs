@@ -26,6 +26,9 @@ pub struct ServeOpts {
     pub auth_secret: Option<String>,
     pub allow_loopback_peers: bool,
     pub metrics: bool,
+    /// `--admin 127.0.0.1:PORT`, with `--admin-token` when `admin_token` is set.
+    pub admin: bool,
+    pub admin_token: Option<String>,
     pub extra: Vec<String>,
 }
 
@@ -36,6 +39,8 @@ impl Default for ServeOpts {
             auth_secret: None,
             allow_loopback_peers: true,
             metrics: false,
+            admin: false,
+            admin_token: None,
             extra: Vec::new(),
         }
     }
@@ -63,6 +68,19 @@ impl ServeOpts {
         self
     }
 
+    /// `--admin 127.0.0.1:PORT` (the admin HTTP API).
+    pub fn admin(mut self) -> ServeOpts {
+        self.admin = true;
+        self
+    }
+
+    /// `--admin 127.0.0.1:PORT --admin-token TOKEN`.
+    pub fn admin_token(mut self, token: &str) -> ServeOpts {
+        self.admin = true;
+        self.admin_token = Some(token.into());
+        self
+    }
+
     pub fn arg(mut self, arg: &str) -> ServeOpts {
         self.extra.push(arg.into());
         self
@@ -76,6 +94,7 @@ pub struct FloeServe {
     port: u16,
     pub relay_ports: RangeInclusive<u16>,
     metrics: Option<SocketAddr>,
+    admin: Option<SocketAddr>,
     log: PathBuf,
     // Dropped after the child.
     _dir: TempDir,
@@ -110,6 +129,9 @@ impl FloeServe {
         let metrics = opts
             .metrics
             .then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, ports.port(2))));
+        let admin = opts
+            .admin
+            .then(|| SocketAddr::from((Ipv4Addr::LOCALHOST, ports.port(3))));
         let relay_ports = ports.range(10, PortBlock::SIZE - 1);
         let dir = TempDir::new("floe-serve");
         let log = dir.path().join("floe.log");
@@ -138,6 +160,12 @@ impl FloeServe {
         }
         if let Some(addr) = metrics {
             args.extend(["--metrics".into(), addr.to_string()]);
+        }
+        if let Some(addr) = admin {
+            args.extend(["--admin".into(), addr.to_string()]);
+        }
+        if let Some(token) = &opts.admin_token {
+            args.extend(["--admin-token".into(), token.clone()]);
         }
         args.extend(opts.extra.iter().cloned());
 
@@ -170,11 +198,11 @@ impl FloeServe {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        if let Some(metrics) = metrics {
-            while TcpStream::connect_timeout(&metrics, Duration::from_secs(1)).is_err() {
+        for http in metrics.iter().chain(&admin) {
+            while TcpStream::connect_timeout(http, Duration::from_secs(1)).is_err() {
                 assert!(
                     Instant::now() < deadline,
-                    "floe serves no metrics on {metrics}\n--- its log\n{}",
+                    "floe serves no HTTP on {http}\n--- its log\n{}",
                     read_log()
                 );
                 std::thread::sleep(Duration::from_millis(50));
@@ -185,6 +213,7 @@ impl FloeServe {
             port,
             relay_ports,
             metrics,
+            admin,
             log,
             _dir: dir,
             _ports: ports,
@@ -258,6 +287,36 @@ impl FloeServe {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// One request to its admin API (started with [`ServeOpts::admin`]), with
+    /// `Authorization: Bearer TOKEN` when `token` is given: (status code, body).
+    pub fn admin(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+        let addr = self.admin.expect("started with --admin");
+        let mut stream = TcpStream::connect_timeout(&addr, EXCHANGE_LIMIT)
+            .unwrap_or_else(|e| panic!("connecting to the admin API {addr}: {e}"));
+        stream.set_read_timeout(Some(EXCHANGE_LIMIT)).unwrap();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: floe\r\n{auth}Connection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .unwrap_or_else(|e| panic!("reading the answer to {method} {path}: {e}"));
+        let (head, body) = response
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+        let code = head
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|h| h.get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {head:?}"));
+        (code, body.to_owned())
     }
 
     /// Its resident set size in KiB (`VmRSS` in /proc/PID/status).

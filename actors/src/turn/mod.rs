@@ -3,6 +3,8 @@
 //! allocation, a `Relay` actor per relayed address, and a `TcpConnection` per TCP
 //! client. The state of an Arbiter's allocations has one owner, `shard`; its module doc
 //! states the data-path rule, and `supervisor`'s what happens when something fails.
+//! What operators see of the allocations (the admin API) is `sessions`, which `shard`,
+//! `supervisor` and `server` use and which uses none of them.
 //!
 //! Modules depend one way, with no cycle:
 //!
@@ -30,6 +32,7 @@ mod quota;
 mod recv_loop;
 mod relay;
 mod server;
+mod sessions;
 mod shard;
 mod stream_writer;
 mod supervisor;
@@ -46,6 +49,9 @@ pub use client::{
     TurnClient, TurnClientConfig, TurnClientError, TurnClientEvent, TurnClientHandle,
 };
 pub use server::{core_config, core_config_with, ServerHandle, TurnServer};
+pub use sessions::{
+    Session, SessionChannel, SessionFilter, SessionId, SessionIdError, SessionPermission,
+};
 
 /// What the TURN server tells its subscribers.
 #[derive(Clone, Debug, PartialEq, Eq, Message)]
@@ -112,6 +118,14 @@ pub enum TurnEvent {
         username: Option<String>,
         /// the error code
         code: u16,
+    },
+    /// An operator ended the allocation (the admin API's `DELETE /sessions`); a
+    /// `Deleted` follows and its client's next request gets 437.
+    EndedByOperator {
+        /// its 5-tuple
+        five_tuple: FiveTuple,
+        /// the user
+        username: String,
     },
     /// A relay socket failed (or its actor panicked) and was bound again on the same
     /// address; the allocation kept its permissions and channels.

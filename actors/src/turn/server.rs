@@ -13,7 +13,11 @@ use rand::RngCore;
 
 use super::binder::ParkedRelays;
 use super::quota::Quotas;
-use super::supervisor::{AllocationSupervisor, BoundShard, InjectFault, ShutdownShard, StartShard};
+use super::sessions::{Session, SessionFilter};
+use super::supervisor::{
+    AllocationSupervisor, BoundShard, InjectFault, OperatorRequest, ShardAnswer, ShutdownShard,
+    StartShard,
+};
 use super::tcp_limits::{ConnectionCaps, TcpLimits};
 use super::{EventSink, Fault, TurnEvent};
 use crate::config::ServeConfig;
@@ -75,6 +79,7 @@ pub fn core_config_with(
         None => {}
     }
     c.realm = config.realm.clone();
+    c.alternate_server = config.alternate_server;
     let mut users = StaticUsers::new();
     for u in &config.users {
         users.insert(u.name.clone(), u.password.expose().to_owned());
@@ -163,6 +168,11 @@ pub(crate) struct Shutdown;
 #[rtype(result = "bool")]
 struct Inject(SocketAddr, Fault);
 
+/// An operator's request, for every Arbiter (or the one a session id names).
+#[derive(Message)]
+#[rtype(result = "Vec<ShardAnswer>")]
+struct Operator(OperatorRequest);
+
 impl TurnServer {
     /// Starts the server on the running actix System with `config.threads` Arbiters.
     /// With `tls-cert` and `tls-key`, each Arbiter also serves TLS on
@@ -226,8 +236,9 @@ impl TurnServer {
                 quotas.clone(),
             );
             let r = EventSink::new(server.clone().recipient(), wanted.clone());
+            let thread = supervisors.len();
             let sup = AllocationSupervisor::start_in_arbiter(&arbiter.handle(), move |_| {
-                AllocationSupervisor::new(c, m, r, q, p)
+                AllocationSupervisor::new(c, m, r, q, p, thread)
             });
             // The first Arbiter picks the ports (port 0 in tests); the others share them.
             let bound: BoundShard = sup
@@ -305,6 +316,43 @@ impl ServerHandle {
             .unwrap_or(false)
     }
 
+    /// The allocations of every worker thread, those of `user` only if given, in the
+    /// order of their ids.
+    pub async fn sessions(&self, user: Option<&str>) -> Vec<Session> {
+        let answers = self.operator(OperatorRequest::Sessions(user.map(str::to_owned)));
+        let mut all = Vec::new();
+        for a in answers.await {
+            if let ShardAnswer::Sessions(s) = a {
+                all.extend(s);
+            }
+        }
+        all.sort_by_key(|s| (s.id.thread, s.id.allocation));
+        all
+    }
+
+    /// Ends the allocations `filter` picks, now: their clients' next requests get 437;
+    /// subscribers get [`TurnEvent::EndedByOperator`] then `Deleted`, and the metric
+    /// `floe_allocations_ended_by_operator_total` counts them. Returns how many.
+    pub async fn end_sessions(&self, filter: SessionFilter) -> usize {
+        count(self.operator(OperatorRequest::End(filter)).await)
+    }
+
+    /// Starts draining (`true`: new Allocates are refused with 403, or 300 with
+    /// ALTERNATE-SERVER when `alternate-server` is set; existing allocations carry on)
+    /// or ends it. Returns how many allocations exist.
+    pub async fn set_draining(&self, draining: bool) -> usize {
+        count(self.operator(OperatorRequest::Drain(draining)).await)
+    }
+
+    /// How many allocations exist.
+    pub async fn allocation_count(&self) -> usize {
+        count(self.operator(OperatorRequest::Count).await)
+    }
+
+    async fn operator(&self, request: OperatorRequest) -> Vec<ShardAnswer> {
+        self.addr.send(Operator(request)).await.unwrap_or_default()
+    }
+
     /// Stops the server: allocations are deleted cleanly; returns how many.
     pub async fn shutdown(&self) -> usize {
         self.addr.send(Shutdown).await.unwrap_or(0)
@@ -365,6 +413,42 @@ impl Handler<Inject> for TurnServer {
                 }
             }
             false
+        })
+    }
+}
+
+fn count(answers: Vec<ShardAnswer>) -> usize {
+    answers
+        .into_iter()
+        .map(|a| match a {
+            ShardAnswer::Count(n) => n,
+            ShardAnswer::Sessions(s) => s.len(),
+        })
+        .sum()
+}
+
+impl Handler<Operator> for TurnServer {
+    type Result = ResponseFuture<Vec<ShardAnswer>>;
+
+    /// Asks each Arbiter in turn; a session id goes only to the Arbiter it names.
+    fn handle(&mut self, Operator(request): Operator, _: &mut Context<Self>) -> Self::Result {
+        let sups: Vec<Addr<AllocationSupervisor>> = match &request {
+            OperatorRequest::End(SessionFilter::Id(id)) => self
+                .supervisors
+                .get(id.thread)
+                .cloned()
+                .into_iter()
+                .collect(),
+            _ => self.supervisors.clone(),
+        };
+        Box::pin(async move {
+            let mut answers = Vec::with_capacity(sups.len());
+            for s in sups {
+                if let Ok(a) = s.send(request.clone()).await {
+                    answers.push(a);
+                }
+            }
+            answers
         })
     }
 }

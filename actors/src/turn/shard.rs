@@ -351,6 +351,44 @@ impl ShardHandle {
         true
     }
 
+    /// The allocations, for operators; those of `user` only if given.
+    pub(crate) fn sessions(&self, thread: usize, user: Option<&str>) -> Vec<super::Session> {
+        super::sessions::list(&self.0.borrow().core, thread, user, Instant::now())
+    }
+
+    /// Ends the allocations `filter` picks now (an operator asked): their clients' next
+    /// requests get 437, subscribers get `EndedByOperator` then `Deleted`. Returns how many.
+    pub(crate) fn end_allocations(&self, thread: usize, filter: &super::SessionFilter) -> usize {
+        let mut s = self.0.borrow_mut();
+        let picked: Vec<(AllocationId, FiveTuple, String)> = s
+            .core
+            .allocations(Instant::now())
+            .filter(|a| filter.picks(thread, a))
+            .map(|a| (a.id, a.five_tuple, a.username.to_owned()))
+            .collect();
+        for (id, five_tuple, username) in &picked {
+            tracing::info!(client = %five_tuple.client, user = %username, "allocation ended by the operator");
+            s.metrics.allocation_ended_by_operator();
+            s.events.do_send(TurnEvent::EndedByOperator {
+                five_tuple: *five_tuple,
+                username: username.clone(),
+            });
+            s.core.delete(*id);
+        }
+        s.finish_batch(self, true);
+        picked.len()
+    }
+
+    /// Refuses new allocations (`true`) or takes them again; see the core's `set_draining`.
+    pub(crate) fn set_draining(&self, draining: bool) {
+        self.0.borrow_mut().core.set_draining(draining);
+    }
+
+    /// How many allocations exist.
+    pub(crate) fn allocation_count(&self) -> usize {
+        self.0.borrow().core.allocation_count()
+    }
+
     /// Deletes every allocation and stops serving; returns how many there were.
     pub(crate) fn shutdown(&self) -> usize {
         let mut s = self.0.borrow_mut();

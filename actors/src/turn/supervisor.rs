@@ -41,6 +41,7 @@ use super::binder::{ParkedRelays, RelayBinder};
 use super::quota::Quotas;
 use super::recv_loop::{LoopRole, RecvLoop};
 use super::relay::{Relay, RelayFailed};
+use super::sessions::{Session, SessionFilter};
 use super::shard::{Command, RelayRestart, ShardHandle, Supervision, MAX_DATAGRAM};
 use super::tcp_connection::{Accepted, TcpConnection};
 use super::tcp_limits::{CapReached, ConnectionCaps, ConnectionSlot, TcpLimits};
@@ -84,6 +85,29 @@ pub(crate) struct WakeAt(Instant);
 #[rtype(result = "usize")]
 pub(crate) struct ShutdownShard;
 
+/// Operators' requests of one Arbiter (the admin API), answered by its owner.
+#[derive(Message, Clone)]
+#[rtype(result = "ShardAnswer")]
+pub(crate) enum OperatorRequest {
+    /// The allocations, of one user if given.
+    Sessions(Option<String>),
+    /// End the allocations the filter picks.
+    End(SessionFilter),
+    /// Refuse new allocations, or take them again.
+    Drain(bool),
+    /// How many allocations exist.
+    Count,
+}
+
+/// What an Arbiter answers an [`OperatorRequest`].
+#[derive(actix::MessageResponse)]
+pub(crate) enum ShardAnswer {
+    /// The sessions asked for.
+    Sessions(Vec<Session>),
+    /// How many allocations were ended, or exist.
+    Count(usize),
+}
+
 /// Injects a fault into the allocation relaying on `relayed`.
 #[derive(Message)]
 #[rtype(result = "bool")]
@@ -100,6 +124,8 @@ pub(crate) struct AllocationSupervisor {
     shard: Option<ShardHandle>,
     /// The core's timer: when it fires, and its handle to cancel it.
     timer: Option<(Instant, SpawnHandle)>,
+    /// This Arbiter's index among the server's, in session ids.
+    thread: usize,
 }
 
 impl AllocationSupervisor {
@@ -109,6 +135,7 @@ impl AllocationSupervisor {
         events: EventSink,
         quotas: Arc<Quotas>,
         parked: ParkedRelays,
+        thread: usize,
     ) -> Self {
         AllocationSupervisor {
             start: Some((config, RelayBinder::new(quotas, parked))),
@@ -116,6 +143,7 @@ impl AllocationSupervisor {
             events,
             shard: None,
             timer: None,
+            thread,
         }
     }
 }
@@ -427,5 +455,31 @@ impl Handler<InjectFault> for AllocationSupervisor {
         self.shard
             .as_ref()
             .is_some_and(|s| s.inject_fault(msg.relayed, msg.fault))
+    }
+}
+
+impl Handler<OperatorRequest> for AllocationSupervisor {
+    type Result = ShardAnswer;
+
+    fn handle(&mut self, msg: OperatorRequest, _: &mut Context<Self>) -> ShardAnswer {
+        let Some(shard) = &self.shard else {
+            return match msg {
+                OperatorRequest::Sessions(_) => ShardAnswer::Sessions(Vec::new()),
+                _ => ShardAnswer::Count(0),
+            };
+        };
+        match msg {
+            OperatorRequest::Sessions(user) => {
+                ShardAnswer::Sessions(shard.sessions(self.thread, user.as_deref()))
+            }
+            OperatorRequest::End(filter) => {
+                ShardAnswer::Count(shard.end_allocations(self.thread, &filter))
+            }
+            OperatorRequest::Drain(on) => {
+                shard.set_draining(on);
+                ShardAnswer::Count(shard.allocation_count())
+            }
+            OperatorRequest::Count => ShardAnswer::Count(shard.allocation_count()),
+        }
     }
 }

@@ -233,6 +233,7 @@ impl Server {
         let id = AllocationId(self.next_id);
         self.next_id += 1;
         let mut alloc = Allocation::new(
+            now,
             ft,
             relayed.clone(),
             auth.username.clone(),
@@ -278,11 +279,6 @@ impl Server {
 
     /// The address advertised for a relay: the external IP behind 1:1 NAT.
     fn advertised(&self, relay: SocketAddr) -> SocketAddr {
-        let external = if relay.is_ipv4() {
-            self.config.external_ipv4
-        } else {
-            self.config.external_ipv6
-        };
-        external.map_or(relay, |ip| SocketAddr::new(ip, relay.port()))
+        self.advertised_address(relay)
     }
 }

@@ -56,6 +56,8 @@ pub struct Allocation {
     pub(super) allocate_response: Bytes,
     /// The one deadline this allocation has in the server's timer heap.
     pub(super) timer: Instant,
+    /// Since when it exists, and what it relayed.
+    pub(super) usage: super::allocation_info::Usage,
     permissions: Vec<Permission>,
     channels: Vec<Channel>,
     /// `max_bps` of relayed data from the client to peers.
@@ -66,6 +68,7 @@ pub struct Allocation {
 
 impl Allocation {
     pub(super) fn new(
+        created: Instant,
         five_tuple: FiveTuple,
         relayed: Vec<SocketAddr>,
         username: String,
@@ -82,6 +85,7 @@ impl Allocation {
             allocate_tid,
             allocate_response: Bytes::new(),
             timer: expires,
+            usage: super::allocation_info::Usage::new(created),
             permissions: Vec::new(),
             channels: Vec::new(),
             to_peers: ByteBucket::new(max_bps, now),
@@ -212,5 +216,30 @@ impl Allocation {
             next = next.min(t);
         }
         next
+    }
+}
+
+/// What operators read (see `allocation_info`).
+impl Allocation {
+    /// Live permissions: peer IP and expiry.
+    pub(super) fn live_permissions(
+        &self,
+        now: Instant,
+    ) -> impl Iterator<Item = (IpAddr, Instant)> + '_ {
+        self.permissions
+            .iter()
+            .filter(move |p| p.expires > now)
+            .map(|p| (p.ip, p.expires))
+    }
+
+    /// Live channels: number, peer and expiry.
+    pub(super) fn live_channels(
+        &self,
+        now: Instant,
+    ) -> impl Iterator<Item = (ChannelNumber, SocketAddr, Instant)> + '_ {
+        self.channels
+            .iter()
+            .filter(move |c| c.expires > now)
+            .map(|c| (c.number, c.peer, c.expires))
     }
 }

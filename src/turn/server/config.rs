@@ -1,6 +1,6 @@
 //! The settings of a TURN server core.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
@@ -15,6 +15,9 @@ pub struct ServerConfig {
     pub realm: String,
     /// SOFTWARE in responses, if any.
     pub software: Option<String>,
+    /// RFC 8489 §10: where a draining server sends clients that Allocate (300 with
+    /// ALTERNATE-SERVER); without it they get 403.
+    pub alternate_server: Option<SocketAddr>,
     /// Where keys come from.
     pub credentials: Credentials,
     /// Key of the stateless nonces; share it between the threads of one server.
@@ -72,6 +75,7 @@ impl ServerConfig {
         ServerConfig {
             realm: "floe".into(),
             software: Some(concat!("floe ", env!("CARGO_PKG_VERSION")).into()),
+            alternate_server: None,
             credentials: Credentials::default(),
             nonce_secret,
             nonce_lifetime: Duration::from_secs(600),

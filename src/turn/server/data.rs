@@ -43,6 +43,7 @@ impl Server {
                     self.counters.over_bps_bytes += payload.len() as u64;
                     return ClientOutput::None;
                 }
+                alloc.usage.to_peers.count(payload.len());
                 ClientOutput::Relay {
                     relay,
                     peer,
@@ -95,6 +96,7 @@ impl Server {
                     buf[total..total + pad].fill(0);
                     total += pad;
                 }
+                alloc.usage.to_client.count(len);
                 PeerOutput::ChannelData { client, len: total }
             }
             _ => {
@@ -104,10 +106,13 @@ impl Server {
                 let mut enc = MessageEncoder::new(&mut out, Method::DATA.indication(), tid);
                 enc.add(&XorPeerAddress(peer)).add_raw(Data::TYPE, payload);
                 match enc.finish() {
-                    Ok(_) => PeerOutput::DataIndication {
-                        client,
-                        message: out.freeze(),
-                    },
+                    Ok(_) => {
+                        alloc.usage.to_client.count(len);
+                        PeerOutput::DataIndication {
+                            client,
+                            message: out.freeze(),
+                        }
+                    }
                     Err(_) => PeerOutput::Drop,
                 }
             }
@@ -148,6 +153,7 @@ impl Server {
                     self.counters.over_bps_bytes += payload.len() as u64;
                     return ClientOutput::None;
                 }
+                alloc.usage.to_peers.count(payload.len());
                 ClientOutput::RelayOwned {
                     relay,
                     peer,

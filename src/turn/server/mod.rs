@@ -14,14 +14,17 @@
 //! Files: [`config`](ServerConfig), `requests` (Binding, Refresh, CreatePermission,
 //! ChannelBind, responses), `allocate` (Allocate in two phases), `authenticate`
 //! (long-term credentials), `data` (ChannelData, Send and Data indications), `event`
-//! (what comes out), [`relay`] (what an Allocate asks of the driver).
+//! (what comes out), [`relay`] (what an Allocate asks of the driver), `allocation_info`
+//! (what operators read of the allocations), `drain` (refusing new allocations).
 
 mod allocate;
 mod allocation;
+mod allocation_info;
 pub mod auth;
 mod authenticate;
 mod config;
 mod data;
+mod drain;
 mod event;
 mod limit;
 pub mod policy;
@@ -37,6 +40,7 @@ use bytes::{Bytes, BytesMut};
 use rand::RngCore;
 
 pub use allocation::{Allocation, FiveTuple};
+pub use allocation_info::{AllocationInfo, Traffic};
 pub use auth::{
     AuthRequest, Authenticator, Authorization, Credentials, NonceIssuer, NonceStatus,
     RestApiSecrets, Secret, StaticUsers,
@@ -70,6 +74,8 @@ struct Reservation {
 /// The TURN server core of one thread.
 pub struct Server {
     config: ServerConfig,
+    /// New allocations are refused (see `drain`).
+    draining: bool,
     nonces: NonceIssuer,
     userhashes: HashMap<[u8; 32], String>,
     allocations: HashMap<AllocationId, Allocation>,
@@ -127,6 +133,7 @@ impl Server {
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             buf: BytesMut::with_capacity(4096),
+            draining: false,
             config,
         };
         server.userhashes = server

@@ -49,6 +49,7 @@ impl Server {
                     return;
                 };
                 let result = match msg.method() {
+                    Method::ALLOCATE if self.refuse_while_draining(now, ft, msg, &auth) => Ok(()),
                     Method::ALLOCATE => self.allocate(ft, msg, &auth),
                     Method::REFRESH => self.refresh(now, ft, msg, &auth),
                     Method::CREATE_PERMISSION => self.create_permission(now, ft, msg, &auth),

@@ -4,6 +4,7 @@
 mod allocate;
 mod fuzz;
 mod limits;
+mod operator;
 mod requests;
 
 use std::collections::{HashMap, HashSet};
