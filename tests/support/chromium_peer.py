@@ -24,9 +24,16 @@ credentials before it prints its own. stdin: the remote's credentials, candidate
 end-of-candidates lines, in any order (trickle). Once connected, the script waits for
 stdin to close, then prints Chromium's selected pair (getStats) and exits 0.
 
-Loopback only (INTEROP.md): Chromium gathers on every interface, so only its
-candidates on 127.0.0.1 are signalled; the others are reported as skipped-candidate and
-never reach the remote, and TURN servers are on 127.0.0.1.
+Loopback only (INTEROP.md). A page without a media permission (this one) makes
+Chromium bind its host sockets to the wildcard address and signal them with the address
+of the default route (192.0.2.2 and fd00::2 here). Only candidates on 127.0.0.1 or ::1
+are signalled; the others are printed as skipped-candidate and never reach the remote.
+The remote only ever sends to loopback, then: to its TURN server on 127.0.0.1, and to
+Chromium's wildcard sockets through their checks, which leave from 127.0.0.1, so the
+remote meets them as peer-reflexive candidates (RFC 8445 §7.3.1.3). Granting a media
+permission (--use-fake-ui-for-media-stream) with --allow-loopback-in-peer-connection
+would give real 127.0.0.1 candidates, but also sockets bound to the other interfaces,
+whose checks would make the remote answer to those addresses: not done.
 """
 
 import argparse
@@ -61,7 +68,8 @@ CHROMIUM_FLAGS = [
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
     # Host candidates are mDNS `<uuid>.local` names by default, which floe cannot resolve
-    # yet (issue 16 item 4): ask for plain IP addresses instead.
+    # yet (issue 16 item 4): ask for plain IP addresses instead (the script then keeps
+    # the ones off loopback to itself).
     "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 
