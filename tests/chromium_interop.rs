@@ -101,8 +101,9 @@ fn from_chromium(remote: &str, chrome: &LineProcess) -> bool {
 }
 
 /// Checks a finished session: both exited 0 after both said `connected`; floe nominated
-/// a pair whose remote is Chromium's; Chromium's selected pair (getStats) is that same
-/// pair seen from its side, nominated and answered. Returns Chromium's selected pair.
+/// and selected pairs whose remote is Chromium's; Chromium's selected pair (getStats) is
+/// floe's last selected pair seen from its side, nominated and answered. Returns
+/// Chromium's selected pair.
 fn check_session(floe: &LineProcess, chrome: &LineProcess, crossed: &support::Crossed) -> Value {
     let report = format!("{crossed:?}\n{}\n{}", floe.describe(), chrome.describe());
     assert!(crossed.success(), "{report}");
@@ -111,20 +112,28 @@ fn check_session(floe: &LineProcess, chrome: &LineProcess, crossed: &support::Cr
         .filter_map(|c| address_of(c))
         .collect();
 
-    let nominated = floe.events("nominated");
-    assert_eq!(nominated.len(), 1, "one stream, one component\n{report}");
-    let floe_local = nominated[0]["local"].as_str().unwrap_or_default();
-    let floe_remote = nominated[0]["remote"].as_str().unwrap_or_default();
-    assert!(
-        from_chromium(floe_remote, chrome),
-        "floe's nominated remote {floe_remote} is not Chromium's\n{report}"
-    );
+    // Chromium, controlling, may nominate a second, better pair after the first (the
+    // IPv6 loopback pair after the IPv4 one, as libwebrtc switches): floe follows, with a
+    // selected-pair event for each. Chromium's selected pair must be one of them (the
+    // last, unless a switch was on its way when the session ended).
+    assert!(!floe.events("nominated").is_empty(), "{report}");
+    let floe_selected = floe.events("selected-pair");
+    assert!(!floe_selected.is_empty(), "floe selected no pair\n{report}");
+    for pair in &floe_selected {
+        let remote = pair["remote"].as_str().unwrap_or_default();
+        assert!(
+            from_chromium(remote, chrome),
+            "floe's selected remote {remote} is not Chromium's\n{report}"
+        );
+    }
 
     let selected = chrome.events("selected-pair");
     assert_eq!(selected.len(), 1, "{report}");
     let pair = &selected[0];
     let chrome_local = pair["local"].as_str().unwrap_or_default();
     let chrome_remote = pair["remote"].as_str().unwrap_or_default();
+    // getStats' `state` follows the latest check, which may still be out
+    // ("in-progress"): an answered check and the nomination are what count.
     assert_eq!(pair["nominated"], true, "{report}");
     assert!(pair["responsesReceived"].as_u64() >= Some(1), "{report}");
     assert!(
@@ -134,24 +143,21 @@ fn check_session(floe: &LineProcess, chrome: &LineProcess, crossed: &support::Cr
         ),
         "{report}"
     );
-    assert_eq!(
-        address_of(chrome_local),
-        address_of(floe_remote),
-        "the two sides disagree on the pair\n{report}"
-    );
-    assert_eq!(
-        address_of(chrome_remote),
-        address_of(floe_local),
-        "the two sides disagree on the pair\n{report}"
-    );
+    let same = floe_selected.iter().find(|p| {
+        address_of(p["local"].as_str().unwrap_or_default()) == address_of(chrome_remote)
+            && address_of(p["remote"].as_str().unwrap_or_default()) == address_of(chrome_local)
+    });
+    let Some(same) = same else {
+        panic!("Chromium's selected pair is none of floe's: the two sides disagree\n{report}");
+    };
     assert!(
         address_of(chrome_remote).is_some_and(|a| from_floe.contains(&a)),
         "Chromium's selected remote {chrome_remote} is not a candidate floe signalled\n{report}"
     );
     println!(
         "chromium selected {chrome_local} -> {chrome_remote} ({} requests sent, {} received); \
-         floe nominated {floe_local} -> {floe_remote}",
-        pair["requestsSent"], pair["requestsReceived"]
+         floe selected {} -> {}",
+        pair["requestsSent"], pair["requestsReceived"], same["local"], same["remote"]
     );
     pair.clone()
 }
@@ -304,7 +310,10 @@ fn two_chromiums_relay_only_through_floe_serve() {
             "{} selected {remote}, not the other's relay\n{report}",
             me.name
         );
-        assert_eq!(pair[0]["state"], "succeeded", "{report}");
+        // getStats' `state` follows the latest check, which may still be out
+        // ("in-progress"): an answered check and the nomination are what count.
+        assert_eq!(pair[0]["nominated"], true, "{report}");
+        assert!(pair[0]["responsesReceived"].as_u64() >= Some(1), "{report}");
         selected.push((local, remote));
     }
     assert_eq!(

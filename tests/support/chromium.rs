@@ -93,8 +93,8 @@ impl Crossed {
 
 /// Crosses two peers speaking INTEROP.md's JSON lines as `pair_json_lines` does (every
 /// JSON object without `"event"` goes to the other's stdin, as it comes), until both
-/// have printed `{"event":"connected"}`; then closes both stdins, so each exits on its
-/// own (`floe ice` without `--send` once connected and stdin is closed; the Chromium
+/// have printed `{"event":"connected"}`; then closes `b`'s stdin and `a`'s once `b`
+/// has exited, so each exits on its own (`floe ice` without `--send` once connected and stdin is closed; the Chromium
 /// peer after printing its selected pair). Chromium's data channel never opens against
 /// floe ice (no DTLS there), so connectivity is the end, not data.
 pub fn pair_until_connected(
@@ -129,12 +129,14 @@ pub fn pair_until_connected(
             thread::sleep(Duration::from_millis(5));
         }
     }
-    a.close_stdin();
+    // `b` first (the Chromium peer, by the callers' convention): it reads its stats
+    // while `a` is still there to answer checks.
     b.close_stdin();
     let left = deadline.saturating_duration_since(Instant::now());
-    let status_a = a.wait(left);
-    let left = deadline.saturating_duration_since(Instant::now());
     let status_b = b.wait(left);
+    a.close_stdin();
+    let left = deadline.saturating_duration_since(Instant::now());
+    let status_a = a.wait(left);
     Crossed {
         connected,
         a: status_a,

@@ -403,10 +403,12 @@ def start_chromium(args, profile, page_url):
     else:
         raise RuntimeError("chromium wrote no DevToolsActivePort")
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
-            pages = [
-                t for t in json.load(r) if t.get("type") == "page" and t.get("url") == page_url
-            ]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+                targets = json.load(r)
+        except (OSError, ValueError):
+            targets = []
+        pages = [t for t in targets if t.get("type") == "page" and t.get("url") == page_url]
         if pages:
             return proc, pages[0]["webSocketDebuggerUrl"]
         time.sleep(0.05)
@@ -468,6 +470,8 @@ def run(args, profile, outcome):
                     outcome["status"] = 1
                     return
                 connected = True
+            if page.closed is not None or proc.poll() is not None:
+                raise RuntimeError(f"chromium went away (exit status {proc.poll()})")
             left = deadline - time.monotonic()
             if left <= 0:
                 emit({"event": "failed", "reason": f"timeout after {args.timeout} s"})
