@@ -65,6 +65,9 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-extensions",
+    # Chromium still looks up Google's hosts at start (accounts, update, clients2):
+    # resolve no name at all, so nothing leaves loopback (INTEROP.md), not even DNS.
+    "--host-resolver-rules=MAP * ~NOTFOUND",
     "--remote-debugging-address=127.0.0.1",
     "--remote-debugging-port=0",
     # Host candidates are mDNS `<uuid>.local` names by default, which floe cannot resolve
