@@ -14,7 +14,8 @@ use std::process::Command;
 
 use serde_json::Value;
 use support::{
-    pair_until_connected, require_peers, ChromiumOpts, FloeServe, LineProcess, ServeOpts,
+    pair_until, pair_until_connected, require_peers, ChromiumOpts, FloeServe, LineProcess,
+    ServeOpts,
 };
 
 /// Bounds a whole session; only there to catch hangs (Chromium starts in seconds).
@@ -273,18 +274,30 @@ fn floe_and_chromium_relay_only_through_floe_serve() {
     );
 }
 
-/// Two Chromiums, both relay-only through `floe serve`: each allocates a relay and
-/// their checks cross between the two allocations (permissions and channels of floe's
-/// TURN server, as a browser uses them).
+/// Two Chromiums, both relay-only through `floe serve`: each allocates a relay, their
+/// checks cross between the two allocations (permissions and channels of floe's TURN
+/// server, as a browser uses them), and as both do DTLS (each signals its real
+/// fingerprint) the data channel opens and carries a message each way.
 #[test]
 fn two_chromiums_relay_only_through_floe_serve() {
     if !require_peers(&["chromium"]) {
         return;
     }
     let serve = FloeServe::start(ServeOpts::default());
-    let mut offerer = chromium(&ChromiumOpts::controlling().relay_only(serve.addr()));
-    let mut answerer = chromium(&ChromiumOpts::controlled().relay_only(serve.addr()));
-    let crossed = pair_until_connected(&mut offerer, &mut answerer, SESSION_LIMIT);
+    let mut offerer = chromium(
+        &ChromiumOpts::controlling()
+            .relay_only(serve.addr())
+            .send("from-offerer"),
+    );
+    let mut answerer = chromium(
+        &ChromiumOpts::controlled()
+            .relay_only(serve.addr())
+            .send("from-answerer"),
+    );
+    let got = |p: &LineProcess, text: &str| p.events("data").iter().any(|e| e["data"] == text);
+    let crossed = pair_until(&mut offerer, &mut answerer, SESSION_LIMIT, |a, b| {
+        got(a, "from-answerer") && got(b, "from-offerer")
+    });
     let report = format!(
         "{crossed:?}\n{}\n{}\n--- floe serve\n{}",
         offerer.describe(),
@@ -314,6 +327,7 @@ fn two_chromiums_relay_only_through_floe_serve() {
         // ("in-progress"): an answered check and the nomination are what count.
         assert_eq!(pair[0]["nominated"], true, "{report}");
         assert!(pair[0]["responsesReceived"].as_u64() >= Some(1), "{report}");
+        assert_eq!(pair[0]["dtlsState"], "connected", "{report}");
         selected.push((local, remote));
     }
     assert_eq!(

@@ -29,6 +29,8 @@ pub struct ChromiumOpts {
     pub turn: Option<SocketAddr>,
     /// `iceTransportPolicy: 'relay'`.
     pub relay_only: bool,
+    /// `--send TEXT`: sent on the data channel once it opens (against another Chromium).
+    pub send: Option<String>,
 }
 
 impl ChromiumOpts {
@@ -47,6 +49,11 @@ impl ChromiumOpts {
     pub fn relay_only(mut self, turn: SocketAddr) -> ChromiumOpts {
         self.turn = Some(turn);
         self.relay_only = true;
+        self
+    }
+
+    pub fn send(mut self, text: &str) -> ChromiumOpts {
+        self.send = Some(text.into());
         self
     }
 
@@ -71,14 +78,17 @@ impl ChromiumOpts {
         if self.relay_only {
             cmd.arg("--relay-only");
         }
+        if let Some(text) = &self.send {
+            cmd.args(["--send", text]);
+        }
         cmd
     }
 }
 
-/// How [`pair_until_connected`] ended.
+/// How [`pair_until`] ended.
 #[derive(Debug)]
 pub struct Crossed {
-    /// Both printed `{"event":"connected"}` before either exited or the deadline.
+    /// The condition held before either exited or the deadline.
     pub connected: bool,
     /// Exit statuses; `None` for one still running at the deadline (it was killed).
     pub a: Option<ExitStatus>,
@@ -91,16 +101,28 @@ impl Crossed {
     }
 }
 
-/// Crosses two peers speaking INTEROP.md's JSON lines as `pair_json_lines` does (every
-/// JSON object without `"event"` goes to the other's stdin, as it comes), until both
-/// have printed `{"event":"connected"}`; then closes `b`'s stdin and `a`'s once `b`
-/// has exited, so each exits on its own (`floe ice` without `--send` once connected and stdin is closed; the Chromium
-/// peer after printing its selected pair). Chromium's data channel never opens against
-/// floe ice (no DTLS there), so connectivity is the end, not data.
+/// [`pair_until`] both have printed `{"event":"connected"}`. Chromium's data channel
+/// never opens against floe ice (no DTLS there), so connectivity is the end, not data.
 pub fn pair_until_connected(
     a: &mut LineProcess,
     b: &mut LineProcess,
     timeout: Duration,
+) -> Crossed {
+    pair_until(a, b, timeout, |a, b| {
+        !a.events("connected").is_empty() && !b.events("connected").is_empty()
+    })
+}
+
+/// Crosses two peers speaking INTEROP.md's JSON lines as `pair_json_lines` does (every
+/// JSON object without `"event"` goes to the other's stdin, as it comes), until `done`
+/// holds; then closes `b`'s stdin and `a`'s once `b` has exited, so each exits on its
+/// own (`floe ice` without `--send` once connected and stdin is closed; the Chromium
+/// peer after printing its selected pair).
+pub fn pair_until(
+    a: &mut LineProcess,
+    b: &mut LineProcess,
+    timeout: Duration,
+    done: impl Fn(&LineProcess, &LineProcess) -> bool,
 ) -> Crossed {
     fn forward(from: &mut LineProcess, to: &mut LineProcess) -> bool {
         let mut moved = false;
@@ -121,7 +143,7 @@ pub fn pair_until_connected(
     let mut connected = false;
     while Instant::now() < deadline && !a.is_eof() && !b.is_eof() {
         let moved = forward(a, b) | forward(b, a);
-        if !a.events("connected").is_empty() && !b.events("connected").is_empty() {
+        if done(a, b) {
             connected = true;
             break;
         }

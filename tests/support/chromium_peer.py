@@ -15,6 +15,8 @@ stdout, one JSON object a line (as tests/support/aioice_agent.py):
     {"event": "ice-state", "state": "checking"}                  each iceConnectionState
     {"event": "skipped-candidate", "candidate": "..."}           not on loopback: not sent
     {"event": "connected"}                                       "connected" or "completed"
+    {"event": "channel-open"}                                    the data channel opened
+    {"event": "data", "data": "<text>"}                          a data-channel message
     {"event": "selected-pair", "local": "<candidate>", "remote": "<candidate>", ...}
     {"event": "failed", "reason": "..."}                         then exit status 1
 
@@ -23,6 +25,11 @@ WebRTC does it); --controlled makes it the answerer, so it waits for the remote'
 credentials before it prints its own. stdin: the remote's credentials, candidate and
 end-of-candidates lines, in any order (trickle). Once connected, the script waits for
 stdin to close, then prints Chromium's selected pair (getStats) and exits 0.
+
+The credentials line also carries `"fingerprint"` and `"setup"` (a=fingerprint, a=setup;
+floe ice ignores them). A remote that signals them (another Chromium) gets a real DTLS
+handshake, so the data channel opens and --send TEXT goes over it; against floe ice a
+dummy fingerprint stands in and the data channel never opens.
 
 Loopback only (INTEROP.md). A page without a media permission (this one) makes
 Chromium bind its host sockets to the wildcard address and signal them with the address
@@ -113,9 +120,14 @@ PAGE_SCRIPT = r"""
     }
     if (s === 'failed') out({ event: 'failed', reason: 'iceConnectionState failed' });
   };
+  // Credentials, plus the DTLS fingerprint and role (RFC 8842) for a peer that does
+  // DTLS (another Chromium); floe ice ignores the two extra fields.
+  const attribute = (sdp, name) => new RegExp('^a=' + name + ':(.*)$', 'm').exec(sdp)[1].trim();
   const credentials = (sdp) => ({
-    ufrag: /^a=ice-ufrag:(.*)$/m.exec(sdp)[1].trim(),
-    pwd: /^a=ice-pwd:(.*)$/m.exec(sdp)[1].trim(),
+    ufrag: attribute(sdp, 'ice-ufrag'),
+    pwd: attribute(sdp, 'ice-pwd'),
+    fingerprint: attribute(sdp, 'fingerprint'),
+    setup: attribute(sdp, 'setup'),
   });
   const announce = (sdp) => {
     out(Object.assign(credentials(sdp), { role: cfg.controlling ? 'controlling' : 'controlled' }));
@@ -126,22 +138,32 @@ PAGE_SCRIPT = r"""
     state.early = [];
   };
   // The remote's description: one data-channel m-line (RFC 8841), the remote's ICE
-  // credentials (RFC 8839 §5.4), a dummy fingerprint and the DTLS role (RFC 8842).
+  // credentials (RFC 8839 §5.4), its fingerprint (a dummy one for floe ice) and the DTLS
+  // role (RFC 8842).
   const remoteSdp = (r, setup) => [
     'v=0', 'o=- 4611731400430051336 2 IN IP4 127.0.0.1', 's=-', 't=0 0',
     'a=group:BUNDLE 0', 'a=msid-semantic: WMS',
     'm=application 9 UDP/DTLS/SCTP webrtc-datachannel', 'c=IN IP4 0.0.0.0',
     'a=ice-ufrag:' + r.ufrag, 'a=ice-pwd:' + r.pwd, 'a=ice-options:trickle',
-    'a=fingerprint:sha-256 ' + cfg.fingerprint, 'a=setup:' + setup,
+    'a=fingerprint:' + (r.fingerprint || 'sha-256 ' + cfg.fingerprint), 'a=setup:' + setup,
     'a=mid:0', 'a=sctp-port:5000', 'a=max-message-size:262144', '',
   ].join('\r\n');
   const addRemote = async (c) => {
     if (c === null) await pc.addIceCandidate({ candidate: '', sdpMid: '0', sdpMLineIndex: 0 });
     else await pc.addIceCandidate({ candidate: 'candidate:' + c, sdpMid: '0', sdpMLineIndex: 0 });
   };
+  // The data channel opens only where DTLS completes (against another Chromium).
+  const channel = (dc) => {
+    dc.onopen = () => {
+      out({ event: 'channel-open' });
+      if (cfg.send !== null) dc.send(cfg.send);
+    };
+    dc.onmessage = (e) => out({ event: 'data', data: String(e.data) });
+  };
+  pc.ondatachannel = (e) => channel(e.channel);
   let ready = null;
   if (cfg.controlling) {
-    pc.createDataChannel('floe');
+    channel(pc.createDataChannel('floe'));
     ready = (async () => {
       await pc.setLocalDescription(await pc.createOffer());
       announce(pc.localDescription.sdp);
@@ -156,11 +178,11 @@ PAGE_SCRIPT = r"""
     state.remote = r;
     if (cfg.controlling) {
       await ready;
-      // Our offer said actpass; `active` makes the remote the DTLS client, so Chromium
-      // only waits for a ClientHello and sends no DTLS of its own.
-      await pc.setRemoteDescription({ type: 'answer', sdp: remoteSdp(r, 'active') });
+      // Our offer said actpass; `active` (unless the remote says) makes the remote the
+      // DTLS client, so against floe ice Chromium only waits and sends no DTLS.
+      await pc.setRemoteDescription({ type: 'answer', sdp: remoteSdp(r, r.setup || 'active') });
     } else {
-      await pc.setRemoteDescription({ type: 'offer', sdp: remoteSdp(r, 'actpass') });
+      await pc.setRemoteDescription({ type: 'offer', sdp: remoteSdp(r, r.setup || 'actpass') });
       await pc.setLocalDescription(await pc.createAnswer());
       announce(pc.localDescription.sdp);
     }
@@ -367,6 +389,7 @@ def parse_args():
     p.add_argument("--user")
     p.add_argument("--password")
     p.add_argument("--relay-only", action="store_true", help="iceTransportPolicy 'relay'")
+    p.add_argument("--send", metavar="TEXT", help="send TEXT on the data channel once open")
     p.add_argument("--chromium", default=os.environ.get("FLOE_CHROMIUM", "chromium"))
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     args = p.parse_args()
@@ -459,6 +482,7 @@ def run(args, profile, outcome):
             "iceServers": ice_servers,
             "relayOnly": args.relay_only,
             "fingerprint": DUMMY_FINGERPRINT,
+            "send": args.send,
         }
         page.evaluate(PAGE_SCRIPT.replace("__CONFIG__", json.dumps(config)))
 

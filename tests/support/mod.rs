@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use aioice::{aioice_python, python_command, run_python, AgentOpts, PythonRun};
-pub use chromium::{chromium_binary, pair_until_connected, ChromiumOpts, Crossed};
+pub use chromium::{chromium_binary, pair_until, pair_until_connected, ChromiumOpts, Crossed};
 pub use coturn::{
     rest_api_credentials, turnutils_stunclient, turnutils_uclient, Coturn, CoturnAuth, CoturnOpts,
     CoturnTls, StunclientReport, TurnutilsPeer, Uclient, UclientReport,
