@@ -5,7 +5,8 @@
 //!
 //! floe ice has no DTLS, so against it the end is ICE connectivity: Chromium's
 //! iceConnectionState "connected" and floe's `connected` event, and both sides agree on
-//! the pair (floe's nominated pair is Chromium's selected pair, from getStats).
+//! the pair (Chromium's selected pair, from getStats, is one floe selected). Two
+//! Chromiums relay-only through floe serve go further: DTLS, and data-channel messages.
 
 #[path = "support/mod.rs"]
 mod support;
