@@ -26,6 +26,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod aioice;
+mod chromium;
 mod coturn;
 mod floe_serve;
 mod libnice;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use aioice::{aioice_python, python_command, run_python, AgentOpts, PythonRun};
+pub use chromium::{chromium_binary, pair_until, pair_until_connected, ChromiumOpts, Crossed};
 pub use coturn::{
     rest_api_credentials, turnutils_stunclient, turnutils_uclient, Coturn, CoturnAuth, CoturnOpts,
     CoturnTls, StunclientReport, TurnutilsPeer, Uclient, UclientReport,
@@ -78,6 +80,7 @@ pub const PEERS: &[&str] = &[
     "turnutils_stunclient",
     "aioice",
     "libnice",
+    "chromium",
 ];
 
 /// Whether a peer is installed: a coturn program on `PATH`, or `aioice` importable from
@@ -86,6 +89,7 @@ pub fn peer_available(name: &str) -> bool {
     match name {
         "aioice" => aioice::aioice_importable(),
         "libnice" => libnice::libnice_importable(),
+        "chromium" => chromium::chromium_binary().is_some(),
         program => find_in_path(program).is_some(),
     }
 }
@@ -100,6 +104,10 @@ pub fn install_hint(name: &str) -> &'static str {
         "libnice" => {
             "install libnice's introspection for the system Python: \
              `apt-get install -y gir1.2-nice-0.1 python3-gi`"
+        }
+        "chromium" => {
+            "install Debian's Chromium (or point $FLOE_CHROMIUM at a Chromium binary): \
+             `apt-get install -y chromium`"
         }
         name if name == "turnserver" || name.starts_with("turnutils_") => {
             "install coturn: `apt-get install -y coturn`"
