@@ -168,7 +168,9 @@ start_echo() {
 
 stop_server() {
     [ -n "$SERVER_PID" ] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    # SIGINT, not SIGTERM: floe drains on SIGTERM (waits for allocations to end); both
+    # floe and coturn stop at once on SIGINT.
+    kill -INT "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 1 100); do
         kill -0 "$SERVER_PID" 2>/dev/null || break
         sleep 0.05
