@@ -1,0 +1,278 @@
+use super::*;
+
+#[test]
+fn defaults_follow_the_issue() {
+    let c = ServeConfig::default();
+    assert_eq!(c.listen, vec!["0.0.0.0:3478".parse().unwrap()]);
+    assert_eq!(c.realm, "floe");
+    assert_eq!(c.port_range(), 49152..=65535);
+    assert_eq!(c.max_lifetime(), Duration::from_secs(3600));
+    assert!(c.threads >= 1);
+    assert!(!c.allow_loopback_peers);
+    assert!(c.metrics.is_none());
+    assert!(c.tls_listen().is_empty());
+    // Issue 13: limits on by default where they cost a legitimate client nothing.
+    assert_eq!((c.max_permissions, c.max_channels), (64, 64));
+    assert_eq!((c.max_bps, c.total_bps), (0, 0));
+    assert_eq!(c.unauth_rate, 20);
+    assert_eq!(
+        (
+            c.max_tcp_per_ip,
+            c.max_tcp_connections,
+            c.tcp_message_timeout,
+            c.tcp_write_queue
+        ),
+        (64, 4096, 30, 256 * 1024)
+    );
+    c.validate().unwrap();
+}
+
+#[test]
+fn empty_toml_is_the_default() {
+    assert_eq!(
+        ServeConfig::from_toml_str("").unwrap(),
+        ServeConfig::default()
+    );
+}
+
+#[test]
+fn every_setting_loads_from_toml() {
+    let c = ServeConfig::from_toml_str(
+        r#"
+        listen = ["127.0.0.1:3478", "[::1]:3478"]
+        realm = "example.org"
+        user = ["alice:wonder:land", "bob:builder"]
+        auth-secret = ["s1", "s2"]
+        relay-ip = "127.0.0.1"
+        external-ip = "203.0.113.7"
+        min-port = 50000
+        max-port = 50100
+        allow-loopback-peers = true
+        allow-peer = ["10.1.0.0/16"]
+        deny-peer = ["198.51.100.0/24", "2001:db8::/32"]
+        user-quota = 10
+        total-quota = 1000
+        max-permissions = 32
+        max-channels = 16
+        max-bps = 250000
+        total-bps = 100000000
+        unauth-rate = 50
+        max-lifetime = 1800
+        threads = 2
+        max-tcp-per-ip = 8
+        max-tcp-connections = 100
+        tcp-message-timeout = 5
+        tcp-write-queue = 1048576
+        metrics = "127.0.0.1:9641"
+        admin = "127.0.0.1:9642"
+        admin-token = "t0k"
+        alternate-server = "198.51.100.2:3478"
+        drain-timeout = 120
+        log = "floe=debug,info"
+        tls-cert = "/etc/floe/cert.pem"
+        tls-key = "/etc/floe/key.pem"
+        "#,
+    )
+    .unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.listen.len(), 2);
+    assert_eq!(c.users[0].name, "alice");
+    assert_eq!(c.users[0].password.expose(), "wonder:land");
+    assert_eq!(c.auth_secrets[1].expose(), "s2");
+    assert_eq!(c.port_range(), 50000..=50100);
+    assert!(c.allow_loopback_peers);
+    assert_eq!(c.allow_peers, vec!["10.1.0.0/16".parse().unwrap()]);
+    assert_eq!(c.deny_peers[1].to_string(), "2001:db8::/32");
+    assert_eq!(
+        (c.user_quota, c.total_quota, c.max_lifetime),
+        (10, 1000, 1800)
+    );
+    assert_eq!(
+        (c.max_permissions, c.max_channels, c.unauth_rate),
+        (32, 16, 50)
+    );
+    assert_eq!((c.max_bps, c.total_bps), (250_000, 100_000_000));
+    assert_eq!(c.threads, 2);
+    assert_eq!(
+        (
+            c.max_tcp_per_ip,
+            c.max_tcp_connections,
+            c.tcp_message_timeout,
+            c.tcp_write_queue
+        ),
+        (8, 100, 5, 1 << 20)
+    );
+    assert_eq!(c.metrics, Some("127.0.0.1:9641".parse().unwrap()));
+    assert_eq!(c.admin, Some("127.0.0.1:9642".parse().unwrap()));
+    assert_eq!(c.admin_token.as_ref().map(Secret::expose), Some("t0k"));
+    assert_eq!(
+        c.alternate_server,
+        Some("198.51.100.2:3478".parse().unwrap())
+    );
+    assert_eq!(c.drain_timeout, 120);
+    let empty_token = ServeConfig::from_toml_str("admin-token = \"\"").unwrap();
+    assert!(matches!(
+        empty_token.validate(),
+        Err(ConfigError::EmptyAdminToken)
+    ));
+    assert_eq!(
+        c.tls_listen(),
+        vec![
+            "127.0.0.1:5349".parse::<SocketAddr>().unwrap(),
+            "[::1]:5349".parse().unwrap()
+        ]
+    );
+    let with_port = ServeConfig::from_toml_str(
+        "tls-cert = \"c.pem\"\ntls-key = \"k.pem\"\ntls-listen = [\"127.0.0.1:15349\"]\n",
+    )
+    .unwrap();
+    with_port.validate().unwrap();
+    assert_eq!(
+        with_port.tls_listen(),
+        vec!["127.0.0.1:15349".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        ServeConfig::from_toml_str(&with_port.to_toml().unwrap()).unwrap(),
+        with_port
+    );
+
+    // And back again.
+    let text = c.to_toml().unwrap();
+    assert_eq!(ServeConfig::from_toml_str(&text).unwrap(), c);
+}
+
+#[test]
+fn toml_errors_are_clear() {
+    let err = ServeConfig::from_toml_str("lissten = []").unwrap_err();
+    assert!(err.to_string().contains("lissten"), "{err}");
+    let err = ServeConfig::from_toml_str("deny-peer = [\"10.0.0.0/40\"]").unwrap_err();
+    assert!(err.to_string().contains("10.0.0.0/40"), "{err}");
+    let err = ServeConfig::from_toml_str("user = [\"nocolon\"]").unwrap_err();
+    assert!(err.to_string().contains("NAME:PASS"), "{err}");
+    let err = ServeConfig::from_file(Path::new("/nonexistent/floe.toml")).unwrap_err();
+    assert!(matches!(err, ConfigError::Read { .. }), "{err}");
+}
+
+#[test]
+fn validation_catches_mistakes() {
+    let bad = |f: fn(&mut ServeConfig)| {
+        let mut c = ServeConfig::default();
+        f(&mut c);
+        c.validate().unwrap_err()
+    };
+    assert!(matches!(
+        bad(|c| (c.min_port, c.max_port) = (60000, 50000)),
+        ConfigError::PortRange {
+            min: 60000,
+            max: 50000
+        }
+    ));
+    assert!(matches!(
+        bad(|c| c.min_port = 0),
+        ConfigError::PortRange { .. }
+    ));
+    assert!(matches!(bad(|c| c.listen.clear()), ConfigError::NoListen));
+    assert!(matches!(bad(|c| c.realm.clear()), ConfigError::Realm(0)));
+    assert!(matches!(bad(|c| c.threads = 0), ConfigError::Threads));
+    assert!(matches!(
+        bad(|c| c.max_lifetime = 0),
+        ConfigError::MaxLifetime
+    ));
+    for (f, name) in [
+        (
+            (|c: &mut ServeConfig| c.max_tcp_per_ip = 0) as fn(&mut ServeConfig),
+            "max-tcp-per-ip",
+        ),
+        (|c| c.max_permissions = 0, "max-permissions"),
+        (|c| c.max_channels = 0, "max-channels"),
+        (|c| c.max_tcp_connections = 0, "max-tcp-connections"),
+        (|c| c.tcp_message_timeout = 0, "tcp-message-timeout"),
+        (|c| c.tcp_write_queue = 0, "tcp-write-queue"),
+        (|c| c.tcp_write_queue = 65_536, "tcp-write-queue"),
+    ] {
+        let err = bad(f);
+        assert!(
+            matches!(err, ConfigError::TooSmall { setting, .. } if setting == name),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with(name), "{err}");
+    }
+    let smallest = ServeConfig {
+        tcp_write_queue: MIN_TCP_WRITE_QUEUE,
+        ..ServeConfig::default()
+    };
+    smallest.validate().unwrap();
+    assert!(matches!(
+        bad(|c| c.tls_cert = Some("c.pem".into())),
+        ConfigError::TlsIncomplete
+    ));
+    assert!(matches!(
+        bad(|c| c.tls_listen = vec!["127.0.0.1:5349".parse().unwrap()]),
+        ConfigError::TlsListenWithoutCertificate
+    ));
+    assert!(matches!(
+        bad(|c| c.users = vec!["a:1".parse().unwrap(), "a:2".parse().unwrap()]),
+        ConfigError::DuplicateUser(_)
+    ));
+    assert!(matches!(
+        bad(|c| c.auth_secrets = vec![Secret::new("")]),
+        ConfigError::EmptySecret
+    ));
+    assert!(matches!(
+        bad(|c| c.relay_ip = Some("0.0.0.0".parse().unwrap())),
+        ConfigError::UnusableAddress { .. }
+    ));
+    assert!(matches!(
+        bad(|c| c.log = "floe=loud=yes".into()),
+        ConfigError::LogFilter { .. }
+    ));
+}
+
+#[test]
+fn users_parse_as_name_colon_password() {
+    let u: UserCredential = "alice:p:w".parse().unwrap();
+    assert_eq!((u.name.as_str(), u.password.expose()), ("alice", "p:w"));
+    assert_eq!(
+        "alice".parse::<UserCredential>(),
+        Err(UserCredentialError::MissingColon)
+    );
+    assert_eq!(
+        ":pw".parse::<UserCredential>(),
+        Err(UserCredentialError::EmptyName)
+    );
+    assert_eq!(
+        "alice:".parse::<UserCredential>(),
+        Err(UserCredentialError::EmptyPassword)
+    );
+    // Debug output never shows secrets.
+    assert_eq!(format!("{u:?}"), "alice:***");
+    assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
+}
+
+#[test]
+fn credentials_are_generated_only_when_none_are_configured() {
+    let mut c = ServeConfig::default();
+    let user = c.ensure_credentials().expect("generated");
+    assert_eq!(user.password.expose().len(), GENERATED_PASSWORD_LEN);
+    assert!(user
+        .password
+        .expose()
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric()));
+    assert!(user.name.starts_with("floe-"));
+    assert_eq!(c.users, vec![user.clone()]);
+    c.validate().unwrap();
+    // Once there are credentials, nothing more is generated.
+    assert!(c.ensure_credentials().is_none());
+
+    let mut other = ServeConfig::default();
+    let second = other.ensure_credentials().unwrap();
+    assert_ne!(second.password, user.password);
+
+    let mut with_secret = ServeConfig {
+        auth_secrets: vec![Secret::new("s")],
+        ..ServeConfig::default()
+    };
+    assert!(with_secret.ensure_credentials().is_none());
+    assert!(with_secret.users.is_empty());
+}
