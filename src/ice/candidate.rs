@@ -559,6 +559,22 @@ impl Candidate {
         self
     }
 
+    /// The candidate with `raddr`/`rport` signalled as the unspecified address of its
+    /// family and port 0, as libwebrtc does once host addresses are hidden behind mDNS
+    /// names (draft-ietf-mmusic-mdns-ice-candidates §3.1.2.2: a server-reflexive
+    /// candidate's related address is the host address). Only what is signalled
+    /// changes: the base stays, and ICE does not use the related address.
+    pub fn with_related_address_hidden(mut self) -> Self {
+        if let Some(ip) = self.related_ip {
+            self.related_ip = Some(match ip {
+                IpAddr::V4(_) => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+                IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+            });
+            self.related_port = Some(0);
+        }
+        self
+    }
+
     /// The mDNS name signalled in place of the address, if any.
     pub fn mdns_name(&self) -> Option<&str> {
         self.mdns_name.as_deref()

@@ -310,7 +310,11 @@ impl IceAgent {
             BindingOutcome::Mapped(mapped) => {
                 let s = &self.sockets[self.bindings[i].socket()];
                 let (base, stream, component) = (s.addr, s.stream, s.component);
-                let c = Candidate::server_reflexive(mapped, base, server).with_component(component);
+                let mut c =
+                    Candidate::server_reflexive(mapped, base, server).with_component(component);
+                if self.config.gather.mdns {
+                    c = c.with_related_address_hidden();
+                }
                 self.add_local(stream, c);
             }
             BindingOutcome::Failed { kind, code, reason } => {

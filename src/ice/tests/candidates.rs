@@ -432,3 +432,30 @@ fn chromium_mdns_host_candidates_are_read_once_resolved_and_signalled_with_the_n
     assert!(local.to_sdp().contains(&format!(" {name} 4000 typ host")));
     assert!(!local.to_sdp().contains("192.0.2.5"));
 }
+
+#[test]
+fn hiding_the_related_address_keeps_the_base() {
+    let base = addr("192.168.1.20:50000");
+    let srflx =
+        Candidate::server_reflexive(addr("203.0.113.9:61000"), base, addr("198.51.100.1:3478"));
+    let hidden = srflx.clone().with_related_address_hidden();
+    assert_eq!(hidden.related_address(), Some(addr("0.0.0.0:0")));
+    assert_eq!(hidden.base(), srflx.base());
+    assert!(
+        hidden.to_sdp().ends_with("typ srflx raddr 0.0.0.0 rport 0"),
+        "{hidden}"
+    );
+    assert!(!hidden.to_sdp().contains("192.168.1.20"));
+    let v6 = Candidate::server_reflexive(
+        addr("[2001:db8::9]:61000"),
+        addr("[fd00::20]:50000"),
+        addr("[2001:db8::1]:3478"),
+    );
+    assert_eq!(
+        v6.with_related_address_hidden().related_address(),
+        Some(addr("[::]:0"))
+    );
+    // A host candidate has no related address to hide.
+    let host = Candidate::host(base).with_related_address_hidden();
+    assert_eq!(host.related_address(), None);
+}
