@@ -224,6 +224,11 @@ impl FloeServe {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
     }
 
+    /// Where its admin API listens (started with [`ServeOpts::admin`]).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
