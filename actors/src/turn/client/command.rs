@@ -187,12 +187,13 @@ async fn session(plan: Plan) -> Result<(), String> {
         seen: Seen::default(),
     };
     let result = session.steps(&plan, &mut signals).await;
-    let deleted = session.close().await;
+    let deleted = session.close(&mut signals).await;
     let server = plan.config.server();
     match (result, deleted) {
         (Ok(()), Ok(())) => Ok(()),
         // A signal is how a hold ends.
         (Err(Stop::Signal(_)), Ok(())) if session.seen.holding => Ok(()),
+        (Err(Stop::Signal(_)), Err(e)) if session.seen.holding => Err(format!("{server}: {e}")),
         (Err(Stop::Signal(s)), _) => Err(format!("{server}: interrupted by {s}")),
         (Err(Stop::Failed(e)), _) | (Ok(()), Err(e)) => Err(format!("{server}: {e}")),
         (Err(Stop::Deadline), _) => Err(format!("{server}: timed out")),
@@ -360,11 +361,15 @@ impl Session {
     }
 
     /// RFC 8656 §8.3: deletes the allocation (Refresh with LIFETIME 0) and stops the client.
-    /// Ok once the server confirmed the deletion or there was nothing to delete.
-    async fn close(&mut self) -> Result<(), String> {
-        let closed = tokio::time::timeout(SERVER_BACKSTOP, self.client.close()).await;
+    /// Ok once the server confirmed the deletion or there was nothing to delete. Another
+    /// signal meanwhile gives up waiting for the server.
+    async fn close(&mut self, signals: &mut ShutdownSignals) -> Result<(), String> {
+        let closed = tokio::select! {
+            r = tokio::time::timeout(SERVER_BACKSTOP, self.client.close()) => r.is_ok(),
+            s = signals.recv() => return Err(format!("deleting the allocation: interrupted by {s}")),
+        };
         let mut events = self.events.take().expect("subscribed");
-        if closed.is_err() {
+        if !closed {
             return Err("deleting the allocation: no answer".into());
         }
         // Everything the client published before Closed is queued already.
