@@ -28,6 +28,9 @@ pub enum Command {
     Stun(StunArgs),
     /// Run one ICE agent (RFC 8445) speaking INTEROP.md's JSON lines on stdin and stdout.
     Ice(IceArgs),
+    /// Allocate on a TURN server (RFC 8656), print the relayed address, optionally relay
+    /// TEXT to a peer and back, hold the allocation, then delete it.
+    Turn(TurnArgs),
 }
 
 /// `floe stun HOST:PORT`: one Binding transaction, retransmitted over UDP as RFC 8489
@@ -312,6 +315,66 @@ pub struct IceArgs {
     /// RFC 7675 §5.1: consent is lost after this many seconds without a response [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub consent_timeout: Option<f64>,
+    /// Log filter for stderr [default: warn]
+    #[arg(long, value_name = "LEVEL")]
+    pub log: Option<String>,
+}
+
+/// `floe turn`: a TURN client on the command line, as `turnutils_uclient` is to coturn
+/// (see [`crate::turn::client::command`]).
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("transport").args(["tcp", "tls"])))]
+pub struct TurnArgs {
+    /// The TURN server (a name or an IP, and a port)
+    #[arg(long, value_name = "HOST:PORT")]
+    pub server: String,
+    /// TURN username (long-term credentials)
+    #[arg(long, value_name = "U")]
+    pub user: String,
+    /// TURN password
+    #[arg(long, value_name = "P")]
+    pub password: String,
+    /// Reach the server over TCP instead of UDP
+    #[arg(long)]
+    pub tcp: bool,
+    /// Reach the server over TLS (RFC 8656 §3.1), verified against the system's CAs
+    #[arg(long)]
+    pub tls: bool,
+    /// Name to verify the certificate against, sent as SNI [default: HOST of --server if a name, else its IP]
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub tls_name: Option<String>,
+    /// Trust the CA certificates in this PEM file instead of the system's
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls",
+        conflicts_with = "insecure"
+    )]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate: the server is NOT authenticated (self-signed test servers only)
+    #[arg(long, requires = "tls")]
+    pub insecure: bool,
+    /// Peer to create a permission and bind a channel to (RFC 8656 §9, §12)
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub peer: Option<String>,
+    /// Send TEXT to the peer through the channel and print what comes back
+    #[arg(long, value_name = "TEXT", requires = "peer")]
+    pub send: Option<String>,
+    /// Seconds to wait for the peer's answer to --send [default: 10]
+    #[arg(long, value_name = "SECONDS", requires = "send", value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: Option<u64>,
+    /// Keep the allocation (refreshed) this many seconds, 0 = until SIGINT or SIGTERM; then delete it
+    #[arg(long, value_name = "SECONDS")]
+    pub hold: Option<u64>,
+    /// Allocation lifetime to ask for, in seconds (RFC 8656 §7.1) [default: 600]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub lifetime: Option<u32>,
+    /// Initial retransmission timeout over UDP in milliseconds (RFC 8489 §6.2.1) [default: 500]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub rto: Option<u64>,
+    /// Print one JSON object a line instead of `KEY VALUE` lines
+    #[arg(long)]
+    pub json: bool,
     /// Log filter for stderr [default: warn]
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,

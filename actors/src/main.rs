@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve(&args),
         Command::Stun(args) => stun(&args),
         Command::Ice(args) => floe_actors::ice::command::run(&args),
+        Command::Turn(args) => floe_actors::turn::client::command::run(&args),
     }
 }
 

@@ -251,6 +251,11 @@ impl LineProcess {
         })
     }
 
+    /// Its process id (to send it a signal).
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Writes one line to its stdin.
     pub fn send_line(&mut self, line: &str) -> io::Result<()> {
         let stdin = self

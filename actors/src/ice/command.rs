@@ -1,4 +1,4 @@
-//! `floe ice`: one [`IceAgent`] speaking INTEROP.md's JSON-lines protocol.
+//! `floe ice`: one [`IceAgent`](crate::ice::IceAgent) speaking INTEROP.md's JSON-lines protocol.
 //!
 //! stdout, one JSON object a line (the signalling lines have no `"event"` key):
 //!

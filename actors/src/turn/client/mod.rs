@@ -30,8 +30,11 @@
 //! The session's events are the core's [`ClientEvent`]s, passed on as they are inside
 //! [`TurnClientEvent::Session`]; the actor adds only what it alone knows: a lost connection
 //! and its own end. Likewise [`TurnClientConfig`] embeds the core's [`ClientConfig`].
+//!
+//! [`command`] is `floe turn`, a TURN client on the command line built on this actor.
 
 mod actor;
+pub mod command;
 mod config;
 mod event;
 mod handle;
