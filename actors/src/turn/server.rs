@@ -215,11 +215,9 @@ impl TurnServer {
     ) -> Result<ServerHandle, String> {
         let mut tls = config.tls_listen();
         let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) if !tls.is_empty() => {
-                Some(SharedAcceptor::new(
-                    crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?,
-                ))
-            }
+            (Some(cert), Some(key)) if !tls.is_empty() => Some(SharedAcceptor::new(
+                crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?,
+            )),
             _ => None,
         };
         let mut core = core_config(config);
