@@ -153,7 +153,7 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
-    /// Serve the admin HTTP API (/healthz, /readyz, /metrics, /sessions, /drain) on ADDR:PORT
+    /// Serve the admin HTTP API (/healthz, /readyz, /metrics, /sessions, /drain, /reload) on ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin: Option<SocketAddr>,
     /// Bearer token the admin API requires (all paths but /healthz and /readyz)

@@ -7,7 +7,7 @@
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
 //! - [`host_addrs`]: the host's addresses, which the peer policy refuses as peers;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
-//! - [`admin`]: the admin HTTP API (health, readiness, sessions, drain);
+//! - [`admin`]: the admin HTTP API (health, readiness, sessions, drain, reload);
 //! - [`shutdown`]: SIGINT/SIGTERM/SIGHUP; [`logging`]: the tracing subscriber;
 //! - [`reload`]: live reload of the configuration (SIGHUP, `POST /reload`);
 //! - [`serve`]: what `floe serve` runs with its [`config::ServeConfig`];
