@@ -1,6 +1,6 @@
 //! The admin HTTP API of `floe serve` (`--admin ADDR:PORT`): health and readiness for
 //! orchestrators, the Prometheus metrics, the allocations (`/sessions`) and ending them,
-//! and draining.
+//! draining, and reloading the configuration.
 //!
 //! | request | answer |
 //! |---|---|
@@ -11,6 +11,7 @@
 //! | `DELETE /sessions/{id}` | ends that allocation (404 if there is none) |
 //! | `DELETE /sessions?user=NAME` | ends that user's allocations |
 //! | `POST /drain` | starts draining (202) |
+//! | `POST /reload` | reloads the configuration (200), or says why not (400) |
 //!
 //! With a token (`--admin-token`), every path but `/healthz` and `/readyz` needs
 //! `Authorization: Bearer TOKEN` (401 without): probes stay simple, and what reads or
@@ -28,6 +29,7 @@ use tokio::sync::Notify;
 use crate::config::Secret;
 use crate::http::{read_request, Request, Response, JSON};
 use crate::metrics::Metrics;
+use crate::reload::Reloader;
 use crate::turn::{ServerHandle, SessionFilter, SessionId};
 
 /// Time a client has to send its request and read the answer.
@@ -85,6 +87,8 @@ pub struct AdminState {
     pub token: Option<Secret>,
     /// Pulled by `POST /drain`.
     pub drain: DrainSwitch,
+    /// What `POST /reload` runs; without it, the path is a 404.
+    pub reload: Option<Reloader>,
 }
 
 /// Why the admin API could not start.
@@ -257,6 +261,20 @@ async fn answer(req: &Request, state: &AdminState) -> Response {
             )
         }
         (_, "/drain") => method_not_allowed("POST"),
+        ("POST", "/reload") if state.reload.is_some() => {
+            let reloader = state.reload.as_ref().expect("checked");
+            match reloader.reload().await {
+                Ok(report) => json(
+                    "200 OK",
+                    &serde_json::json!({ "reloaded": true, "allocations": report.allocations, "kept": report.kept }),
+                ),
+                Err(e) => json(
+                    "400 Bad Request",
+                    &serde_json::json!({ "reloaded": false, "error": e.to_string() }),
+                ),
+            }
+        }
+        (_, "/reload") if state.reload.is_some() => method_not_allowed("POST"),
         (_, p) if p.starts_with("/sessions/") => {
             if method != "DELETE" {
                 return method_not_allowed("DELETE");
@@ -271,7 +289,7 @@ async fn answer(req: &Request, state: &AdminState) -> Response {
         }
         _ => Response::text(
             "404 Not Found",
-            "not found; try /healthz, /readyz, /metrics, /sessions, /drain\n",
+            "not found; try /healthz, /readyz, /metrics, /sessions, /drain, /reload\n",
         ),
     }
 }

@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// Shared secret of the TURN REST API, as coturn's use-auth-secret (repeatable)
     #[arg(long = "auth-secret", value_name = "S")]
     pub auth_secrets: Vec<Secret>,
+    /// Seconds an auth secret taken out by a reload stays valid [default: 3600]
+    #[arg(long, value_name = "S")]
+    pub secret_grace: Option<u64>,
     /// IP the relay sockets bind to [default: the listen IP]
     #[arg(long, value_name = "IP")]
     pub relay_ip: Option<IpAddr>,
@@ -153,7 +156,7 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics
     #[arg(long, value_name = "ADDR:PORT")]
     pub metrics: Option<SocketAddr>,
-    /// Serve the admin HTTP API (/healthz, /readyz, /metrics, /sessions, /drain) on ADDR:PORT
+    /// Serve the admin HTTP API (/healthz, /readyz, /metrics, /sessions, /drain, /reload) on ADDR:PORT
     #[arg(long, value_name = "ADDR:PORT")]
     pub admin: Option<SocketAddr>,
     /// Bearer token the admin API requires (all paths but /healthz and /readyz)
@@ -217,6 +220,7 @@ impl ServeArgs {
         set(&mut config.realm, &self.realm);
         replace(&mut config.users, &self.users);
         replace(&mut config.auth_secrets, &self.auth_secrets);
+        set(&mut config.secret_grace, &self.secret_grace);
         set_opt(&mut config.relay_ip, &self.relay_ip);
         set_opt(&mut config.external_ip, &self.external_ip);
         set(&mut config.min_port, &self.min_port);
@@ -413,6 +417,7 @@ mod tests {
             "realm",
             "user",
             "auth-secret",
+            "secret-grace",
             "relay-ip",
             "external-ip",
             "min-port",
@@ -516,6 +521,7 @@ mod tests {
             "--user=alice:pw",
             "--user=bob:pw2",
             "--auth-secret=s1",
+            "--secret-grace=60",
             "--relay-ip=127.0.0.1",
             "--external-ip=203.0.113.7",
             "--min-port=40000",
@@ -553,6 +559,7 @@ mod tests {
         assert_eq!(config.realm, "example.org");
         assert_eq!(config.users.len(), 2);
         assert_eq!(config.auth_secrets, vec![Secret::new("s1")]);
+        assert_eq!(config.secret_grace, 60);
         assert_eq!(config.relay_ip, Some("127.0.0.1".parse().unwrap()));
         assert_eq!(config.external_ip, Some("203.0.113.7".parse().unwrap()));
         assert_eq!(config.port_range(), 40000..=40100);

@@ -7,8 +7,9 @@
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
 //! - [`host_addrs`]: the host's addresses, which the peer policy refuses as peers;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
-//! - [`admin`]: the admin HTTP API (health, readiness, sessions, drain);
-//! - [`shutdown`]: SIGINT/SIGTERM; [`logging`]: the tracing subscriber;
+//! - [`admin`]: the admin HTTP API (health, readiness, sessions, drain, reload);
+//! - [`shutdown`]: SIGINT/SIGTERM/SIGHUP; [`logging`]: the tracing subscriber;
+//! - [`reload`]: live reload of the configuration (SIGHUP, `POST /reload`);
 //! - [`serve`]: what `floe serve` runs with its [`config::ServeConfig`];
 //! - [`ice`]: the ICE agent (RFC 8445) as an `IceAgent` actor driving the core `floe::ice::Agent`.
 //!
@@ -25,6 +26,7 @@ mod http;
 pub mod ice;
 pub mod logging;
 pub mod metrics;
+pub mod reload;
 pub mod serve;
 pub mod shutdown;
 pub mod tcp;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use floe_actors::cli::{Cli, Command, ServeArgs, StunArgs};
 use floe_actors::logging::init_logging;
+use floe_actors::reload::ConfigSource;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -51,13 +52,16 @@ fn serve(args: &ServeArgs) -> ExitCode {
         eprintln!("floe serve: {e}");
         return ExitCode::from(2);
     }
-    if let Some(user) = config.ensure_credentials() {
+    let generated = config.ensure_credentials();
+    if let Some(user) = &generated {
         // Printed once, on stdout, not logged.
         println!("floe: no --user or --auth-secret given; generated a TURN user for this run:");
         println!("  user:     {}", user.name);
         println!("  password: {}", user.password.expose());
     }
-    match actix_rt::System::new().block_on(floe_actors::serve::run(config)) {
+    // A reload reads the --config file again and lays the same flags over it.
+    let source = ConfigSource::from_args(args.clone(), generated);
+    match actix_rt::System::new().block_on(floe_actors::serve::run_reloadable(config, source)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");

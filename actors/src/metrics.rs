@@ -56,6 +56,8 @@ struct Counters {
     tcp_closed_timeout: AtomicU64,
     tcp_dropped_messages: AtomicU64,
     tcp_dropped_bytes: AtomicU64,
+    /// Configuration reloads: applied, rejected.
+    config_reloads: [AtomicU64; 2],
 }
 
 /// The counters at one moment.
@@ -107,6 +109,8 @@ pub struct MetricsSnapshot {
     pub tcp_dropped_messages: u64,
     /// Bytes of those messages.
     pub tcp_dropped_bytes: u64,
+    /// Configuration reloads applied, and rejected.
+    pub config_reloads: [u64; 2],
 }
 
 impl MetricsSnapshot {
@@ -240,6 +244,11 @@ impl Metrics {
         add(&self.inner.tcp_dropped_bytes, bytes);
     }
 
+    /// A configuration reload was applied (`ok`) or rejected.
+    pub fn config_reload(&self, ok: bool) {
+        add(&self.inner.config_reloads[usize::from(!ok)], 1);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let c = &*self.inner;
@@ -267,6 +276,7 @@ impl Metrics {
             tcp_closed_timeout: get(&c.tcp_closed_timeout),
             tcp_dropped_messages: get(&c.tcp_dropped_messages),
             tcp_dropped_bytes: get(&c.tcp_dropped_bytes),
+            config_reloads: [get(&c.config_reloads[0]), get(&c.config_reloads[1])],
         }
     }
 
@@ -420,6 +430,15 @@ impl Metrics {
             "counter",
             "Bytes of the messages for TCP and TLS clients dropped because the write queue was full.",
             &[("", s.tcp_dropped_bytes)],
+        );
+        family(
+            "config_reloads_total",
+            "counter",
+            "Configuration reloads (SIGHUP, POST /reload), by result.",
+            &[
+                (r#"{result="ok"}"#, s.config_reloads[0]),
+                (r#"{result="error"}"#, s.config_reloads[1]),
+            ],
         );
         out
     }
@@ -627,6 +646,18 @@ mod tests {
         assert_eq!((s.tcp_refused_per_ip, s.tcp_refused_total), (1, 1));
         assert_eq!((s.tcp_closed_not_stun, s.tcp_closed_timeout), (1, 2));
         assert_eq!((s.tcp_dropped_messages, s.tcp_dropped_bytes), (2, 2000));
+    }
+
+    #[test]
+    fn config_reloads_are_counted_by_result() {
+        let m = Metrics::new();
+        m.config_reload(true);
+        m.config_reload(false);
+        m.config_reload(false);
+        assert_eq!(m.snapshot().config_reloads, [1, 2]);
+        let samples = parse_prometheus(&m.render_prometheus());
+        assert_eq!(samples[r#"floe_config_reloads_total{result="ok"}"#], 1);
+        assert_eq!(samples[r#"floe_config_reloads_total{result="error"}"#], 2);
     }
 
     #[test]

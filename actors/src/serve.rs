@@ -7,13 +7,15 @@
 //!   or 300 Try Alternate with `alternate-server`), `/readyz` answers 503, existing
 //!   allocations carry on; the process exits when none remain or after `drain-timeout`
 //!   seconds (deleting the rest). A SIGINT or a second SIGTERM while draining stops at once.
+//! - SIGHUP, or `POST /reload`, reloads the configuration (see [`reload`](crate::reload)).
 
 use std::time::Duration;
 
 use crate::admin::{AdminError, AdminServer, AdminState, DrainSwitch};
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, MetricsError, MetricsServer};
-use crate::shutdown::{ShutdownError, ShutdownSignal, ShutdownSignals};
+use crate::reload::{ConfigSource, Reloader};
+use crate::shutdown::{HangupSignal, ShutdownError, ShutdownSignal, ShutdownSignals};
 use crate::turn::{ServerHandle, TurnServer};
 
 /// How often a drain looks whether allocations remain.
@@ -39,10 +41,19 @@ pub enum ServeError {
 
 /// Runs the server with `config` (already validated, credentials ensured) on the current
 /// actix-rt System until SIGINT, or until a drain (SIGTERM, `POST /drain`) ends; then
-/// deletes the remaining allocations cleanly and returns `Ok`.
+/// deletes the remaining allocations cleanly and returns `Ok`. A reload applies `config`
+/// again: see [`run_reloadable`] to read a file.
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
-    // Install the handlers first: a signal during start-up then still stops cleanly.
+    let same = config.clone();
+    run_reloadable(config, ConfigSource::new(move || Ok(same.clone()), None)).await
+}
+
+/// As [`run`]; SIGHUP and `POST /reload` apply what `source` gives then.
+pub async fn run_reloadable(config: ServeConfig, source: ConfigSource) -> Result<(), ServeError> {
+    // Install the handlers first: a signal during start-up then still stops cleanly, and
+    // a SIGHUP waits for the server.
     let mut signals = ShutdownSignals::new()?;
+    let mut hangup = HangupSignal::new()?;
     let metrics = Metrics::new();
     let _metrics_server = match config.metrics {
         Some(addr) => {
@@ -61,6 +72,17 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     for addr in server.tls_local_addrs() {
         tracing::info!(%addr, "serving STUN and TURN over TLS");
     }
+    let reloader = Reloader::new(source, server.clone(), metrics.clone(), config.clone());
+    let hangups = {
+        let reloader = reloader.clone();
+        tokio::spawn(async move {
+            loop {
+                hangup.recv().await;
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = reloader.reload().await;
+            }
+        })
+    };
     let drain = DrainSwitch::new();
     let _admin_server = match config.admin {
         Some(addr) => {
@@ -69,6 +91,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
                 metrics,
                 token: config.admin_token.clone(),
                 drain: drain.clone(),
+                reload: Some(reloader),
             };
             let admin = AdminServer::start(addr, state)?;
             tracing::info!(addr = %admin.local_addr(), token = config.admin_token.is_some(), "serving the admin API");
@@ -101,6 +124,7 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
         )
         .await;
     }
+    hangups.abort();
     tracing::info!("shutting down: no new allocations, deleting the current ones");
     let deleted = server.shutdown().await;
     tracing::info!(deleted, "stopped");

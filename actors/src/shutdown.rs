@@ -1,7 +1,8 @@
-//! SIGINT and SIGTERM for the actix-rt (tokio) runtime.
+//! SIGINT and SIGTERM for the actix-rt (tokio) runtime, and SIGHUP (reload).
 //!
-//! Create [`ShutdownSignals`] early: the handlers are installed when it is created, and
-//! from then on the signals no longer kill the process but wake [`ShutdownSignals::recv`].
+//! Create [`ShutdownSignals`] and [`HangupSignal`] early: the handlers are installed when
+//! they are created, and from then on the signals no longer kill the process but wake
+//! their `recv`.
 
 use std::io;
 
@@ -30,6 +31,9 @@ pub enum ShutdownError {
     /// Signal handling runs on the tokio runtime of the calling thread; there was none.
     #[error("no tokio runtime on this thread: install signal handlers inside an actix-rt System")]
     NoRuntime,
+    /// The OS refused the SIGHUP handler.
+    #[error("cannot install the SIGHUP handler: {0}")]
+    InstallHangup(io::Error),
     /// The OS refused the handler.
     #[error("cannot install the {signal} handler: {source}")]
     Install {
@@ -92,6 +96,39 @@ impl ShutdownSignals {
     }
 }
 
+/// An installed SIGHUP handler: the signal asks `floe serve` to reload its configuration.
+#[derive(Debug)]
+pub struct HangupSignal {
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl HangupSignal {
+    /// Installs the handler on the current runtime.
+    pub fn new() -> Result<Self, ShutdownError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ShutdownError::NoRuntime);
+        }
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let hangup = signal(SignalKind::hangup()).map_err(ShutdownError::InstallHangup)?;
+            Ok(HangupSignal { hangup })
+        }
+        #[cfg(not(unix))]
+        Ok(HangupSignal {})
+    }
+
+    /// Waits for the next SIGHUP (for ever where there is none).
+    pub async fn recv(&mut self) {
+        #[cfg(unix)]
+        if self.hangup.recv().await.is_some() {
+            return;
+        }
+        std::future::pending::<()>().await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +155,16 @@ mod tests {
             .unwrap();
         assert_eq!(got, ShutdownSignal::Interrupt);
         assert_eq!(got.to_string(), "SIGINT");
+    }
+
+    #[cfg(unix)]
+    #[actix_rt::test]
+    async fn sighup_is_reported() {
+        let mut hangup = HangupSignal::new().unwrap();
+        raise(nix::sys::signal::Signal::SIGHUP);
+        tokio::time::timeout(Duration::from_secs(5), hangup.recv())
+            .await
+            .unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! still speak 1.2).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::pki_types::pem::{self, PemObject};
@@ -89,6 +89,28 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerC
 /// Loads the certificate and key as [`load_server_config`] and wraps them in an acceptor.
 pub fn load_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     load_server_config(cert, key).map(TlsAcceptor::from)
+}
+
+/// A TLS acceptor that a reload may replace: connections accepted from then on get the
+/// new certificate, those open keep theirs.
+#[derive(Clone)]
+pub struct SharedAcceptor(Arc<RwLock<TlsAcceptor>>);
+
+impl SharedAcceptor {
+    /// Shares `acceptor`.
+    pub fn new(acceptor: TlsAcceptor) -> Self {
+        SharedAcceptor(Arc::new(RwLock::new(acceptor)))
+    }
+
+    /// The acceptor for the next connection.
+    pub fn current(&self) -> TlsAcceptor {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the acceptor for the connections to come.
+    pub fn replace(&self, acceptor: TlsAcceptor) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = acceptor;
+    }
 }
 
 /// Runs the server side of the handshake on an accepted connection, giving up after

@@ -1,6 +1,6 @@
 //! `ServeConfig`: every setting of `floe serve`, from TOML, from flags, or built in code.
 //!
-//! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `relay-ip`,
+//! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `secret-grace`, `relay-ip`,
 //! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
 //! `user-quota`, `total-quota`, `max-permissions`, `max-channels`, `max-bps`, `total-bps`,
 //! `unauth-rate`, `max-lifetime`, `threads`, `rx-coalesce-us`, `max-tcp-per-ip`,
@@ -49,6 +49,8 @@ pub const DEFAULT_MAX_TCP_CONNECTIONS: u32 = 4096;
 pub const DEFAULT_TCP_MESSAGE_TIMEOUT: u32 = 30;
 /// Default `tcp-write-queue`, in bytes.
 pub const DEFAULT_TCP_WRITE_QUEUE: u32 = 256 * 1024;
+/// Default `secret-grace`, in seconds.
+pub const DEFAULT_SECRET_GRACE: u64 = 3600;
 /// The smallest `tcp-write-queue`: one message of the largest size (RFC 8489 §5).
 pub const MIN_TCP_WRITE_QUEUE: u32 = floe::framing::MAX_FRAME_LEN as u32;
 
@@ -69,6 +71,9 @@ pub struct ServeConfig {
     /// allow rotation.
     #[serde(rename = "auth-secret")]
     pub auth_secrets: Vec<Secret>,
+    /// Seconds an auth secret taken out by a reload stays valid, so that credentials
+    /// minted with it keep working. Default 3600.
+    pub secret_grace: u64,
     /// The IP relay sockets bind to; default: the listen address's IP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_ip: Option<IpAddr>,
@@ -168,6 +173,7 @@ impl Default for ServeConfig {
             realm: "floe".to_owned(),
             users: Vec::new(),
             auth_secrets: Vec::new(),
+            secret_grace: DEFAULT_SECRET_GRACE,
             relay_ip: None,
             external_ip: None,
             min_port: 49152,

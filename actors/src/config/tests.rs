@@ -15,6 +15,7 @@ fn defaults_follow_the_issue() {
     assert_eq!((c.max_permissions, c.max_channels), (64, 64));
     assert_eq!((c.max_bps, c.total_bps), (0, 0));
     assert_eq!(c.unauth_rate, 20);
+    assert_eq!(c.secret_grace, 3600);
     assert_eq!(
         (
             c.max_tcp_per_ip,
@@ -43,6 +44,7 @@ fn every_setting_loads_from_toml() {
         realm = "example.org"
         user = ["alice:wonder:land", "bob:builder"]
         auth-secret = ["s1", "s2"]
+        secret-grace = 600
         relay-ip = "127.0.0.1"
         external-ip = "203.0.113.7"
         min-port = 50000
@@ -79,6 +81,7 @@ fn every_setting_loads_from_toml() {
     assert_eq!(c.users[0].name, "alice");
     assert_eq!(c.users[0].password.expose(), "wonder:land");
     assert_eq!(c.auth_secrets[1].expose(), "s2");
+    assert_eq!(c.secret_grace, 600);
     assert_eq!(c.port_range(), 50000..=50100);
     assert!(c.allow_loopback_peers);
     assert_eq!(c.allow_peers, vec!["10.1.0.0/16".parse().unwrap()]);

@@ -25,6 +25,11 @@ impl BandwidthCap {
         }
     }
 
+    /// The rate in bytes a second; 0 is no limit.
+    pub(crate) fn rate(&self) -> u64 {
+        self.rate
+    }
+
     /// Takes `len` bytes if the share holds them; false (nothing taken) if not.
     #[inline]
     pub(crate) fn take(&mut self, now: Instant, len: usize) -> bool {

@@ -3,6 +3,9 @@
 //! RESERVATION-TOKEN counts as an allocation of the user who reserved it until it is
 //! redeemed (then it is the redeemer's) or expires: reservations cannot get around the
 //! quotas to take the relay range or the file descriptors.
+//!
+//! A reload may change the limits ([`Quotas::set_limits`]): allocations held beyond a
+//! lowered quota stay, and new ones are refused until enough have ended.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,8 +14,8 @@ use std::sync::Mutex;
 /// Allocations per user and in all, counted across threads.
 #[derive(Debug, Default)]
 pub(crate) struct Quotas {
-    user_quota: u32,
-    total_quota: u32,
+    user_quota: AtomicU32,
+    total_quota: AtomicU32,
     total: AtomicU32,
     per_user: Mutex<HashMap<String, u32>>,
 }
@@ -21,10 +24,18 @@ impl Quotas {
     /// Limits of `user_quota` per user and `total_quota` in all; 0 is no limit.
     pub(crate) fn new(user_quota: u32, total_quota: u32) -> Self {
         Quotas {
-            user_quota,
-            total_quota,
+            user_quota: AtomicU32::new(user_quota),
+            total_quota: AtomicU32::new(total_quota),
             ..Quotas::default()
         }
+    }
+
+    /// New limits for the allocations taken from now on.
+    pub(crate) fn set_limits(&self, user_quota: u32, total_quota: u32) {
+        // Under the lock: an `acquire` sees both limits of one reload.
+        let _per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
+        self.user_quota.store(user_quota, Ordering::Relaxed);
+        self.total_quota.store(total_quota, Ordering::Relaxed);
     }
 
     /// Takes `n` allocations for `user` (2: one and a reserved port), all or none;
@@ -33,8 +44,9 @@ impl Quotas {
         let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
         let held = per_user.get(user).copied().unwrap_or(0);
         let total = self.total.load(Ordering::Relaxed);
-        if (self.user_quota > 0 && held + n > self.user_quota)
-            || (self.total_quota > 0 && total + n > self.total_quota)
+        let user_quota = self.user_quota.load(Ordering::Relaxed);
+        let total_quota = self.total_quota.load(Ordering::Relaxed);
+        if (user_quota > 0 && held + n > user_quota) || (total_quota > 0 && total + n > total_quota)
         {
             return false;
         }
@@ -51,7 +63,8 @@ impl Quotas {
         }
         let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
         let held = per_user.get(to).copied().unwrap_or(0);
-        if self.user_quota > 0 && held >= self.user_quota {
+        let user_quota = self.user_quota.load(Ordering::Relaxed);
+        if user_quota > 0 && held >= user_quota {
             return false;
         }
         per_user.insert(to.to_owned(), held + 1);
@@ -120,5 +133,21 @@ mod tests {
         q.release("bob");
         assert_eq!(q.total(), 2);
         assert!(q.transfer("bob", "bob"));
+    }
+
+    #[test]
+    fn lowered_limits_keep_what_is_held_and_refuse_new_allocations() {
+        let q = Quotas::new(3, 0);
+        assert!(q.acquire("bob", 1) && q.acquire("bob", 1));
+        q.set_limits(1, 0);
+        assert!(!q.acquire("bob", 1), "bob holds 2, more than the new quota");
+        q.release("bob");
+        assert!(!q.acquire("bob", 1), "still at the quota");
+        q.release("bob");
+        assert!(q.acquire("bob", 1));
+        q.set_limits(0, 1);
+        assert!(!q.acquire("alice", 1), "the new total quota");
+        q.set_limits(0, 0);
+        assert!(q.acquire("alice", 1));
     }
 }

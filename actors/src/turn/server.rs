@@ -15,14 +15,15 @@ use super::binder::ParkedRelays;
 use super::quota::Quotas;
 use super::sessions::{Session, SessionFilter};
 use super::supervisor::{
-    AllocationSupervisor, BoundShard, InjectFault, OperatorRequest, ShardAnswer, ShutdownShard,
-    StartShard,
+    AllocationSupervisor, BoundShard, InjectFault, OperatorRequest, Reconfigure, ShardAnswer,
+    ShutdownShard, StartShard,
 };
 use super::tcp_limits::{ConnectionCaps, TcpLimits};
 use super::{EventSink, Fault, TurnEvent};
 use crate::config::ServeConfig;
 use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
 use crate::metrics::Metrics;
+use crate::tls::SharedAcceptor;
 
 /// The IPv4 address relays use when none is configured: the listen address if it is
 /// specific, else the source address the kernel would route public traffic from
@@ -132,6 +133,14 @@ pub fn core_config_with(
     c
 }
 
+/// Each Arbiter's even share of `total-bps`, at least a byte a second when limited.
+fn total_bps_share(config: &ServeConfig) -> u64 {
+    match config.total_bps {
+        0 => 0,
+        total => (total / config.threads.max(1) as u64).max(1),
+    }
+}
+
 /// The TURN server: one Arbiter and supervisor per thread.
 pub struct TurnServer {
     supervisors: Vec<Addr<AllocationSupervisor>>,
@@ -149,6 +158,8 @@ pub struct ServerHandle {
     tls_local_addrs: Vec<SocketAddr>,
     metrics: Metrics,
     wanted: Arc<AtomicBool>,
+    quotas: Arc<Quotas>,
+    tls_acceptor: Option<SharedAcceptor>,
 }
 
 #[derive(Message)]
@@ -204,9 +215,9 @@ impl TurnServer {
     ) -> Result<ServerHandle, String> {
         let mut tls = config.tls_listen();
         let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) if !tls.is_empty() => {
-                Some(crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?)
-            }
+            (Some(cert), Some(key)) if !tls.is_empty() => Some(SharedAcceptor::new(
+                crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?,
+            )),
             _ => None,
         };
         let mut core = core_config(config);
@@ -247,11 +258,7 @@ impl TurnServer {
                     tls: tls.clone(),
                     tls_acceptor: tls_acceptor.clone(),
                     coalesce: Duration::from_micros(config.rx_coalesce_us.into()),
-                    // An even share each, at least a byte a second when limited.
-                    total_bps_share: match config.total_bps {
-                        0 => 0,
-                        total => (total / config.threads.max(1) as u64).max(1),
-                    },
+                    total_bps_share: total_bps_share(config),
                     tcp_limits,
                     tcp_caps: tcp_caps.clone(),
                 })
@@ -274,6 +281,8 @@ impl TurnServer {
             tls_local_addrs: tls,
             metrics,
             wanted,
+            quotas,
+            tls_acceptor,
         })
     }
 }
@@ -347,6 +356,38 @@ impl ServerHandle {
     /// How many allocations exist.
     pub async fn allocation_count(&self) -> usize {
         count(self.operator(OperatorRequest::Count).await)
+    }
+
+    /// A reload: takes on the users, auth secrets (one taken out stays valid for
+    /// `secret-grace` seconds), peer policy, quotas and limits of `config`, and re-reads
+    /// the TLS certificate and key when TLS is on. Settings fixed at start (addresses,
+    /// ports, threads ...) are read from `config` too, so give it those of the running
+    /// server; lifetimes tuned through [`TurnServer::start_with`] become `config`'s.
+    /// Allocations carry on. On an error (the TLS files) nothing changes. Returns how
+    /// many allocations exist.
+    pub async fn reconfigure(&self, config: &ServeConfig) -> Result<usize, String> {
+        let acceptor = match (&self.tls_acceptor, &config.tls_cert, &config.tls_key) {
+            (Some(_), Some(cert), Some(key)) => {
+                Some(crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?)
+            }
+            _ => None,
+        };
+        let mut core = core::Reconfiguration::from_config(&core_config(config));
+        core.secret_grace = Duration::from_secs(config.secret_grace);
+        self.quotas
+            .set_limits(config.user_quota, config.total_quota);
+        let request = Reconfigure {
+            core,
+            total_bps_share: total_bps_share(config),
+        };
+        let n = count(
+            self.operator(OperatorRequest::Reconfigure(Box::new(request)))
+                .await,
+        );
+        if let (Some(shared), Some(acceptor)) = (&self.tls_acceptor, acceptor) {
+            shared.replace(acceptor);
+        }
+        Ok(n)
     }
 
     async fn operator(&self, request: OperatorRequest) -> Vec<ShardAnswer> {

@@ -186,9 +186,18 @@ impl ShardHandle {
         self.0.borrow().coalescer.clone()
     }
 
-    /// This Arbiter's share of `total-bps`, each way; 0 is no limit.
+    /// This Arbiter's share of `total-bps`, each way; 0 is no limit. An unchanged share
+    /// keeps its buckets.
     pub(crate) fn set_total_bps(&self, share: u64) {
-        self.0.borrow_mut().total_bps = [BandwidthCap::new(share), BandwidthCap::new(share)];
+        let mut s = self.0.borrow_mut();
+        if s.total_bps[0].rate() != share {
+            s.total_bps = [BandwidthCap::new(share), BandwidthCap::new(share)];
+        }
+    }
+
+    /// A reload: the core takes on new credentials, peer policy and limits.
+    pub(crate) fn reconfigure(&self, now: Instant, r: floe::turn::server::Reconfiguration) {
+        self.0.borrow_mut().core.reconfigure(now, r);
     }
 
     /// Sends the datagrams for clients that relays queued.

@@ -31,10 +31,9 @@ use actix::{
     ResponseFuture, SpawnHandle, WrapFuture,
 };
 use floe::transmit::Transport;
-use floe::turn::server::{AllocationId, FiveTuple, Server, ServerConfig};
+use floe::turn::server::{AllocationId, FiveTuple, Reconfiguration, Server, ServerConfig};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tokio_rustls::TlsAcceptor;
 
 use super::allocation::{AllocationActor, AllocationEnded};
 use super::binder::{ParkedRelays, RelayBinder};
@@ -58,7 +57,7 @@ use crate::udp::{BatchSocket, RecvBuffers, UdpSocketConfig};
 pub(crate) struct StartShard {
     pub listen: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
-    pub tls_acceptor: Option<TlsAcceptor>,
+    pub tls_acceptor: Option<tls::SharedAcceptor>,
     /// The receive-coalescing pause (see `coalesce`); zero turns it off.
     pub coalesce: Duration,
     /// This Arbiter's share of `total-bps` (see `bandwidth`); 0 is no limit.
@@ -97,6 +96,16 @@ pub(crate) enum OperatorRequest {
     Drain(bool),
     /// How many allocations exist.
     Count,
+    /// A reload: new credentials, peer policy and limits, and this Arbiter's share of
+    /// `total-bps`; answers how many allocations exist (they all carry on).
+    Reconfigure(Box<Reconfigure>),
+}
+
+/// What a reload changes in each Arbiter.
+#[derive(Clone)]
+pub(crate) struct Reconfigure {
+    pub core: Reconfiguration,
+    pub total_bps_share: u64,
 }
 
 /// What an Arbiter answers an [`OperatorRequest`].
@@ -359,7 +368,7 @@ fn admit(
 /// Accepts TLS clients on one listener.
 struct AcceptTls {
     local: SocketAddr,
-    acceptor: TlsAcceptor,
+    acceptor: tls::SharedAcceptor,
     shard: ShardHandle,
     caps: Arc<ConnectionCaps>,
     limits: TcpLimits,
@@ -380,7 +389,7 @@ impl AcceptTls {
                     };
                     let at = Instant::now();
                     let _ = stream.set_nodelay(true);
-                    let (acceptor, shard) = (self.acceptor.clone(), self.shard.clone());
+                    let (acceptor, shard) = (self.acceptor.current(), self.shard.clone());
                     let (limits, metrics) = (self.limits, self.metrics.clone());
                     actix_rt::spawn(async move {
                         match tls::accept(&acceptor, stream).await {
@@ -480,6 +489,15 @@ impl Handler<OperatorRequest> for AllocationSupervisor {
                 ShardAnswer::Count(shard.allocation_count())
             }
             OperatorRequest::Count => ShardAnswer::Count(shard.allocation_count()),
+            OperatorRequest::Reconfigure(r) => {
+                let Reconfigure {
+                    core,
+                    total_bps_share,
+                } = *r;
+                shard.reconfigure(Instant::now(), core);
+                shard.set_total_bps(total_bps_share);
+                ShardAnswer::Count(shard.allocation_count())
+            }
         }
     }
 }

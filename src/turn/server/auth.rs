@@ -135,24 +135,58 @@ impl Authenticator for StaticUsers {
 /// with `expiry` in Unix seconds, and the password is
 /// `base64(HMAC-SHA1(secret, username))`. Several secrets may be live at once so
 /// that they can be rotated.
+///
+/// A secret taken out by [`rotate`](Self::rotate) stays valid for a grace period, so
+/// that credentials minted with it keep working until the clients fetch new ones.
 #[derive(Clone, Default)]
-pub struct RestApiSecrets(Vec<String>);
+pub struct RestApiSecrets {
+    live: Vec<String>,
+    /// Secrets rotated out, with the Unix second they stop working at.
+    retiring: Vec<(String, u64)>,
+}
 
 impl std::fmt::Debug for RestApiSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RestApiSecrets({} secrets)", self.0.len())
+        write!(
+            f,
+            "RestApiSecrets({} secrets, {} retiring)",
+            self.live.len(),
+            self.retiring.len()
+        )
     }
 }
 
 impl RestApiSecrets {
     /// Secrets, tried in order.
     pub fn new(secrets: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        RestApiSecrets(secrets.into_iter().map(Into::into).collect())
+        RestApiSecrets {
+            live: secrets.into_iter().map(Into::into).collect(),
+            retiring: Vec::new(),
+        }
     }
 
-    /// Whether there are no secrets.
+    /// Whether there are no secrets, live or retiring.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.live.is_empty() && self.retiring.is_empty()
+    }
+
+    /// `next`'s secrets, plus those of `self` that `next` drops, valid `grace` longer
+    /// from `unix_time`; secrets retiring already keep their own deadline.
+    pub fn rotate(&self, next: RestApiSecrets, unix_time: u64, grace: Duration) -> Self {
+        let until = unix_time.saturating_add(grace.as_secs());
+        let mut retiring: Vec<(String, u64)> = Vec::new();
+        let dropped = self.live.iter().map(|s| (s, until));
+        let older = self.retiring.iter().map(|(s, t)| (s, *t));
+        for (secret, until) in dropped.chain(older) {
+            let kept = next.live.contains(secret) || retiring.iter().any(|(s, _)| s == secret);
+            if !kept && until > unix_time {
+                retiring.push((secret.clone(), until));
+            }
+        }
+        RestApiSecrets {
+            live: next.live,
+            retiring,
+        }
     }
 
     /// The password a client derives for `username` from `secret`.
@@ -168,13 +202,22 @@ impl Authenticator for RestApiSecrets {
     fn authorize(&self, request: &AuthRequest<'_>) -> Authorization {
         let expiry = request.username.split(':').next().unwrap_or("");
         match expiry.parse::<u64>() {
-            Ok(expiry) if expiry >= request.unix_time && !self.0.is_empty() => {
-                Authorization::Allow(
-                    self.0
-                        .iter()
-                        .map(|s| Secret::Password(Self::password(s, request.username)))
-                        .collect(),
-                )
+            Ok(expiry) if expiry >= request.unix_time => {
+                let retiring = self
+                    .retiring
+                    .iter()
+                    .filter(|(_, until)| request.unix_time < *until);
+                let secrets: Vec<Secret> = self
+                    .live
+                    .iter()
+                    .chain(retiring.map(|(s, _)| s))
+                    .map(|s| Secret::Password(Self::password(s, request.username)))
+                    .collect();
+                if secrets.is_empty() {
+                    Authorization::Reject
+                } else {
+                    Authorization::Allow(secrets)
+                }
             }
             _ => Authorization::Reject,
         }

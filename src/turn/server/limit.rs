@@ -95,6 +95,15 @@ impl UnauthLimiter {
         (h as usize) % UNAUTH_BUCKETS
     }
 
+    /// Changes the rate; the buckets keep what they hold, up to the new burst.
+    pub(super) fn set_rate(&mut self, rate: u32) {
+        self.rate = u64::from(rate);
+        let capacity = self.rate * UNAUTH_BURST_SECONDS * 1000;
+        for slot in &mut self.slots {
+            slot.milli_tokens = slot.milli_tokens.min(capacity);
+        }
+    }
+
     /// Whether `source` may get one more error response now.
     pub(super) fn allow(&mut self, now: Instant, source: IpAddr) -> bool {
         if self.rate == 0 {

@@ -15,7 +15,8 @@
 //! ChannelBind, responses), `allocate` (Allocate in two phases), `authenticate`
 //! (long-term credentials), `data` (ChannelData, Send and Data indications), `event`
 //! (what comes out), [`relay`] (what an Allocate asks of the driver), `allocation_info`
-//! (what operators read of the allocations), `drain` (refusing new allocations).
+//! (what operators read of the allocations), `drain` (refusing new allocations),
+//! `reconfigure` (credentials, peer policy and limits changed live).
 
 mod allocate;
 mod allocation;
@@ -28,6 +29,7 @@ mod drain;
 mod event;
 mod limit;
 pub mod policy;
+mod reconfigure;
 pub mod relay;
 mod requests;
 
@@ -50,6 +52,7 @@ pub use event::{
     AllocationId, ClientOutput, PeerOutput, ServerCounters, ServerEvent, PEER_HEADROOM,
 };
 pub use policy::PeerPolicy;
+pub use reconfigure::{Reconfiguration, DEFAULT_SECRET_GRACE};
 pub use relay::{
     Candidate, PortCandidates, RelayAsk, RelayGrant, RelayRefusal, RelayRequest, RelayRequestId,
     MAX_RELAY_BINDS,

@@ -166,6 +166,19 @@ impl PeerPolicy {
         }
     }
 
+    /// Adds the server's own addresses that `other` knows (a policy replaced on reload
+    /// keeps denying them).
+    pub fn keep_own_of(&mut self, other: &PeerPolicy) {
+        for ip in &other.own {
+            self.add_own_ip(*ip);
+        }
+        for addr in &other.own_sockets {
+            if !self.own_sockets.contains(addr) {
+                self.own_sockets.push(*addr);
+            }
+        }
+    }
+
     /// Whether a permission for `peer` may be installed (RFC 8656 §9, 403 otherwise).
     ///
     /// The peer is judged in its canonical form ([`policy_ip`]); an operator's deny also

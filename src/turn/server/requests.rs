@@ -332,7 +332,9 @@ impl Server {
             .iter()
             .filter(|p| alloc.is_new_permission(**p))
             .count();
-        if alloc.permission_count(now) + new > self.config.max_permissions {
+        // Only new permissions count against the cap: one that exists may be refreshed
+        // even above a cap lowered since it was made (a reload).
+        if new > 0 && alloc.permission_count(now) + new > self.config.max_permissions {
             self.counters.permissions_refused += 1;
             return Err(TurnError::InsufficientCapacity);
         }

@@ -5,6 +5,7 @@ mod allocate;
 mod fuzz;
 mod limits;
 mod operator;
+mod reconfigure;
 mod requests;
 
 use std::collections::{HashMap, HashSet};
@@ -156,6 +157,9 @@ struct ScriptedClient {
     ft: FiveTuple,
     nonce: String,
     tid: u32,
+    /// The credentials `build` signs with (USER and PASS unless a test changes them).
+    username: String,
+    password: String,
 }
 
 fn config(t0: Instant) -> ServerConfig {
@@ -206,11 +210,13 @@ impl ScriptedClient {
             ft: five_tuple("203.0.113.9:40000"),
             nonce: String::new(),
             tid: 0,
+            username: USER.to_owned(),
+            password: PASS.to_owned(),
         }
     }
 
     fn key(&self) -> IntegrityKey {
-        IntegrityKey::long_term(Algorithm::Md5, USER, "floe", PASS).unwrap()
+        IntegrityKey::long_term(Algorithm::Md5, &self.username, "floe", &self.password).unwrap()
     }
 
     /// Builds a request; `auth` signs it with USERNAME/REALM/NONCE and MD5 integrity.
@@ -222,7 +228,7 @@ impl ScriptedClient {
             e.add_attribute(a);
         }
         if auth {
-            e.add(&Username::new(USER))
+            e.add(&Username::new(self.username.clone()))
                 .add(&Realm::new("floe"))
                 .add(&Nonce::new(self.nonce.clone()))
                 .message_integrity(self.key().as_bytes());
