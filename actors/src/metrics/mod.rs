@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 mod endpoint;
 mod render;
+mod users;
 
 pub(crate) use endpoint::PROMETHEUS_TYPE;
 pub use endpoint::{MetricsError, MetricsServer};
+pub use users::{UserAccount, UserSnapshot, DEFAULT_TOP_USERS, OTHER_USER};
 
 /// The STUN error codes counted one by one (RFC 8489 §14.8, RFC 8656 §19); any other
 /// code is counted as `other`.
@@ -52,6 +54,7 @@ struct Counters {
     tcp_closed_timeout: AtomicU64,
     tcp_dropped_messages: AtomicU64,
     tcp_dropped_bytes: AtomicU64,
+    users: users::UserTable,
 }
 
 /// The counters at one moment.
@@ -127,6 +130,33 @@ impl Metrics {
     /// Fresh counters, all zero.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Fresh counters that give the first `top_users` users a label of their own in the
+    /// per-user families (see `users`); [`Self::new`] gives [`DEFAULT_TOP_USERS`].
+    pub fn with_top_users(top_users: u32) -> Self {
+        Metrics {
+            inner: Arc::new(Counters {
+                users: users::UserTable::new(top_users),
+                ..Counters::default()
+            }),
+        }
+    }
+
+    /// `username` authenticated and was given an allocation: counts it under the user's
+    /// label (or `other`), and returns the account its relayed bytes go to.
+    pub fn user_allocation_created(&self, username: &str) -> UserAccount {
+        self.inner.users.allocation_created(username)
+    }
+
+    /// A 401 answered a request that carried `username`; never creates a label.
+    pub fn user_unauthorized(&self, username: &str) {
+        self.inner.users.unauthorized(username);
+    }
+
+    /// What the per-user label `label` counted (`other` for the shared one), if it exists.
+    pub fn user_snapshot(&self, label: &str) -> Option<UserSnapshot> {
+        self.inner.users.snapshot(label)
     }
 
     /// An allocation was created.

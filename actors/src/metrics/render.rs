@@ -156,6 +156,7 @@ impl Metrics {
             "Bytes of the messages for TCP and TLS clients dropped because the write queue was full.",
             &[("", s.tcp_dropped_bytes)],
         );
+        self.inner.users.render(&mut out);
         out
     }
 }

@@ -145,7 +145,28 @@ fn rendering_is_prometheus_text() {
     assert_eq!(
         samples.len(),
         3 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1 + (1 + 2 + 2 + 2) + (1 + 2 + 2 + 1 + 1)
+            // user="other" in the per-user families, which have no user yet
+            + (3 + 2)
     );
+    assert_eq!(samples[r#"floe_user_allocations_active{user="other"}"#], 0);
+    let alice = m.user_allocation_created("alice");
+    alice.relayed(10, 20);
+    m.user_unauthorized("mallory");
+    let samples = parse_prometheus(&m.render_prometheus());
+    assert_eq!(
+        samples[r#"floe_user_allocations_created_total{user="alice"}"#],
+        1
+    );
+    assert_eq!(
+        samples[r#"floe_user_relayed_bytes_total{user="alice",direction="peer_to_client"}"#],
+        20
+    );
+    assert_eq!(samples[r#"floe_user_unauthorized_total{user="other"}"#], 1);
+    // With no labels to give, every user is other.
+    let m = Metrics::with_top_users(0);
+    m.user_allocation_created("bob");
+    assert_eq!(m.user_snapshot("bob"), None);
+    assert_eq!(m.user_snapshot(OTHER_USER).unwrap().allocations_created, 1);
 }
 
 #[actix_rt::test]
