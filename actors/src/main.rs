@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use floe_actors::cli::{Cli, Command, ServeArgs, StunArgs};
-use floe_actors::logging::init_logging;
+use floe_actors::logging::init_logging_as;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -46,7 +46,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&config.log) {
+    if let Err(e) = init_logging_as(&config.log, config.log_format) {
         eprintln!("floe serve: {e}");
         return ExitCode::from(2);
     }

@@ -43,7 +43,7 @@ pub enum ServeError {
 pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
     // Install the handlers first: a signal during start-up then still stops cleanly.
     let mut signals = ShutdownSignals::new()?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_top_users(config.usage_top_users);
     let _metrics_server = match config.metrics {
         Some(addr) => {
             let server = MetricsServer::start(addr, metrics.clone())?;
