@@ -8,6 +8,7 @@ use clap::{ArgGroup, Args, Parser, Subcommand};
 use floe::cidr::Cidr;
 
 use crate::config::{ConfigError, Secret, ServeConfig, UserCredential};
+use crate::logging::LogFormat;
 
 /// floe: STUN, TURN and ICE.
 #[derive(Debug, Parser)]
@@ -171,6 +172,12 @@ pub struct ServeArgs {
     /// Log filter: a level (error, warn, info, debug, trace) or tracing directives [default: info]
     #[arg(long, value_name = "LEVEL")]
     pub log: Option<String>,
+    /// How log lines are written: text, or json (one object per line) [default: text]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+    /// Users with their own label in the per-user metrics (the first N to allocate; the rest count as other) [default: 100]
+    #[arg(long, value_name = "N")]
+    pub usage_top_users: Option<u32>,
     /// TOML file with any of these settings; flags override it
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -248,6 +255,8 @@ impl ServeArgs {
         set_opt(&mut config.alternate_server, &self.alternate_server);
         set(&mut config.drain_timeout, &self.drain_timeout);
         set(&mut config.log, &self.log);
+        set(&mut config.log_format, &self.log_format);
+        set(&mut config.usage_top_users, &self.usage_top_users);
         set_opt(&mut config.tls_cert, &self.tls_cert);
         set_opt(&mut config.tls_key, &self.tls_key);
         replace(&mut config.tls_listen, &self.tls_listen);
@@ -445,6 +454,8 @@ mod tests {
             "alternate-server",
             "drain-timeout",
             "log",
+            "log-format",
+            "usage-top-users",
             "config",
             "tls-cert",
             "tls-key",
@@ -548,6 +559,8 @@ mod tests {
             "--alternate-server=198.51.100.2:3478",
             "--drain-timeout=60",
             "--log=debug",
+            "--log-format=json",
+            "--usage-top-users=7",
             "--tls-cert=cert.pem",
             "--tls-key=key.pem",
             "--tls-listen=127.0.0.1:15349",
@@ -592,6 +605,10 @@ mod tests {
         );
         assert_eq!(config.drain_timeout, 60);
         assert_eq!(config.log, "debug");
+        assert_eq!(
+            (config.log_format, config.usage_top_users),
+            (LogFormat::Json, 7)
+        );
         assert_eq!(config.tls_cert, Some("cert.pem".into()));
         assert_eq!(config.tls_key, Some("key.pem".into()));
         assert_eq!(

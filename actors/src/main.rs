@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use floe_actors::cli::{Cli, Command, ServeArgs, StunArgs};
-use floe_actors::logging::init_logging;
+use floe_actors::logging::init_logging_as;
 use floe_actors::reload::ConfigSource;
 
 fn main() -> ExitCode {
@@ -48,7 +48,7 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = init_logging(&config.log) {
+    if let Err(e) = init_logging_as(&config.log, config.log_format) {
         eprintln!("floe serve: {e}");
         return ExitCode::from(2);
     }

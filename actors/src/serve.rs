@@ -54,7 +54,7 @@ pub async fn run_reloadable(config: ServeConfig, source: ConfigSource) -> Result
     // a SIGHUP waits for the server.
     let mut signals = ShutdownSignals::new()?;
     let mut hangup = HangupSignal::new()?;
-    let metrics = Metrics::new();
+    let metrics = Metrics::with_top_users(config.usage_top_users);
     let _metrics_server = match config.metrics {
         Some(addr) => {
             let server = MetricsServer::start(addr, metrics.clone())?;

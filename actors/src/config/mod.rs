@@ -4,8 +4,8 @@
 //! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
 //! `user-quota`, `total-quota`, `max-permissions`, `max-channels`, `max-bps`, `total-bps`,
 //! `unauth-rate`, `max-lifetime`, `threads`, `rx-coalesce-us`, `max-tcp-per-ip`,
-//! `max-tcp-connections`, `tcp-message-timeout`, `tcp-write-queue`, `metrics`, `log`, `tls-cert`,
-//! `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
+//! `max-tcp-connections`, `tcp-message-timeout`, `tcp-write-queue`, `metrics`, `log`, `log-format`,
+//! `usage-top-users`, `tls-cert`, `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
 //! their defaults.
 //!
 //! ```toml
@@ -30,6 +30,8 @@ use floe::cidr::Cidr;
 use rand::distributions::{Alphanumeric, DistString};
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
+
+use crate::logging::LogFormat;
 
 mod credentials;
 
@@ -150,6 +152,11 @@ pub struct ServeConfig {
     pub drain_timeout: u64,
     /// A `tracing` filter: a level (`info`) or directives (`floe=debug,actix=warn`).
     pub log: String,
+    /// How log lines are written: `text` (the default) or `json`, one object per line.
+    pub log_format: LogFormat,
+    /// Users with a label of their own in the per-user metrics: the first this many that
+    /// get an allocation; later ones count as `other`. Default 100.
+    pub usage_top_users: u32,
     /// PEM certificate chain for TLS on port 5349; needs `tls-key`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
@@ -201,6 +208,8 @@ impl Default for ServeConfig {
             alternate_server: None,
             drain_timeout: 3600,
             log: "info".to_owned(),
+            log_format: LogFormat::Text,
+            usage_top_users: crate::metrics::DEFAULT_TOP_USERS,
             tls_cert: None,
             tls_key: None,
             tls_listen: Vec::new(),

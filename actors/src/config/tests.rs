@@ -71,6 +71,8 @@ fn every_setting_loads_from_toml() {
         alternate-server = "198.51.100.2:3478"
         drain-timeout = 120
         log = "floe=debug,info"
+        log-format = "json"
+        usage-top-users = 3
         tls-cert = "/etc/floe/cert.pem"
         tls-key = "/etc/floe/key.pem"
         "#,
@@ -96,6 +98,10 @@ fn every_setting_loads_from_toml() {
     );
     assert_eq!((c.max_bps, c.total_bps), (250_000, 100_000_000));
     assert_eq!(c.threads, 2);
+    assert_eq!(
+        (c.log_format, c.usage_top_users),
+        (crate::logging::LogFormat::Json, 3)
+    );
     assert_eq!(
         (
             c.max_tcp_per_ip,

@@ -14,6 +14,7 @@
 //!              │  ├─────→ allocation ─────────→ shard ─→ outbox
 //!              │  └─────→ tcp_connection ─────→ shard ─→ stream_writer
 //!              │                 └────────────→ tcp_limits, stream_writer
+//!              │                       shard ─→ usage ─→ sessions
 //!              └────────→ shard, recv_loop, binder, quota, tcp_limits
 //! ```
 //!
@@ -38,6 +39,7 @@ mod stream_writer;
 mod supervisor;
 mod tcp_connection;
 mod tcp_limits;
+mod usage;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

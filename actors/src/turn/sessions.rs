@@ -125,7 +125,7 @@ impl SessionFilter {
     }
 }
 
-fn transport_name(t: Transport) -> &'static str {
+pub(crate) fn transport_name(t: Transport) -> &'static str {
     match t {
         Transport::Udp => "udp",
         Transport::Tcp => "tcp",

@@ -36,6 +36,7 @@ use super::binder::{BoundRelays, RelayBinder};
 use super::coalesce::Coalescer;
 use super::outbox::{Pending, Tally};
 use super::stream_writer::{StreamSendError, StreamWriter};
+use super::usage::{EndReason, UsageBook};
 use super::{EventSink, Fault, TurnEvent};
 use crate::metrics::Metrics;
 use crate::udp::{BatchSocket, RecvBuffers};
@@ -106,6 +107,8 @@ struct Shard {
     bound: BoundRelays,
     tcp: HashMap<(SocketAddr, SocketAddr), StreamWriter>,
     metrics: Metrics,
+    /// Per-user metrics and the usage log.
+    usage: UsageBook,
     events: EventSink,
     relay_bufs: Rc<RefCell<RecvBuffers>>,
     scratch: Vec<u8>,
@@ -140,6 +143,7 @@ impl ShardHandle {
         metrics: Metrics,
         events: EventSink,
         supervision: Box<dyn Supervision>,
+        thread: usize,
     ) -> Self {
         ShardHandle(Rc::new(RefCell::new(Shard {
             core,
@@ -150,6 +154,7 @@ impl ShardHandle {
             allocations: HashMap::new(),
             bound: Vec::new(),
             tcp: HashMap::new(),
+            usage: UsageBook::new(metrics.clone(), thread),
             metrics,
             events,
             relay_bufs: Rc::new(RefCell::new(RecvBuffers::new(32, MAX_DATAGRAM + 1))),
@@ -286,6 +291,7 @@ impl ShardHandle {
         let mut s = self.0.borrow_mut();
         s.tcp.remove(&(ft.client, ft.server));
         if let Some(id) = s.core.allocation_of(ft) {
+            s.usage.ending(id, EndReason::ConnectionClosed);
             s.core.delete(id);
         }
         s.finish_batch(self, true);
@@ -297,6 +303,12 @@ impl ShardHandle {
         s.timer = None;
         s.core.handle_timeout(now);
         s.finish_batch(self, true);
+    }
+
+    /// Brings the per-user relayed bytes up to date with the allocations' counters.
+    pub(crate) fn sync_usage(&self) {
+        let s = &mut *self.0.borrow_mut();
+        s.usage.sync(&s.core, Instant::now());
     }
 
     /// Binds a failed relay's address again and starts a new relay actor on it; the
@@ -339,6 +351,7 @@ impl ShardHandle {
             five_tuple,
             reason: reason.to_owned(),
         });
+        s.usage.ending(id, EndReason::Failed);
         s.core.delete(id);
         s.finish_batch(self, true);
     }
@@ -382,6 +395,7 @@ impl ShardHandle {
                 five_tuple: *five_tuple,
                 username: username.clone(),
             });
+            s.usage.ending(*id, EndReason::Operator);
             s.core.delete(*id);
         }
         s.finish_batch(self, true);
@@ -402,6 +416,14 @@ impl ShardHandle {
     pub(crate) fn shutdown(&self) -> usize {
         let mut s = self.0.borrow_mut();
         let n = s.core.allocation_count();
+        let reason = match s.core.is_draining() {
+            true => EndReason::Drained,
+            false => EndReason::Shutdown,
+        };
+        let ids: Vec<AllocationId> = s.core.allocations(Instant::now()).map(|a| a.id).collect();
+        for id in ids {
+            s.usage.ending(id, reason);
+        }
         s.core.delete_all();
         s.finish_batch(self, true);
         s.listeners.clear();
@@ -657,6 +679,7 @@ impl Shard {
                 }
                 let actor = self.supervision.start_allocation(id, five_tuple);
                 self.metrics.allocation_created();
+                self.usage.created(id, &username);
                 self.events.do_send(TurnEvent::AllocationCreated {
                     five_tuple,
                     username: username.clone(),
@@ -680,10 +703,13 @@ impl Shard {
                     });
                 }
             }
+            ServerEvent::AllocationUsage(usage) => self.usage.last_count(usage),
             ServerEvent::AllocationDeleted { id, five_tuple } => {
+                self.usage.ended(id, EndReason::Client, &self.core);
                 self.ended(id, TurnEvent::Deleted { five_tuple })
             }
             ServerEvent::AllocationExpired { id, five_tuple } => {
+                self.usage.ended(id, EndReason::Expired, &self.core);
                 self.ended(id, TurnEvent::Expired { five_tuple })
             }
             ServerEvent::PermissionCreated { id, peer } => {
@@ -709,6 +735,9 @@ impl Shard {
                 code,
             } => {
                 self.metrics.auth_failure();
+                if let (401, Some(name)) = (code, &username) {
+                    self.metrics.user_unauthorized(name);
+                }
                 self.events.do_send(TurnEvent::AuthFailed {
                     client,
                     username,

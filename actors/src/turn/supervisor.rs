@@ -195,7 +195,10 @@ impl Actor for AllocationSupervisor {
             self.metrics.clone(),
             self.events.clone(),
             Box::new(Link(ctx.address())),
+            self.thread,
         );
+        let syncer = shard.clone();
+        ctx.run_interval(super::usage::SYNC_EVERY, move |_, _| syncer.sync_usage());
         // Sends what the relays of one round of wake-ups queued for clients, after them.
         let (flusher, wanted) = (shard.clone(), shard.flush_wanted());
         ctx.spawn(

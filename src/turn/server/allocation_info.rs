@@ -48,6 +48,43 @@ impl Usage {
     }
 }
 
+/// What an allocation relayed in its whole life, given as it ends
+/// ([`ServerEvent::AllocationUsage`](super::ServerEvent::AllocationUsage)), for usage
+/// accounting: the driver logs it and adds it to per-user totals.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AllocationUsage {
+    /// The allocation.
+    pub id: AllocationId,
+    /// Its 5-tuple.
+    pub five_tuple: FiveTuple,
+    /// The user it was authenticated as.
+    pub username: String,
+    /// The addresses its relays were bound to.
+    pub relayed: Vec<SocketAddr>,
+    /// When it was made.
+    pub created: Instant,
+    /// From the client to its peers.
+    pub to_peers: Traffic,
+    /// From peers to the client.
+    pub to_client: Traffic,
+}
+
+impl AllocationUsage {
+    /// The final account of `alloc`, which is being removed.
+    pub(super) fn of(id: AllocationId, alloc: super::Allocation) -> Self {
+        AllocationUsage {
+            id,
+            five_tuple: alloc.five_tuple,
+            username: alloc.username,
+            relayed: alloc.relayed,
+            created: alloc.usage.created,
+            to_peers: alloc.usage.to_peers,
+            to_client: alloc.usage.to_client,
+        }
+    }
+}
+
 /// A read-only view of one allocation, for operators.
 #[derive(Clone, Copy, Debug)]
 pub struct AllocationInfo<'a> {

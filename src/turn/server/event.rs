@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::allocation::FiveTuple;
+use super::allocation_info::AllocationUsage;
 use crate::stun::Method;
 use crate::turn::ChannelData;
 
@@ -52,6 +53,9 @@ pub enum ServerEvent {
         /// its 5-tuple
         five_tuple: FiveTuple,
     },
+    /// An allocation is ending (it comes just before its `AllocationDeleted` or
+    /// `AllocationExpired`): what it relayed in its life, for usage accounting.
+    AllocationUsage(Box<AllocationUsage>),
     /// RFC 8656 §9: a new permission.
     PermissionCreated {
         /// the allocation

@@ -42,7 +42,7 @@ use bytes::{Bytes, BytesMut};
 use rand::RngCore;
 
 pub use allocation::{Allocation, FiveTuple};
-pub use allocation_info::{AllocationInfo, Traffic};
+pub use allocation_info::{AllocationInfo, AllocationUsage, Traffic};
 pub use auth::{
     AuthRequest, Authenticator, Authorization, Credentials, NonceIssuer, NonceStatus,
     RestApiSecrets, Secret, StaticUsers,
@@ -268,13 +268,18 @@ impl Server {
         }
     }
 
+    /// Removes an allocation and releases its relays; its final usage goes out first
+    /// (`AllocationUsage`), then the caller says why it ended.
     fn remove(&mut self, id: AllocationId) {
         if let Some(alloc) = self.allocations.remove(&id) {
             self.by_five_tuple.remove(&alloc.five_tuple);
-            for r in &alloc.relayed {
+            let usage = AllocationUsage::of(id, alloc);
+            for r in &usage.relayed {
                 self.by_relay.remove(r);
                 self.events.push_back(ServerEvent::RelayReleased(*r));
             }
+            self.events
+                .push_back(ServerEvent::AllocationUsage(Box::new(usage)));
         }
     }
 

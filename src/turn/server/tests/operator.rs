@@ -182,3 +182,68 @@ fn a_retransmitted_allocate_gets_its_success_again_while_draining() {
     assert_eq!(again.class(), Class::Success);
     assert_eq!(again.transaction_id(), r.transaction_id());
 }
+
+/// The `AllocationUsage` event of an allocation that ended, if exactly one came.
+fn usage_of(events: &[ServerEvent]) -> &AllocationUsage {
+    let mut usages = events.iter().filter_map(|e| match e {
+        ServerEvent::AllocationUsage(u) => Some(&**u),
+        _ => None,
+    });
+    let u = usages.next().expect("an AllocationUsage event");
+    assert!(usages.next().is_none(), "one only");
+    u
+}
+
+#[test]
+fn an_ending_allocation_reports_what_it_relayed_before_it_is_deleted_or_expires() {
+    // Deleted by its client (Refresh with LIFETIME 0), after relaying both ways.
+    let mut h = ScriptedClient::new();
+    let t0 = h.now;
+    let relay = h.allocate();
+    h.request(
+        Method::CHANNEL_BIND,
+        true,
+        &[channel_number(0x4000), peer_attr("192.0.2.7:1")],
+    );
+    let ft = h.ft;
+    let cd = channel_data(0x4000, b"hello");
+    assert!(matches!(
+        h.server.handle_client(h.now, &ft, &cd),
+        ClientOutput::Relay { .. }
+    ));
+    h.peer_data(relay, "192.0.2.7:1", b"hi");
+    h.events();
+    h.advance(Duration::from_secs(7));
+    let r = h.request(Method::REFRESH, true, &[Lifetime(0).into()]);
+    assert_eq!(r.class(), Class::Success);
+    let events = h.events();
+    let u = usage_of(&events);
+    assert_eq!((u.username.as_str(), u.five_tuple), (USER, ft));
+    assert_eq!((u.relayed.as_slice(), u.created), (&[relay][..], t0));
+    let sent = (u.to_peers.packets, u.to_peers.bytes);
+    let got = (u.to_client.packets, u.to_client.bytes);
+    assert_eq!((sent, got), ((1, 5), (1, 2)));
+    // It comes before the event that says why the allocation ended.
+    let at = |f: fn(&ServerEvent) -> bool| events.iter().position(f).unwrap();
+    assert!(
+        at(|e| matches!(e, ServerEvent::AllocationUsage(_)))
+            < at(|e| matches!(e, ServerEvent::AllocationDeleted { .. }))
+    );
+
+    // Expired, and deleted by the driver: one report each, nothing relayed.
+    let mut h = ScriptedClient::new();
+    h.allocate();
+    h.events();
+    h.advance(Duration::from_secs(601));
+    let events = h.events();
+    assert_eq!(usage_of(&events).to_peers, Traffic::default());
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, ServerEvent::AllocationExpired { .. })));
+    h.ft = five_tuple("203.0.113.10:40000");
+    h.allocate();
+    h.events();
+    let id = h.server.allocations(h.now).next().unwrap().id;
+    h.server.delete(id);
+    assert_eq!(usage_of(&h.events()).id, id);
+}
