@@ -381,6 +381,58 @@ async fn a_draining_node_sends_allocating_clients_to_its_alternate_server() {
     assert_eq!(sessions(&draining, "", None).len(), 1, "the holder's only");
 }
 
+/// A node at its total quota sends new clients to its alternate as a draining one does
+/// (RFC 8489 §10); a user at the user's own quota still gets 486 there.
+#[actix_rt::test]
+async fn a_full_node_sends_allocating_clients_to_its_alternate_server() {
+    let other = FloeServe::start(ServeOpts::default());
+    let full = FloeServe::start(
+        ServeOpts::default()
+            .admin()
+            .arg("--total-quota")
+            .arg("1")
+            .arg("--alternate-server")
+            .arg(&other.addr().to_string()),
+    );
+    let mut holder = Client::connect(&full).await;
+    holder.allocate().await;
+    let mut client = Client::connect(&full).await;
+    client.handle.allocate().await.unwrap();
+    let to = client
+        .until("a redirect", |e| match e {
+            ClientEvent::Redirected { to, .. } => Some(*to),
+            ClientEvent::Allocated { .. } | ClientEvent::Error { .. } => {
+                panic!("{e:?}\n--- full\n{}", full.log())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(to, other.addr());
+    let relayed = client
+        .until("allocated there", |e| match e {
+            ClientEvent::Allocated { relayed, .. } => Some(relayed[0]),
+            ClientEvent::Error { .. } => panic!("{e:?}\n--- other\n{}", other.log()),
+            _ => None,
+        })
+        .await;
+    assert!(other.relay_ports.contains(&relayed.port()), "{relayed}");
+    assert_eq!(sessions(&full, "", None).len(), 1, "the holder's only");
+
+    // The user's own quota is no reason to send the user elsewhere.
+    let user_full = FloeServe::start(
+        ServeOpts::default()
+            .arg("--user-quota")
+            .arg("1")
+            .arg("--alternate-server")
+            .arg(&other.addr().to_string()),
+    );
+    let mut first = Client::connect(&user_full).await;
+    first.allocate().await;
+    let mut second = Client::connect(&user_full).await;
+    second.handle.allocate().await.unwrap();
+    assert_eq!(second.outcome(Method::ALLOCATE).await, Some(486));
+}
+
 /// In process, with two worker threads: session ids name their thread, ending one by id
 /// ends that one only, and subscribers hear `EndedByOperator` then `Deleted`.
 #[actix_rt::test]

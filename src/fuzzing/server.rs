@@ -572,7 +572,7 @@ impl ServerRun {
                 };
                 let c = primary
                     .next_free(|a| in_use(d, a))
-                    .ok_or(RelayRefusal::InsufficientCapacity)?;
+                    .ok_or(RelayRefusal::PortsExhausted)?;
                 let ip = primary.ip();
                 assert_eq!(c.relay.ip(), ip);
                 let (min, max) = (self.server.config().min_port, self.server.config().max_port);

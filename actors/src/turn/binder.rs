@@ -80,16 +80,14 @@ impl RelayBinder {
                 additional,
             } => {
                 let units = if reservation.is_some() { 2 } else { 1 };
-                if !self.quotas.acquire(&user, units) {
-                    return Err(RelayRefusal::QuotaReached);
-                }
+                self.quotas.acquire(&user, units)?;
                 let Some((relayed, socket, reserved)) =
                     self.bind_one(primary, reservation.map(|t| (t, user.as_str())), &in_use)
                 else {
                     for _ in 0..units {
                         self.quotas.release(&user);
                     }
-                    return Err(RelayRefusal::InsufficientCapacity);
+                    return Err(RelayRefusal::PortsExhausted);
                 };
                 if reservation.is_some() && reserved.is_none() {
                     self.quotas.release(&user);

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 
+use floe::turn::server::RelayRefusal;
+
 /// Allocations per user and in all, counted across threads.
 #[derive(Debug, Default)]
 pub(crate) struct Quotas {
@@ -38,21 +40,24 @@ impl Quotas {
         self.total_quota.store(total_quota, Ordering::Relaxed);
     }
 
-    /// Takes `n` allocations for `user` (2: one and a reserved port), all or none;
-    /// false when a quota would be exceeded (486).
-    pub(crate) fn acquire(&self, user: &str, n: u32) -> bool {
+    /// Takes `n` allocations for `user` (2: one and a reserved port), all or none.
+    /// Refused with [`RelayRefusal::QuotaReached`] over the user's quota, and
+    /// [`RelayRefusal::ServerFull`] over the total (both 486; the second may redirect).
+    pub(crate) fn acquire(&self, user: &str, n: u32) -> Result<(), RelayRefusal> {
         let mut per_user = self.per_user.lock().unwrap_or_else(|e| e.into_inner());
         let held = per_user.get(user).copied().unwrap_or(0);
         let total = self.total.load(Ordering::Relaxed);
         let user_quota = self.user_quota.load(Ordering::Relaxed);
         let total_quota = self.total_quota.load(Ordering::Relaxed);
-        if (user_quota > 0 && held + n > user_quota) || (total_quota > 0 && total + n > total_quota)
-        {
-            return false;
+        if user_quota > 0 && held + n > user_quota {
+            return Err(RelayRefusal::QuotaReached);
+        }
+        if total_quota > 0 && total + n > total_quota {
+            return Err(RelayRefusal::ServerFull);
         }
         per_user.insert(user.to_owned(), held + n);
         self.total.fetch_add(n, Ordering::Relaxed);
-        true
+        Ok(())
     }
 
     /// Moves one allocation from `from` to `to` (a reservation redeemed by `to`); the
@@ -103,27 +108,35 @@ mod tests {
     #[test]
     fn quotas_count_per_user_and_in_all_and_are_given_back() {
         let q = Quotas::new(1, 2);
-        assert!(q.acquire("bob", 1));
-        assert!(!q.acquire("bob", 1), "user quota");
-        assert!(q.acquire("alice", 1));
-        assert!(!q.acquire("carol", 1), "total quota");
+        assert!(q.acquire("bob", 1).is_ok());
+        assert_eq!(
+            q.acquire("bob", 1),
+            Err(RelayRefusal::QuotaReached),
+            "user quota"
+        );
+        assert!(q.acquire("alice", 1).is_ok());
+        assert_eq!(
+            q.acquire("carol", 1),
+            Err(RelayRefusal::ServerFull),
+            "total quota"
+        );
         q.release("bob");
         assert_eq!(q.total(), 1);
-        assert!(q.acquire("carol", 1));
+        assert!(q.acquire("carol", 1).is_ok());
         q.release("nobody");
         assert_eq!(q.total(), 2);
         let unlimited = Quotas::new(0, 0);
-        assert!((0..100).all(|_| unlimited.acquire("bob", 1)));
+        assert!((0..100).all(|_| unlimited.acquire("bob", 1).is_ok()));
     }
 
     #[test]
     fn a_reservation_takes_a_second_allocation_and_moves_to_its_redeemer() {
         let q = Quotas::new(2, 3);
-        assert!(!q.acquire("bob", 3), "all or none");
-        assert!(q.acquire("bob", 2));
-        assert!(!q.acquire("bob", 1), "the reserved port counts");
-        assert!(!q.acquire("alice", 2), "against the total too");
-        assert!(q.acquire("alice", 1));
+        assert!(q.acquire("bob", 3).is_err(), "all or none");
+        assert!(q.acquire("bob", 2).is_ok());
+        assert!(q.acquire("bob", 1).is_err(), "the reserved port counts");
+        assert!(q.acquire("alice", 2).is_err(), "against the total too");
+        assert!(q.acquire("alice", 1).is_ok());
         assert!(
             q.transfer("bob", "alice"),
             "alice redeems bob's reservation"
@@ -138,16 +151,19 @@ mod tests {
     #[test]
     fn lowered_limits_keep_what_is_held_and_refuse_new_allocations() {
         let q = Quotas::new(3, 0);
-        assert!(q.acquire("bob", 1) && q.acquire("bob", 1));
+        assert!(q.acquire("bob", 1).is_ok() && q.acquire("bob", 1).is_ok());
         q.set_limits(1, 0);
-        assert!(!q.acquire("bob", 1), "bob holds 2, more than the new quota");
+        assert!(
+            q.acquire("bob", 1).is_err(),
+            "bob holds 2, more than the new quota"
+        );
         q.release("bob");
-        assert!(!q.acquire("bob", 1), "still at the quota");
+        assert!(q.acquire("bob", 1).is_err(), "still at the quota");
         q.release("bob");
-        assert!(q.acquire("bob", 1));
+        assert!(q.acquire("bob", 1).is_ok());
         q.set_limits(0, 1);
-        assert!(!q.acquire("alice", 1), "the new total quota");
+        assert!(q.acquire("alice", 1).is_err(), "the new total quota");
         q.set_limits(0, 0);
-        assert!(q.acquire("alice", 1));
+        assert!(q.acquire("alice", 1).is_ok());
     }
 }

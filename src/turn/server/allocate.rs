@@ -204,6 +204,10 @@ impl Server {
                 );
                 return None;
             }
+            Err(refusal) if refusal.node_is_full() => {
+                self.refuse_to_alternate(now, &ft, &p.msg, &p.auth, refusal.into());
+                return None;
+            }
             Err(refusal) => {
                 self.error(now, &ft, &p.msg, &refusal.into(), Some(&p.auth), |_| {});
                 return None;

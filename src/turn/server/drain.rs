@@ -1,5 +1,6 @@
 //! Draining: the server takes no new allocations while its current ones run out (an
-//! operator takes the node out of a pool).
+//! operator takes the node out of a pool). A full node, like a draining one, sends new
+//! Allocates to the alternate server when one is configured.
 
 use std::time::Instant;
 
@@ -39,6 +40,21 @@ impl Server {
         if !self.draining || self.by_five_tuple.contains_key(ft) || self.pending.contains_key(ft) {
             return false;
         }
+        self.refuse_to_alternate(now, ft, msg, auth, TurnError::Forbidden);
+        true
+    }
+
+    /// Answers an authenticated Allocate this node will not serve: 300 (Try Alternate)
+    /// with ALTERNATE-SERVER when an `alternate_server` is configured (RFC 8489 §10),
+    /// else `fallback` (403 while draining; 486 or 508 when full).
+    pub(super) fn refuse_to_alternate(
+        &mut self,
+        now: Instant,
+        ft: &FiveTuple,
+        msg: &Message,
+        auth: &Authenticated,
+        fallback: TurnError,
+    ) {
         match self.config.alternate_server {
             Some(alternate) => {
                 let err = TurnError::TryAlternate;
@@ -46,8 +62,7 @@ impl Server {
                     e.add(&AlternateServer(alternate));
                 });
             }
-            None => self.error(now, ft, msg, &TurnError::Forbidden, Some(auth), |_| {}),
+            None => self.error(now, ft, msg, &fallback, Some(auth), |_| {}),
         }
-        true
     }
 }

@@ -190,17 +190,35 @@ pub struct RelayGrant {
 /// Why the driver could not fulfil a [`RelayRequest`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RelayRefusal {
-    /// The user's or the server's allocation quota is reached (486).
+    /// The user's allocation quota is reached (486).
     QuotaReached,
-    /// No port could be bound, or the token is unknown or used (508).
+    /// The server's total allocation quota is reached: 486, or 300 to the
+    /// `alternate_server` when one is configured (RFC 8489 §10).
+    ServerFull,
+    /// No relay port could be bound: 508, or 300 to the `alternate_server`.
+    PortsExhausted,
+    /// The reservation token is unknown or used, or its port cannot be taken over (508).
     InsufficientCapacity,
+}
+
+impl RelayRefusal {
+    /// Whether the refusal is about this node, not the user or the request: another node
+    /// may well allocate, so a configured alternate server is offered.
+    pub fn node_is_full(self) -> bool {
+        matches!(
+            self,
+            RelayRefusal::ServerFull | RelayRefusal::PortsExhausted
+        )
+    }
 }
 
 impl From<RelayRefusal> for TurnError {
     fn from(r: RelayRefusal) -> Self {
         match r {
-            RelayRefusal::QuotaReached => TurnError::QuotaReached,
-            RelayRefusal::InsufficientCapacity => TurnError::InsufficientCapacity,
+            RelayRefusal::QuotaReached | RelayRefusal::ServerFull => TurnError::QuotaReached,
+            RelayRefusal::PortsExhausted | RelayRefusal::InsufficientCapacity => {
+                TurnError::InsufficientCapacity
+            }
         }
     }
 }

@@ -330,6 +330,8 @@ fn a_refused_relay_request_gets_486_or_508_and_leaves_nothing() {
     h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
     for (refusal, code) in [
         (RelayRefusal::QuotaReached, 486),
+        (RelayRefusal::ServerFull, 486),
+        (RelayRefusal::PortsExhausted, 508),
         (RelayRefusal::InsufficientCapacity, 508),
     ] {
         let req = h.build(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);

@@ -82,10 +82,11 @@ impl FakeDriver {
 
     fn fulfil(&mut self, req: RelayRequest) -> Result<RelayGrant, RelayRefusal> {
         let n = self.per_user.get(&req.username).copied().unwrap_or(0);
-        if (self.user_quota > 0 && n >= self.user_quota)
-            || (self.total_quota > 0 && self.total >= self.total_quota)
-        {
+        if self.user_quota > 0 && n >= self.user_quota {
             return Err(RelayRefusal::QuotaReached);
+        }
+        if self.total_quota > 0 && self.total >= self.total_quota {
+            return Err(RelayRefusal::ServerFull);
         }
         let grant = match req.relays {
             RelayAsk::Redeem { token } => match self.parked.remove(&token) {
@@ -114,7 +115,7 @@ impl FakeDriver {
                         additional,
                     })
                 }
-                None => Err(RelayRefusal::InsufficientCapacity),
+                None => Err(RelayRefusal::PortsExhausted),
             },
         };
         if grant.is_ok() {

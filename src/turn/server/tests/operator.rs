@@ -170,6 +170,33 @@ fn draining_with_an_alternate_server_answers_300_try_alternate() {
 }
 
 #[test]
+fn a_full_node_sends_new_allocates_to_the_alternate_server() {
+    let alternate: SocketAddr = "198.51.100.2:3478".parse().unwrap();
+    let mut h = ScriptedClient::with(|c| c.alternate_server = Some(alternate));
+    h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
+    // The node is full (total quota or relay ports): 300 to the alternate. The user's
+    // own quota is the user's, wherever it allocates: 486 still.
+    for (refusal, code) in [
+        (RelayRefusal::ServerFull, 300),
+        (RelayRefusal::PortsExhausted, 300),
+        (RelayRefusal::QuotaReached, 486),
+        (RelayRefusal::InsufficientCapacity, 508),
+    ] {
+        let req = h.build(Method::ALLOCATE, true, &[RequestedTransport(17).into()]);
+        let ft = h.ft;
+        h.server.handle_client(h.now, &ft, &req);
+        let id = h.server.poll_relay_request().unwrap().id;
+        assert_eq!(h.server.relay_ready(h.now, id, Err(refusal)), None);
+        let m = Message::decode(h.server.poll_transmit().unwrap().payload).unwrap();
+        assert_eq!(ScriptedClient::code(&m), Some(code), "{refusal:?}");
+        let offered = m.get::<AlternateServer>().map(|a| a.unwrap());
+        assert_eq!(offered, (code == 300).then_some(AlternateServer(alternate)));
+        m.verify_integrity(h.key().as_bytes()).unwrap();
+    }
+    assert_eq!(h.server.allocation_count(), 0);
+}
+
+#[test]
 fn a_retransmitted_allocate_gets_its_success_again_while_draining() {
     let mut h = ScriptedClient::new();
     let r = h.request(Method::ALLOCATE, false, &[RequestedTransport(17).into()]);
