@@ -80,6 +80,7 @@ pub fn agent_config(args: &IceArgs) -> Result<AgentConfig, String> {
     if args.aggressive_nomination {
         config.ice.nomination = Nomination::Aggressive;
     }
+    config.ice.renomination = args.renomination;
     if let Some(s) = args.consent_interval {
         config.ice.consent_interval = Some(seconds("consent-interval", s)?);
     }
@@ -97,6 +98,9 @@ pub fn agent_config(args: &IceArgs) -> Result<AgentConfig, String> {
         GatherConfig::default()
     };
     config.gather.relay_only = args.relay_only;
+    if let Some(s) = args.continual_gathering {
+        config.gather.continual = Some(seconds("continual-gathering", s)?);
+    }
     config.gather.mdns = args.mdns;
     for s in &args.stun {
         config.stun.push(resolve("stun", s)?);
@@ -133,6 +137,7 @@ pub fn run(args: &IceArgs) -> ExitCode {
         restart_after: args.restart_after.map(Duration::from_secs_f64),
         streams: config.streams,
         components: config.components,
+        renomination: config.ice.renomination,
     };
     let code = actix_rt::System::new().block_on(session(config, options));
     ExitCode::from(code)

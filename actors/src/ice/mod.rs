@@ -88,9 +88,10 @@ pub use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
 pub use agent::IceAgent;
 pub use api::{
     AddRemoteCandidate, AddRemoteCandidateSdp, Description, EndOfRemoteCandidates, Gather,
-    IceAgentHandle, LocalDescription, Restart, SetRemote, Start, Stop, StreamDescription,
+    IceAgentHandle, LocalDescription, Renominate, Restart, SetRemote, Start, Stop,
+    StreamDescription,
 };
-pub use config::{AgentConfig, GatherConfig, TurnServerConfig, TurnTransport};
+pub use config::{AgentConfig, GatherConfig, InterfaceSource, TurnServerConfig, TurnTransport};
 pub use gather::host_addresses;
 
 /// Sends application data over the selected pair of stream 0, component 1 (RFC 8445
