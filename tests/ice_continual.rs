@@ -3,7 +3,11 @@
 //! "appears" (127.0.0.2, which Linux routes on lo) and the first one "goes" without
 //! touching the host's interfaces. Only 127.0.0.0/8 is used.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +16,8 @@ use floe_actors::events::EventStream;
 use floe_actors::ice::{
     AgentConfig, GatherConfig, IceAgent, IceAgentHandle, IceEvent, InterfaceSource, SetRemote,
 };
+use serde_json::Value;
+use support::{pair_json_lines, LineProcess};
 
 /// Bounds a hang; never a speed assertion.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -212,4 +218,44 @@ async fn renominate_through_the_actor_needs_negotiation() {
     );
     p.a.stop();
     p.b.stop();
+}
+
+/// `floe ice --renomination --continual-gathering` with itself through the JSON lines:
+/// the credentials lines offer renomination, no end-of-candidates line is printed, and
+/// data flows.
+#[test]
+fn floe_ice_offers_renomination_and_gathers_continually() {
+    let floe = |role: &str, send: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+        cmd.args(["ice", role, "--loopback", "--send", send]).args([
+            "--renomination",
+            "--continual-gathering",
+            "0.5",
+        ]);
+        LineProcess::spawn(role, cmd).expect("floe ice starts")
+    };
+    let (mut a, mut b) = (
+        floe("--controlling", "from-a"),
+        floe("--controlled", "from-b"),
+    );
+    let outcome = pair_json_lines(&mut a, &mut b, LIMIT);
+    let report = format!("{outcome:?}\n{}\n{}", a.describe(), b.describe());
+    assert!(outcome.success(), "{report}");
+    for (p, other_text) in [(&a, "from-b"), (&b, "from-a")] {
+        let json = p.json();
+        let credentials = json
+            .iter()
+            .find(|v| v.get("ufrag").is_some())
+            .expect("credentials");
+        assert_eq!(credentials["renomination"], Value::Bool(true), "{report}");
+        assert!(
+            !json.iter().any(|v| v.get("end-of-candidates").is_some()),
+            "{report}"
+        );
+        assert!(!p.events("nominated").is_empty(), "{report}");
+        assert!(
+            p.events("data").iter().any(|d| d["data"] == other_text),
+            "{report}"
+        );
+    }
 }
