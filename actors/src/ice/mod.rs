@@ -62,6 +62,15 @@
 //! selects one. The remote side's new credentials and candidates come with
 //! [`SetRemote`] as before.
 //!
+//! # Renomination and continual gathering
+//!
+//! Renomination (draft-thatcher-ice-renomination-01) is the core's: the actor passes
+//! the peer's offer ([`SetRemote::renomination`]) and [`Renominate`] through. With
+//! [`GatherConfig::continual`] it lists the interfaces ([`GatherConfig::interfaces`])
+//! again every period: a new address gets host sockets and candidates (trickled as
+//! [`IceEvent::Candidate`]), a gone one's sockets stop and the core removes its
+//! candidates (`Agent::remove_local_candidates`), moving the selection by its rules.
+//!
 //! # Events
 //!
 //! [`IceEvent`] uses the seed's names: `Candidate` (OnICECandidate), `CandidateError`
