@@ -98,7 +98,8 @@ pub struct IceConfig {
     /// ([`Agent::set_remote_renomination`](super::Agent::set_remote_renomination)): the
     /// controlling agent then nominates with NOMINATION values instead of USE-CANDIDATE
     /// and may nominate again; the controlled agent selects the pair of the highest
-    /// value. Without the peer's option, nomination is RFC 8445's.
+    /// value. Without the peer's option, nomination is RFC 8445's. Once negotiated,
+    /// [`Nomination::Aggressive`] is not used (NOMINATION replaces USE-CANDIDATE).
     pub renomination: bool,
 }
 

@@ -20,7 +20,9 @@
 //!
 //! stdin: the remote's credentials, candidates and end-of-candidates, in any order and
 //! at any time (trickle); lines with an `"event"` key are ignored. Checks start when
-//! the remote credentials arrive; `"ice-lite":true` on them says the remote is lite.
+//! the remote credentials arrive; `"ice-lite":true` on them says the remote is lite,
+//! `"renomination":true` that it offers renomination (printed on ours with
+//! `--renomination`). With `--continual-gathering` no end-of-candidates is printed.
 //!
 //! Streams: with `--streams N`, each signalling line carries `"stream": N` (a line
 //! without one is for stream 0): a credentials line, candidates and end-of-candidates
