@@ -8,6 +8,8 @@ mod pairs;
 mod agent;
 #[path = "core_ice/lifecycle.rs"]
 mod lifecycle;
+#[path = "core_ice/renomination.rs"]
+mod renomination;
 #[path = "core_ice/streams.rs"]
 mod streams;
 #[path = "core_ice/topology.rs"]

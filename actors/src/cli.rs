@@ -312,6 +312,16 @@ pub struct IceArgs {
     /// as libnice does) instead of RFC 8445's regular nomination
     #[arg(long)]
     pub aggressive_nomination: bool,
+    /// Offer renomination (draft-thatcher-ice-renomination-01): the credentials line
+    /// says `"renomination":true`; with a peer that says so too, the controlling side
+    /// nominates again when a better pair becomes valid or the selected one goes
+    #[arg(long)]
+    pub renomination: bool,
+    /// Watch the host's addresses every SECONDS (continual gathering, as libwebrtc's
+    /// GATHER_CONTINUALLY): a new address trickles new candidates, a gone one removes
+    /// its candidates; end-of-candidates is then never signalled
+    #[arg(long, value_name = "SECONDS")]
+    pub continual_gathering: Option<f64>,
     /// Restart ICE once (RFC 8445 §9), this many seconds after connecting: new
     /// credentials on a new credentials line, the candidates again
     #[arg(long, value_name = "SECONDS")]

@@ -74,6 +74,7 @@ pub struct Agent {
     tie_breaker: u64,
     role: IceRole,
     remote_lite: bool,
+    remote_renomination: bool,
     /// Base IPs in the order first seen: local preference 65535 - index.
     local_preferences: LocalPreferences,
     end_of_local: bool,
@@ -122,6 +123,7 @@ impl Agent {
             rng,
             tie_breaker,
             remote_lite: false,
+            remote_renomination: false,
             local_preferences: LocalPreferences::default(),
             end_of_local: false,
             streams: Vec::new(),
@@ -147,6 +149,7 @@ impl Agent {
             checklist_rng(&mut *self.rng),
         );
         checklist.set_remote_lite(self.remote_lite);
+        checklist.set_remote_renomination(self.remote_renomination);
         while checklist.poll_event().is_some() {}
         checklist
     }
@@ -316,6 +319,60 @@ impl Agent {
             s.checklist.set_remote_lite(lite);
         }
         self.collect_events();
+    }
+
+    /// draft-thatcher-ice-renomination-01: the peer's ice-options include
+    /// `renomination`. With [`IceConfig::renomination`] set too, renomination is
+    /// negotiated for every stream (and the checklists of a later restart).
+    pub fn set_remote_renomination(&mut self, renomination: bool) {
+        self.remote_renomination = renomination;
+        for s in &mut self.streams {
+            s.checklist.set_remote_renomination(renomination);
+        }
+    }
+
+    /// Whether renomination is negotiated (both sides offered it).
+    pub fn renomination(&self) -> bool {
+        self.config.renomination && self.remote_renomination
+    }
+
+    /// draft-thatcher-ice-renomination-01: the controlling agent nominates the valid
+    /// pair of `local` (its base or its local candidate's address) and `remote` in
+    /// `component` of `stream` again; both agents select it once its check succeeds,
+    /// whatever its priority. Errors when renomination is not negotiated, the agent is
+    /// not controlling, or there is no such valid pair.
+    pub fn renominate(
+        &mut self,
+        stream: usize,
+        component: u16,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<(), IceError> {
+        let s = self
+            .streams
+            .get_mut(stream)
+            .ok_or(IceError::CannotRenominate("no such stream"))?;
+        s.checklist.renominate(component, local, remote)
+    }
+
+    /// Continual gathering: the local address `base` went away. Its local candidates
+    /// (host, and the server-reflexive and peer-reflexive ones of that base; a relayed
+    /// candidate is named by its relayed address) leave every stream, with their pairs.
+    /// Where a selected pair used it: with renomination the controlling agent
+    /// nominates the best other valid pair; without, RFC 8445 §8.1.1 allows no second
+    /// nomination and that stream fails (restart ICE to go on). Returns how many
+    /// candidates went.
+    pub fn remove_local_candidates(&mut self, now: Instant, base: SocketAddr) -> usize {
+        let mut count = 0;
+        for s in &mut self.streams {
+            s.local.retain(|c| c.base_or_addr() != base);
+            count += s.checklist.remove_local_candidates(now, base);
+            if let Some(p) = &mut s.previous {
+                p.remove_local_candidates(now, base);
+            }
+        }
+        self.drive(now);
+        count
     }
 
     /// RFC 8838 §9: adds a remote candidate of stream 0, at any time; it is paired into

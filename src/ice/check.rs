@@ -8,8 +8,8 @@ use bytes::{Bytes, BytesMut};
 use super::config::IceRole;
 use super::IceError;
 use crate::stun::attribute::{
-    ErrorCode, IceControlled, IceControlling, Priority, UnknownAttributes, UseCandidate, Username,
-    XorMappedAddress,
+    ErrorCode, IceControlled, IceControlling, Nomination, Priority, UnknownAttributes,
+    UseCandidate, Username, XorMappedAddress,
 };
 use crate::stun::{Message, MessageEncoder, Method, TransactionId};
 
@@ -24,12 +24,16 @@ pub(crate) struct CheckRequest<'a> {
     pub tie_breaker: u64,
     /// RFC 8445 §7.1.2: the controlling agent nominates.
     pub use_candidate: bool,
+    /// draft-thatcher-ice-renomination-01 §3: NOMINATION, when renomination is
+    /// negotiated (instead of USE-CANDIDATE).
+    pub nomination: Option<u32>,
     /// RFC 8445 §7.2.2: the remote password.
     pub key: &'a [u8],
 }
 
 /// RFC 8445 §7.1: a Binding request with USERNAME, PRIORITY, ICE-CONTROLLING or
-/// ICE-CONTROLLED, optionally USE-CANDIDATE, MESSAGE-INTEGRITY and FINGERPRINT.
+/// ICE-CONTROLLED, optionally USE-CANDIDATE or NOMINATION, MESSAGE-INTEGRITY and
+/// FINGERPRINT.
 pub(crate) fn encode_check(tid: TransactionId, req: &CheckRequest<'_>) -> Bytes {
     let mut buf = BytesMut::with_capacity(128);
     let mut enc = MessageEncoder::new(&mut buf, Method::BINDING.request(), tid);
@@ -41,6 +45,9 @@ pub(crate) fn encode_check(tid: TransactionId, req: &CheckRequest<'_>) -> Bytes 
     };
     if req.use_candidate {
         enc.add(&UseCandidate);
+    }
+    if let Some(n) = req.nomination {
+        enc.add(&Nomination(n));
     }
     enc.message_integrity(req.key).fingerprint();
     let _ = enc.finish();
@@ -93,6 +100,8 @@ pub(crate) struct ReceivedCheck {
     pub priority: u32,
     /// RFC 8445 §7.1.2.
     pub use_candidate: bool,
+    /// draft-thatcher-ice-renomination-01 §3: the NOMINATION value, if any.
+    pub nomination: Option<u32>,
     /// RFC 8445 §7.1.3: the sender's role and tie-breaker.
     pub role: IceRole,
     pub tie_breaker: u64,
@@ -139,6 +148,11 @@ pub(crate) fn validate_check(
         Some(Err(_)) => return Err(IceError::BadRequest("malformed USE-CANDIDATE")),
         None => false,
     };
+    // Comprehension-optional (0xC001): a malformed one is ignored, as an unknown one.
+    let nomination = match msg.get::<Nomination>() {
+        Some(Ok(n)) => Some(n.0),
+        _ => None,
+    };
     let (role, tie_breaker) = match (msg.get::<IceControlling>(), msg.get::<IceControlled>()) {
         (Some(Ok(c)), None) => (IceRole::Controlling, c.0),
         (None, Some(Ok(c))) => (IceRole::Controlled, c.0),
@@ -157,6 +171,7 @@ pub(crate) fn validate_check(
     Ok(ReceivedCheck {
         priority,
         use_candidate,
+        nomination,
         role,
         tie_breaker,
     })

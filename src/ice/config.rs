@@ -93,6 +93,14 @@ pub struct IceConfig {
     /// RFC 8445 §8.1.2 and RFC 8838 §8: the checklist fails if no pair is selected this
     /// long after it started (30 s), even without end-of-candidates.
     pub connect_timeout: Duration,
+    /// draft-thatcher-ice-renomination-01: offer the `renomination` ice-option (off by
+    /// default). Negotiated when the peer offers it too
+    /// ([`Agent::set_remote_renomination`](super::Agent::set_remote_renomination)): the
+    /// controlling agent then nominates with NOMINATION values instead of USE-CANDIDATE
+    /// and may nominate again; the controlled agent selects the pair of the highest
+    /// value. Without the peer's option, nomination is RFC 8445's. Once negotiated,
+    /// [`Nomination::Aggressive`] is not used (NOMINATION replaces USE-CANDIDATE).
+    pub renomination: bool,
 }
 
 impl IceConfig {
@@ -115,6 +123,7 @@ impl IceConfig {
             consent_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(30),
+            renomination: false,
         }
     }
 

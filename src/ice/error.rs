@@ -44,6 +44,10 @@ pub enum IceError {
     /// RFC 7675 §5.1: consent expired; the agent must stop sending.
     #[error("consent to send expired")]
     ConsentLost,
+    /// draft-thatcher-ice-renomination-01: the pair cannot be nominated again (not
+    /// negotiated, not the controlling agent, or no such valid pair).
+    #[error("cannot renominate: {0}")]
+    CannotRenominate(&'static str),
     /// A STUN encoding or decoding error.
     #[error(transparent)]
     Stun(#[from] StunError),

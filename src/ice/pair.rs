@@ -67,6 +67,10 @@ pub struct CandidatePair {
     /// Controlled: a check with USE-CANDIDATE arrived before this pair succeeded
     /// (RFC 8445 §7.3.1.5), so it is nominated when its own check succeeds.
     pub(crate) remote_nominated: bool,
+    /// draft-thatcher-ice-renomination-01: controlling, the NOMINATION value of the
+    /// pending nomination check; controlled, a NOMINATION that arrived before this pair
+    /// succeeded.
+    pub(crate) nomination: Option<u32>,
 }
 
 impl CandidatePair {

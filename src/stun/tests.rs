@@ -21,6 +21,23 @@ fn encode(attrs: &[Attribute], finish: impl FnOnce(&mut MessageEncoder<'_>)) -> 
     buf.freeze()
 }
 
+#[test]
+fn nomination_is_a_24_bit_value_of_type_0xc001() {
+    // draft-thatcher-ice-renomination-01 §3, libwebrtc's STUN_ATTR_NOMINATION.
+    let raw = encode(&[Nomination(0x0001_0203).into()], |_| {});
+    assert_eq!(&raw[20..28], &[0xC0, 0x01, 0, 4, 0, 1, 2, 3]);
+    let msg = Message::decode(raw).unwrap();
+    assert_eq!(
+        msg.get::<Nomination>().unwrap().unwrap(),
+        Nomination(0x0001_0203)
+    );
+    assert!(Attribute::is_known(Nomination::TYPE));
+    assert!(!Nomination::TYPE.is_comprehension_required());
+    // The reserved top byte is ignored.
+    let v = Bytes::from_static(&[0xFF, 0, 0, 7]);
+    assert_eq!(Nomination::decode(&v, &TID).unwrap(), Nomination(7));
+}
+
 fn header(len: u16) -> BytesMut {
     let mut b = BytesMut::new();
     b.put_u16(0x0001);
@@ -374,6 +391,7 @@ fn attribute() -> impl Strategy<Value = Attribute> {
         any::<u32>().prop_map(|v| ConnectionId(v).into()),
         any::<u64>().prop_map(|v| IceControlled(v).into()),
         any::<u64>().prop_map(|v| IceControlling(v).into()),
+        (0..=Nomination::MAX).prop_map(|v| Nomination(v).into()),
         (0x4000u16..=0x7FFE).prop_map(|v| ChannelNumber::new_rfc5766(v).unwrap().into()),
         any::<u16>().prop_map(|v| ResponsePort(v).into()),
         any::<u8>().prop_map(|v| RequestedTransport(v).into()),

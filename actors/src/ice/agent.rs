@@ -21,6 +21,8 @@ use super::io::{udp_datagrams, Datagram};
 use super::mdns::{self, MdnsDatagram, MdnsService};
 use super::relay::{self, RelayOutcome, RelaySession};
 use super::{CandidateErrorKind, IceEvent};
+
+mod continual;
 use crate::events::Subscribers;
 use crate::turn::client::{Allocate, TurnClientEvent, TurnClientHandle};
 use crate::udp::{BatchSocket, Outgoing, UdpSocketConfig};
@@ -31,6 +33,10 @@ struct HostSocket {
     stream: usize,
     component: u16,
     socket: Rc<BatchSocket>,
+    /// Its read loop, a stream of the agent's context.
+    reader: SpawnHandle,
+    /// Continual gathering: its address went away; it neither reads nor sends.
+    gone: bool,
 }
 
 /// An event of the TURN client of relay number `relay`.
@@ -76,6 +82,8 @@ pub struct IceAgent {
     relay_owners: Vec<(usize, u16)>,
     gathering: bool,
     gathering_complete: bool,
+    /// The host addresses gathered on (continual gathering compares the next list).
+    gathered_ips: Vec<IpAddr>,
     /// The remote candidates' IPs: each relay installs permissions for them.
     remote_ips: HashSet<IpAddr>,
     timer: Option<SpawnHandle>,
@@ -105,6 +113,7 @@ impl IceAgent {
             relay_owners: Vec::new(),
             gathering: false,
             gathering_complete: false,
+            gathered_ips: Vec::new(),
             remote_ips: HashSet::new(),
             timer: None,
             timer_at: None,
@@ -159,44 +168,15 @@ impl IceAgent {
         }
         let now = Instant::now();
         let transaction = self.config.gather.transaction();
-        let relay_only = self.config.gather.relay_only;
         let components = self.components();
         for &(stream, component) in &components {
             for &ip in &ips {
-                let config = UdpSocketConfig::default();
-                let socket = match BatchSocket::bind(SocketAddr::new(ip, 0), &config) {
-                    Ok(s) => Rc::new(s),
-                    Err(e) => {
-                        tracing::warn!(%ip, error = %e, "no host candidate");
-                        continue;
-                    }
-                };
-                let addr = socket.local_addr();
-                ctx.add_stream(udp_datagrams(self.sockets.len(), socket.clone()));
-                self.sockets.push(HostSocket {
-                    addr,
-                    stream,
-                    component,
-                    socket,
-                });
-                if !relay_only {
-                    let mut c = Candidate::host(addr).with_component(component);
-                    if let (true, Some(m)) = (self.config.gather.mdns, &mut self.mdns) {
-                        c = m.hide(c);
-                    }
-                    self.add_local(stream, c);
-                }
+                self.bind_host(ctx, stream, component, ip);
             }
         }
-        if !relay_only {
-            for server in self.config.stun.clone() {
-                for (i, s) in self.sockets.iter().enumerate() {
-                    if s.addr.is_ipv4() == server.is_ipv4() {
-                        let b = ServerBinding::start(now, i, s.addr, server, transaction);
-                        self.bindings.push(b);
-                    }
-                }
-            }
+        self.gathered_ips = ips;
+        for i in 0..self.sockets.len() {
+            self.start_bindings(now, i);
         }
         // A relayed candidate per TURN server, stream and component.
         for server in self.config.turn.clone() {
@@ -223,8 +203,64 @@ impl IceAgent {
                 );
             }
         }
+        if let Some(every) = self.config.gather.continual {
+            ctx.run_interval(every, |act, ctx| act.poll_interfaces(ctx));
+        }
         self.check_gathering_done();
         self.drive(ctx);
+    }
+
+    /// A host socket of `component` of `stream` on `ip`, and its host candidate
+    /// (RFC 8445 §5.1.1.1); its number.
+    fn bind_host(
+        &mut self,
+        ctx: &mut Context<Self>,
+        stream: usize,
+        component: u16,
+        ip: IpAddr,
+    ) -> Option<usize> {
+        let config = UdpSocketConfig::default();
+        let socket = match BatchSocket::bind(SocketAddr::new(ip, 0), &config) {
+            Ok(s) => Rc::new(s),
+            Err(e) => {
+                tracing::warn!(%ip, error = %e, "no host candidate");
+                return None;
+            }
+        };
+        let addr = socket.local_addr();
+        let reader = ctx.add_stream(udp_datagrams(self.sockets.len(), socket.clone()));
+        self.sockets.push(HostSocket {
+            addr,
+            stream,
+            component,
+            socket,
+            reader,
+            gone: false,
+        });
+        if !self.config.gather.relay_only {
+            let mut c = Candidate::host(addr).with_component(component);
+            if let (true, Some(m)) = (self.config.gather.mdns, &mut self.mdns) {
+                c = m.hide(c);
+            }
+            self.add_local(stream, c);
+        }
+        Some(self.sockets.len() - 1)
+    }
+
+    /// RFC 8445 §5.1.1.2: a Binding from host socket `i` to each STUN server of its
+    /// family.
+    fn start_bindings(&mut self, now: Instant, i: usize) {
+        if self.config.gather.relay_only {
+            return;
+        }
+        let transaction = self.config.gather.transaction();
+        let base = self.sockets[i].addr;
+        for server in self.config.stun.clone() {
+            if base.is_ipv4() == server.is_ipv4() {
+                let b = ServerBinding::start(now, i, base, server, transaction);
+                self.bindings.push(b);
+            }
+        }
     }
 
     fn relay_connected(
@@ -289,7 +325,10 @@ impl IceAgent {
 
     /// RFC 8838 §8.2: once every server has answered or failed, gathering is complete.
     fn check_gathering_done(&mut self) {
+        // Continual gathering never completes (RFC 8838 §13: the peer would ignore
+        // candidates after end-of-candidates).
         if self.gathering_complete
+            || self.config.gather.continual.is_some()
             || !self.gathering
             || self.bindings.iter().any(|b| !b.is_done())
             || self.relays.iter().any(|r| !r.is_done())
@@ -446,7 +485,7 @@ impl IceAgent {
 
     /// Sends a transmit from its source: a host socket, or a relay for a relayed base.
     fn route(&mut self, t: Transmit) {
-        if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source) {
+        if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source && !s.gone) {
             if let Err(e) = s.socket.try_send(&Outgoing::new(t.destination, &t.payload)) {
                 tracing::debug!(from = %t.source, to = %t.destination, error = %e, "ICE datagram not sent");
             }
@@ -491,7 +530,9 @@ impl IceAgent {
         for i in 0..self.bindings.len() {
             while let Some(t) = self.bindings[i].poll_transmit() {
                 let s = &self.sockets[self.bindings[i].socket()];
-                let _ = s.socket.try_send(&Outgoing::new(t.destination, &t.payload));
+                if !s.gone {
+                    let _ = s.socket.try_send(&Outgoing::new(t.destination, &t.payload));
+                }
             }
         }
         while let Some((stream, e)) = self.core.poll_stream_event() {

@@ -1,6 +1,7 @@
 //! The messages an application sends an [`IceAgent`], and [`IceAgentHandle`], the same
 //! API as methods.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use actix::{Actor, ActorContext, Addr, Context, Handler, Message};
@@ -65,6 +66,42 @@ pub struct SetRemote {
     pub candidates: Vec<Candidate>,
     /// The remote agent is lite (RFC 8445 §2.5).
     pub lite: bool,
+    /// The remote agent's ice-options include `renomination`
+    /// (draft-thatcher-ice-renomination-01); negotiated when
+    /// [`IceConfig::renomination`](floe::ice::IceConfig::renomination) is set here too.
+    pub renomination: bool,
+}
+
+impl SetRemote {
+    /// The credentials of a full remote agent without ice-options, no candidates yet.
+    pub fn new(stream: usize, ufrag: impl Into<String>, pwd: impl Into<String>) -> Self {
+        SetRemote {
+            stream,
+            ufrag: ufrag.into(),
+            pwd: pwd.into(),
+            candidates: Vec::new(),
+            lite: false,
+            renomination: false,
+        }
+    }
+}
+
+/// draft-thatcher-ice-renomination-01: the controlling agent nominates the valid pair
+/// of `local` (a local candidate's base or address) and `remote` in `component` of
+/// `stream` again; the controlled agent selects it whatever its priority. The core
+/// decides; the error says why it cannot (not negotiated, not controlling, no such
+/// valid pair).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), IceError>")]
+pub struct Renominate {
+    /// The data stream (0 is the first).
+    pub stream: usize,
+    /// The component.
+    pub component: u16,
+    /// The local candidate's base or address.
+    pub local: SocketAddr,
+    /// The remote candidate's address.
+    pub remote: SocketAddr,
 }
 
 /// A remote candidate of `stream`, at any time (RFC 8838 trickle); its component is
@@ -150,6 +187,9 @@ impl Handler<SetRemote> for IceAgent {
         if msg.lite {
             self.core().set_remote_lite(true);
         }
+        if msg.renomination {
+            self.core().set_remote_renomination(true);
+        }
         for c in msg.candidates {
             self.add_remote(msg.stream, c);
         }
@@ -207,6 +247,17 @@ impl Handler<Start> for IceAgent {
     fn handle(&mut self, _: Start, ctx: &mut Context<Self>) {
         self.core().start(Instant::now());
         self.drive(ctx);
+    }
+}
+
+impl Handler<Renominate> for IceAgent {
+    type Result = Result<(), IceError>;
+
+    fn handle(&mut self, msg: Renominate, ctx: &mut Context<Self>) -> Self::Result {
+        self.core()
+            .renominate(msg.stream, msg.component, msg.local, msg.remote)?;
+        self.drive(ctx);
+        Ok(())
     }
 }
 
@@ -326,6 +377,7 @@ impl IceAgentHandle {
             pwd: pwd.into(),
             candidates,
             lite: false,
+            renomination: false,
         });
     }
 
@@ -354,7 +406,33 @@ impl IceAgentHandle {
             pwd: pwd.into(),
             candidates,
             lite: true,
+            renomination: false,
         });
+    }
+
+    /// [`SetRemote`] as built: credentials, candidates and the remote's options
+    /// (`lite`, `renomination`).
+    pub fn set_remote_description(&self, remote: SetRemote) {
+        self.addr.do_send(remote);
+    }
+
+    /// [`Renominate`]: nominates the valid pair of `local` and `remote` again.
+    pub async fn renominate(
+        &self,
+        stream: usize,
+        component: u16,
+        local: SocketAddr,
+        remote: SocketAddr,
+    ) -> Result<(), IceError> {
+        self.addr
+            .send(Renominate {
+                stream,
+                component,
+                local,
+                remote,
+            })
+            .await
+            .unwrap_or(Err(IceError::NotConnected))
     }
 
     /// [`AddRemoteCandidate`] of stream 0.

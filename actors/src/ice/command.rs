@@ -20,7 +20,9 @@
 //!
 //! stdin: the remote's credentials, candidates and end-of-candidates, in any order and
 //! at any time (trickle); lines with an `"event"` key are ignored. Checks start when
-//! the remote credentials arrive; `"ice-lite":true` on them says the remote is lite.
+//! the remote credentials arrive; `"ice-lite":true` on them says the remote is lite,
+//! `"renomination":true` that it offers renomination (printed on ours with
+//! `--renomination`). With `--continual-gathering` no end-of-candidates is printed.
 //!
 //! Streams: with `--streams N`, each signalling line carries `"stream": N` (a line
 //! without one is for stream 0): a credentials line, candidates and end-of-candidates
@@ -80,6 +82,7 @@ pub fn agent_config(args: &IceArgs) -> Result<AgentConfig, String> {
     if args.aggressive_nomination {
         config.ice.nomination = Nomination::Aggressive;
     }
+    config.ice.renomination = args.renomination;
     if let Some(s) = args.consent_interval {
         config.ice.consent_interval = Some(seconds("consent-interval", s)?);
     }
@@ -97,6 +100,9 @@ pub fn agent_config(args: &IceArgs) -> Result<AgentConfig, String> {
         GatherConfig::default()
     };
     config.gather.relay_only = args.relay_only;
+    if let Some(s) = args.continual_gathering {
+        config.gather.continual = Some(seconds("continual-gathering", s)?);
+    }
     config.gather.mdns = args.mdns;
     for s in &args.stun {
         config.stun.push(resolve("stun", s)?);
@@ -133,6 +139,7 @@ pub fn run(args: &IceArgs) -> ExitCode {
         restart_after: args.restart_after.map(Duration::from_secs_f64),
         streams: config.streams,
         components: config.components,
+        renomination: config.ice.renomination,
     };
     let code = actix_rt::System::new().block_on(session(config, options));
     ExitCode::from(code)

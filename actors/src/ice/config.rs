@@ -2,6 +2,7 @@
 //! the STUN and TURN servers, and which addresses host candidates are gathered on.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use floe::ice::{IceConfig, IceRole};
@@ -87,7 +88,59 @@ pub struct GatherConfig {
     /// (draft-ietf-mmusic-mdns-ice-candidates), as browsers do; off by default. Remote
     /// `.local` candidates are resolved either way.
     pub mdns: bool,
+    /// Continual gathering (libwebrtc's GATHER_CONTINUALLY; off by default): the
+    /// interfaces are listed again this often. A new address gets host (and
+    /// server-reflexive) candidates, trickled as they come; a gone one's candidates
+    /// and pairs are removed. Gathering then never completes: no
+    /// [`IceEvent::GatheringComplete`](super::IceEvent::GatheringComplete), since a
+    /// peer ignores candidates after end-of-candidates (RFC 8838 §13).
+    pub continual: Option<Duration>,
+    /// Where the host's addresses come from (the interfaces through `if_addrs` unless
+    /// replaced, as tests do); the filters above apply to what it lists.
+    #[serde(skip)]
+    pub interfaces: InterfaceSource,
 }
+
+/// Lists the host's interface addresses that are up: the system's (through
+/// `if_addrs`) by default, or a closure — so that a test can make addresses appear and
+/// go without touching the host's interfaces.
+#[derive(Clone)]
+pub struct InterfaceSource(Arc<InterfaceFn>);
+
+type InterfaceFn = dyn Fn() -> std::io::Result<Vec<IpAddr>> + Send + Sync;
+
+impl InterfaceSource {
+    /// Addresses from `list`, called at gathering and at each continual poll.
+    pub fn new(list: impl Fn() -> std::io::Result<Vec<IpAddr>> + Send + Sync + 'static) -> Self {
+        InterfaceSource(Arc::new(list))
+    }
+
+    /// The addresses now.
+    pub fn list(&self) -> std::io::Result<Vec<IpAddr>> {
+        (self.0)()
+    }
+}
+
+impl Default for InterfaceSource {
+    /// The system's interfaces that are up.
+    fn default() -> Self {
+        InterfaceSource::new(super::gather::system_addresses)
+    }
+}
+
+impl std::fmt::Debug for InterfaceSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InterfaceSource")
+    }
+}
+
+impl PartialEq for InterfaceSource {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for InterfaceSource {}
 
 impl Default for GatherConfig {
     fn default() -> Self {
@@ -101,6 +154,8 @@ impl Default for GatherConfig {
             relay_only: false,
             server_timeout: Duration::from_secs(8),
             mdns: false,
+            continual: None,
+            interfaces: InterfaceSource::default(),
         }
     }
 }

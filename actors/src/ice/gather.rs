@@ -20,16 +20,12 @@ use super::CandidateErrorKind;
 /// The local addresses host candidates are gathered on: the addresses of interfaces
 /// that are up (Linux reports loopback's state as unknown, which counts as up), that
 /// `config` allows, each once, IPv4 first.
+/// The list comes from [`GatherConfig::interfaces`].
 pub fn host_addresses(config: &GatherConfig) -> std::io::Result<Vec<IpAddr>> {
-    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()?
+    let mut ips: Vec<IpAddr> = config
+        .interfaces
+        .list()?
         .into_iter()
-        .filter(|i| {
-            !matches!(
-                i.oper_status,
-                IfOperStatus::Down | IfOperStatus::NotPresent | IfOperStatus::LowerLayerDown
-            )
-        })
-        .map(|i| i.ip())
         .filter(|ip| config.allows(*ip))
         .collect();
     let mut seen = Vec::with_capacity(ips.len());
@@ -40,6 +36,20 @@ pub fn host_addresses(config: &GatherConfig) -> std::io::Result<Vec<IpAddr>> {
     });
     ips.sort_by_key(|ip| ip.is_ipv6());
     Ok(ips)
+}
+
+/// The addresses of the system's interfaces that are up.
+pub(crate) fn system_addresses() -> std::io::Result<Vec<IpAddr>> {
+    Ok(if_addrs::get_if_addrs()?
+        .into_iter()
+        .filter(|i| {
+            !matches!(
+                i.oper_status,
+                IfOperStatus::Down | IfOperStatus::NotPresent | IfOperStatus::LowerLayerDown
+            )
+        })
+        .map(|i| i.ip())
+        .collect())
 }
 
 /// What a Binding to a STUN server gave.

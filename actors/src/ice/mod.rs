@@ -62,6 +62,15 @@
 //! selects one. The remote side's new credentials and candidates come with
 //! [`SetRemote`] as before.
 //!
+//! # Renomination and continual gathering
+//!
+//! Renomination (draft-thatcher-ice-renomination-01) is the core's: the actor passes
+//! the peer's offer ([`SetRemote::renomination`]) and [`Renominate`] through. With
+//! [`GatherConfig::continual`] it lists the interfaces ([`GatherConfig::interfaces`])
+//! again every period: a new address gets host sockets and candidates (trickled as
+//! [`IceEvent::Candidate`]), a gone one's sockets stop and the core removes its
+//! candidates (`Agent::remove_local_candidates`), moving the selection by its rules.
+//!
 //! # Events
 //!
 //! [`IceEvent`] uses the seed's names: `Candidate` (OnICECandidate), `CandidateError`
@@ -88,9 +97,10 @@ pub use floe::ice::{Candidate, IceCredentials, IceError, IceRole};
 pub use agent::IceAgent;
 pub use api::{
     AddRemoteCandidate, AddRemoteCandidateSdp, Description, EndOfRemoteCandidates, Gather,
-    IceAgentHandle, LocalDescription, Restart, SetRemote, Start, Stop, StreamDescription,
+    IceAgentHandle, LocalDescription, Renominate, Restart, SetRemote, Start, Stop,
+    StreamDescription,
 };
-pub use config::{AgentConfig, GatherConfig, TurnServerConfig, TurnTransport};
+pub use config::{AgentConfig, GatherConfig, InterfaceSource, TurnServerConfig, TurnTransport};
 pub use gather::host_addresses;
 
 /// Sends application data over the selected pair of stream 0, component 1 (RFC 8445

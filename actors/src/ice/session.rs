@@ -9,7 +9,7 @@ use floe::ice::{Candidate, IceError, IceEvent as CoreEvent, IceRole};
 use serde_json::Value;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use super::api::Description;
+use super::api::{Description, SetRemote};
 use super::{AgentConfig, IceAgent, IceAgentHandle, IceEvent};
 
 /// How long the agent stays after it has sent and received.
@@ -30,6 +30,8 @@ pub(crate) struct SessionOptions {
     pub streams: usize,
     /// `--components`.
     pub components: u16,
+    /// `--renomination`: offered on the credentials lines.
+    pub renomination: bool,
 }
 
 fn emit(line: &str) {
@@ -76,6 +78,8 @@ enum RemoteLine {
         ufrag: String,
         pwd: String,
         lite: bool,
+        /// `"renomination"`: the remote offers draft-thatcher-ice-renomination-01.
+        renomination: bool,
         /// `"restart-after"`: the remote will restart once connected; stay to answer.
         restart_after: bool,
     },
@@ -116,6 +120,8 @@ fn parse_remote_line(line: &str) -> RemoteLine {
             pwd: pwd.to_owned(),
             // RFC 8445 §6.1.1: a lite peer says so (`a=ice-lite`); this agent then controls.
             lite: msg.get("ice-lite").and_then(Value::as_bool) == Some(true),
+            // Its ice-options include renomination (draft-thatcher-ice-renomination-01).
+            renomination: msg.get("renomination").and_then(Value::as_bool) == Some(true),
             restart_after: msg.get("restart-after").is_some_and(|v| !v.is_null()),
         };
     }
@@ -223,6 +229,9 @@ impl Session {
                 ("pwd", sd.credentials.pwd.clone().into()),
                 ("role", role_name(d.role).into()),
             ];
+            if self.options.renomination {
+                fields.push(("renomination", true.into()));
+            }
             if first {
                 if let Some(after) = self.options.restart_after {
                     fields.push(("restart-after", after.as_secs_f64().into()));
@@ -309,6 +318,7 @@ impl Session {
                 ufrag,
                 pwd,
                 lite,
+                renomination,
                 restart_after,
             } => {
                 self.remote_will_restart |= restart_after;
@@ -327,12 +337,10 @@ impl Session {
                     }
                 }
                 self.remote[stream] = Some(new);
-                if lite {
-                    self.agent
-                        .set_remote_lite_of(stream, ufrag, pwd, Vec::new());
-                } else {
-                    self.agent.set_remote_of(stream, ufrag, pwd, Vec::new());
-                }
+                let mut remote = SetRemote::new(stream, ufrag, pwd);
+                remote.lite = lite;
+                remote.renomination = renomination;
+                self.agent.set_remote_description(remote);
                 if self.started.is_none() {
                     self.started = Some(Instant::now());
                     self.agent.start();

@@ -60,12 +60,19 @@ impl Checklist {
             return false;
         };
         let aggressive = self.config.nomination == Nomination::Aggressive;
+        let renomination = self.renomination();
         let pair = &mut self.pairs[i];
-        let use_candidate = self.role == IceRole::Controlling && (pair.nominating || aggressive);
+        let controlling = self.role == IceRole::Controlling;
+        // draft-thatcher-ice-renomination-01 §3: NOMINATION instead of USE-CANDIDATE
+        // (as libwebrtc: one or the other, never both).
+        let nomination = pair
+            .nomination
+            .filter(|_| controlling && renomination && pair.nominating);
+        let use_candidate = controlling && !renomination && (pair.nominating || aggressive);
         if pair.state != PairState::Succeeded {
             pair.state = PairState::InProgress;
         }
-        self.send_check(now, id, CheckKind::Connectivity, use_candidate);
+        self.send_check(now, id, CheckKind::Connectivity, use_candidate, nomination);
         true
     }
 
@@ -93,7 +100,7 @@ impl Checklist {
                 }
             }
         }
-        if nomination_only || self.state != ChecklistState::Running {
+        if nomination_only || !self.keeps_checking() {
             return None;
         }
         if let Some(p) = self.pairs.iter().find(|p| p.state == PairState::Waiting) {
@@ -122,6 +129,7 @@ impl Checklist {
         id: PairId,
         kind: CheckKind,
         use_candidate: bool,
+        nomination: Option<u32>,
     ) {
         let (Some(remote), Some(key)) = (&self.remote_credentials, &self.remote_key) else {
             return;
@@ -145,6 +153,7 @@ impl Checklist {
                 role: self.role,
                 tie_breaker: self.tie_breaker,
                 use_candidate,
+                nomination,
                 key: key.as_bytes(),
             },
         );
@@ -169,6 +178,7 @@ impl Checklist {
             pair: id,
             kind,
             use_candidate,
+            nomination,
             priority,
             role: self.role,
             key,

@@ -6,9 +6,10 @@ mod checks;
 mod nomination;
 mod pairing;
 mod receive;
+mod renomination;
 mod timers;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,8 @@ struct InFlight {
     pair: PairId,
     kind: CheckKind,
     use_candidate: bool,
+    /// draft-thatcher-ice-renomination-01: the NOMINATION value sent.
+    nomination: Option<u32>,
     /// The PRIORITY sent, the priority of a local peer-reflexive candidate.
     priority: u32,
     /// The role the check was sent in (RFC 8445 §7.2.5.1).
@@ -104,6 +107,17 @@ pub struct Checklist {
     role: IceRole,
     tie_breaker: u64,
     remote_lite: bool,
+    /// draft-thatcher-ice-renomination-01: the peer offered the `renomination` option.
+    remote_renomination: bool,
+    /// Controlling: the last NOMINATION value sent (values grow across components).
+    nomination_counter: u32,
+    /// Controlling: the latest NOMINATION value sent, per component.
+    latest_nomination: BTreeMap<u16, u32>,
+    /// Controlled: the highest NOMINATION value received, per component.
+    highest_nomination: BTreeMap<u16, u32>,
+    /// A component lost its selected pair (its local candidate was removed): the
+    /// checklist fails unless every component has one again by then.
+    reselect_deadline: Option<Instant>,
     local: Vec<Candidate>,
     remote: Vec<Candidate>,
     /// Sorted by priority, highest first.
@@ -157,6 +171,11 @@ impl Checklist {
             role,
             tie_breaker,
             remote_lite: false,
+            remote_renomination: false,
+            nomination_counter: 0,
+            latest_nomination: BTreeMap::new(),
+            highest_nomination: BTreeMap::new(),
+            reselect_deadline: None,
             config,
             rng,
             local: Vec::new(),
@@ -478,7 +497,7 @@ impl Checklist {
     /// RFC 8445 §7.2.5.3.3: a pair of `foundation` succeeded in another checklist: the
     /// Frozen pairs of that foundation here become Waiting.
     pub(crate) fn unfreeze_foundation(&mut self, foundation: &(String, String)) {
-        if self.state != ChecklistState::Running || self.retiring {
+        if !self.keeps_checking() || self.retiring {
             return;
         }
         for p in &mut self.pairs {

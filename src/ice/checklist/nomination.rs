@@ -17,17 +17,20 @@ impl Checklist {
         if self.role != IceRole::Controlling
             || self.config.lite
             || self.retiring
-            || self.state != ChecklistState::Running
+            || !self.keeps_checking()
         {
             return;
         }
+        let renomination = self.renomination();
         let components: BTreeSet<u16> = self.pairs.iter().map(|p| p.component).collect();
         for component in components {
+            // RFC 8445 §8.1.1: one nomination per component in a session; with
+            // renomination, a component without a selected pair (its pair's local
+            // candidate was removed) is nominated again.
             if self.selected.iter().any(|s| s.component == component)
-                || self
-                    .pairs
-                    .iter()
-                    .any(|p| p.component == component && (p.nominating || p.nominated))
+                || self.pairs.iter().any(|p| {
+                    p.component == component && (p.nominating || (p.nominated && !renomination))
+                })
             {
                 continue;
             }
@@ -50,21 +53,22 @@ impl Checklist {
                 self.nomination_deadline = Some(deadline);
                 continue;
             }
-            let id = self.pairs[best].id;
-            self.pairs[best].nominating = true;
-            self.triggered.retain(|&t| t != id);
-            self.triggered.push_back(id);
+            self.queue_nomination(best);
         }
     }
 
     /// RFC 8445 §8.1.1 / §7.3.1.5: the pair is nominated; the controlling agent selects
     /// the first (with regular nomination), the controlled agent the highest-priority
     /// nominated pair.
-    pub(super) fn nominate(&mut self, i: usize, now: Instant) {
+    ///
+    /// `renominated`: the nomination carries the latest NOMINATION value
+    /// (draft-thatcher-ice-renomination-01 §3), so it is selected whatever its priority.
+    pub(super) fn nominate(&mut self, i: usize, now: Instant, renominated: bool) {
         let pair = &mut self.pairs[i];
         pair.nominated = true;
         pair.nominating = false;
         pair.remote_nominated = false;
+        pair.nomination = None;
         let (id, component, priority) = (pair.id, pair.component, pair.priority);
         let pair = &self.pairs[i];
         let (local, remote) = self.candidates(pair);
@@ -79,7 +83,8 @@ impl Checklist {
             self.role == IceRole::Controlled || self.config.nomination == Nomination::Aggressive;
         let replace = match self.selected.iter().position(|s| s.component == component) {
             None => true,
-            Some(s) => follows_priority && priority > self.selected[s].priority,
+            Some(s) if self.selected[s].pair == id => false,
+            Some(s) => renominated || (follows_priority && priority > self.selected[s].priority),
         };
         if replace {
             let consent_interval = if self.config.lite {
@@ -115,15 +120,20 @@ impl Checklist {
         let complete = required
             .iter()
             .all(|c| self.selected.iter().any(|s| s.component == *c));
+        if complete {
+            self.reselect_deadline = None;
+        }
         if complete && !self.connected {
             self.connected = true;
             self.nomination_deadline = None;
             if self.state == ChecklistState::Running {
                 // RFC 8445 §8.1.2: the checklist is completed; pairs not yet checked
-                // are removed.
+                // are removed. With renomination they are checked on (libwebrtc), as
+                // a better pair may still be nominated.
                 self.state = ChecklistState::Completed;
+                let keep = self.renomination();
                 self.pairs
-                    .retain(|p| !matches!(p.state, PairState::Frozen | PairState::Waiting));
+                    .retain(|p| keep || !matches!(p.state, PairState::Frozen | PairState::Waiting));
                 let pairs = &self.pairs;
                 self.triggered
                     .retain(|id| pairs.iter().any(|p| p.id == *id));

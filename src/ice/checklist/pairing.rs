@@ -7,7 +7,6 @@ use rand::Rng;
 use super::Checklist;
 use crate::ice::candidate::CandidateKind;
 use crate::ice::config::IceRole;
-use crate::ice::event::ChecklistState;
 use crate::ice::pair::{pair_priority, CandidatePair, PairId, PairState};
 
 impl Checklist {
@@ -98,7 +97,7 @@ impl Checklist {
             }
             return None;
         }
-        let state = if self.state == ChecklistState::Running {
+        let state = if self.keeps_checking() {
             // RFC 8838 §10: a pair formed while checks run is Waiting unless a pair of
             // its foundation is already Waiting or In-Progress.
             let busy = self.pairs.iter().any(|p| {
@@ -134,6 +133,7 @@ impl Checklist {
             nominated: false,
             nominating: false,
             remote_nominated: false,
+            nomination: None,
         });
         Some(id)
     }

@@ -144,12 +144,22 @@ impl Checklist {
         let Some(i) = self.pair_index(id) else {
             return;
         };
+        // draft-thatcher-ice-renomination-01 §3: a NOMINATION above the highest seen
+        // for the component (ignored unless negotiated, and when lower or equal).
+        let renominated = match check.nomination {
+            Some(n)
+                if self.renomination() && self.role == IceRole::Controlled && !self.retiring =>
+            {
+                self.take_nomination(component, n)
+            }
+            _ => false,
+        };
         if self.config.lite {
             // RFC 8445 §7.3.1.5: a lite agent nominates on USE-CANDIDATE, no checks.
-            if check.use_candidate && !self.pairs[i].nominated {
+            if renominated || (check.use_candidate && !self.pairs[i].nominated) {
                 self.pairs[i].state = PairState::Succeeded;
                 self.pairs[i].valid_local = Some(self.pairs[i].local);
-                self.nominate(i, now);
+                self.nominate(i, now, renominated);
             }
             return;
         }
@@ -165,11 +175,18 @@ impl Checklist {
                 }
             }
         }
-        // RFC 8445 §7.3.1.5: the controlling agent nominated this pair.
-        if check.use_candidate && self.role == IceRole::Controlled && !self.retiring {
+        if renominated {
+            // Selected once valid: now, or when its triggered check succeeds.
+            if self.pairs[i].state == PairState::Succeeded {
+                self.nominate(i, now, true);
+            } else {
+                self.pairs[i].nomination = check.nomination;
+            }
+        } else if check.use_candidate && self.role == IceRole::Controlled && !self.retiring {
+            // RFC 8445 §7.3.1.5: the controlling agent nominated this pair.
             if self.pairs[i].state == PairState::Succeeded {
                 if !self.pairs[i].nominated {
-                    self.nominate(i, now);
+                    self.nominate(i, now, false);
                 }
             } else {
                 self.pairs[i].remote_nominated = true;
@@ -284,6 +301,7 @@ impl Checklist {
         };
         let pair = &mut self.pairs[i];
         pair.valid_local = Some(valid_local);
+        let id = pair.id;
         let newly = pair.state != PairState::Succeeded;
         pair.state = PairState::Succeeded;
         let foundation = pair.foundation.clone();
@@ -301,12 +319,29 @@ impl Checklist {
         if self.retiring {
             return;
         }
+        // draft-thatcher-ice-renomination-01 §3: the latest NOMINATION value (sent, or
+        // received before the pair was valid) selects the pair.
+        let renominated = match (self.role, f.nomination, self.pairs[i].nomination) {
+            (IceRole::Controlling, Some(n), _) => {
+                if self.pairs[i].nomination == Some(n) {
+                    self.pairs[i].nominating = false;
+                }
+                self.latest_nomination.get(&component) == Some(&n)
+            }
+            (IceRole::Controlled, _, Some(n)) => {
+                self.highest_nomination.get(&component) == Some(&n)
+            }
+            _ => false,
+        };
         let nominate = match self.role {
             IceRole::Controlling => f.use_candidate,
             IceRole::Controlled => self.pairs[i].remote_nominated,
         };
-        if nominate && !self.pairs[i].nominated {
-            self.nominate(i, now);
+        if renominated || (nominate && !self.pairs[i].nominated) {
+            self.nominate(i, now, renominated);
+        }
+        if newly {
+            self.maybe_renominate(id);
         }
         self.maybe_nominate(now);
     }

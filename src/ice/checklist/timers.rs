@@ -74,7 +74,7 @@ impl Checklist {
                 }
             }
             for id in consent_checks {
-                self.send_check(now, id, CheckKind::Consent, false);
+                self.send_check(now, id, CheckKind::Consent, false, None);
             }
             for (source, destination, transport) in keepalives {
                 let tid = TransactionId::random(&mut self.rng);
@@ -90,6 +90,11 @@ impl Checklist {
         if self.nomination_deadline.is_some_and(|t| now >= t) {
             self.nomination_deadline = None;
             self.maybe_nominate(now);
+        }
+        if self.reselect_deadline.is_some_and(|t| now >= t) {
+            tracing::debug!("no pair selected again after a local candidate was removed");
+            self.reselect_deadline = None;
+            self.fail();
         }
         if self.state == ChecklistState::Running
             && !self.retiring
@@ -170,6 +175,7 @@ impl Checklist {
             }
         }
         min(self.nomination_deadline);
+        min(self.reselect_deadline);
         if self.state == ChecklistState::Running && !self.retiring {
             min(self.started_at.map(|s| s + self.config.connect_timeout));
         }

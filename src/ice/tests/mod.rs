@@ -4,6 +4,7 @@
 mod candidates;
 mod fuzz;
 mod pacer;
+mod renomination;
 mod wire;
 
 /// The core's test pairs (`tests/core`), compiled here for the proptests of `fuzz`.

@@ -77,6 +77,7 @@ impl Scripted {
                 role: IceRole::Controlling,
                 tie_breaker: 7,
                 use_candidate,
+                nomination: None,
                 key: self.pwd.as_bytes(),
             },
         )

@@ -448,6 +448,7 @@ attributes!(
     UseCandidate,
     IceControlled,
     IceControlling,
+    Nomination,
     ChangeRequest,
     ResponseOrigin,
     OtherAddress,
