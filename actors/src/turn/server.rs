@@ -74,10 +74,9 @@ pub fn core_config_with(
     {
         c.relay_ipv6 = Some(v6.ip());
     }
-    match config.external_ip {
-        Some(ip @ IpAddr::V4(_)) => c.external_ipv4 = Some(ip),
-        Some(ip @ IpAddr::V6(_)) => c.external_ipv6 = Some(ip),
-        None => {}
+    if let Some(ip) = config.external_ip {
+        // Validated: one address, so no conflict.
+        let _ = c.external.insert(ip, None);
     }
     c.realm = config.realm.clone();
     c.alternate_server = config.alternate_server;
