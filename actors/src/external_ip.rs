@@ -122,6 +122,11 @@ async fn discover(
     let mut last = String::new();
     for round in 1..=ATTEMPTS {
         for (name, server) in &family {
+            let who = if *name == server.to_string() {
+                name.clone()
+            } else {
+                format!("{name} ({server})")
+            };
             let mut c = TurnClientConfig::stun(*server);
             c.bind = Some(SocketAddr::new(relay, 0));
             c.session.transaction = transaction();
@@ -131,9 +136,9 @@ async fn discover(
                     return Ok(mapped.ip());
                 }
                 Ok((mapped, _)) => {
-                    last = format!("{name} ({server}) answered {mapped}, of the other family");
+                    last = format!("{who} answered {mapped}, of the other family");
                 }
-                Err(e) => last = format!("{name} ({server}): {e}"),
+                Err(e) => last = format!("{who}: {e}"),
             }
             tracing::warn!(%relay, round, "external-ip auto: {last}");
         }
