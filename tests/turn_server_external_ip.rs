@@ -154,10 +154,15 @@ fn relay_through(floe: &FloeServe, public: IpAddr) -> SocketAddr {
     // Operators see what the client was told.
     let (code, body) = floe.admin("GET", "/sessions", None);
     assert_eq!(code, 200, "{body}");
-    let sessions: Value = serde_json::from_str(&body).unwrap();
+    let sessions: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let ours = sessions
+        .iter()
+        .filter(|v| v["client"].as_str() == Some(mapped.to_string().as_str()))
+        .collect::<Vec<_>>();
+    assert_eq!(ours.len(), 1, "{body}");
     assert_eq!(
-        sessions[0]["relayed"][0].as_str(),
-        Some(relayed.to_string().as_str()),
+        ours[0]["relayed"],
+        serde_json::json!([relayed.to_string()]),
         "{body}"
     );
     relayed
@@ -200,6 +205,12 @@ fn auto_advertises_what_the_stun_server_saw_from_the_relay_address() {
         floe.log()
     );
     let relayed = relay_through(&floe, public);
+    // A reload does not ask again, and keeps the discovered address without a warning.
+    let (code, body) = floe.admin("POST", "/reload", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"kept\":[]"), "{body}");
+    assert_eq!(stun.received().len(), asked.len(), "asked again on reload");
+    relay_through(&floe, public);
     println!("discovered {public}; told {relayed}");
 }
 
