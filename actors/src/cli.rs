@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use floe::cidr::Cidr;
 
-use crate::config::{ConfigError, Secret, ServeConfig, UserCredential};
+use crate::config::{ConfigError, ExternalIp, Secret, ServeConfig, UserCredential};
 use crate::logging::LogFormat;
 
 /// floe: STUN, TURN and ICE.
@@ -94,9 +94,12 @@ pub struct ServeArgs {
     /// IP the relay sockets bind to [default: the listen IP]
     #[arg(long, value_name = "IP")]
     pub relay_ip: Option<IpAddr>,
-    /// Public IP advertised in relayed addresses, when behind 1:1 NAT
-    #[arg(long, value_name = "IP")]
-    pub external_ip: Option<IpAddr>,
+    /// Advertise PUBLIC for relays on PRIVATE, or on every relay IP of its family without /PRIVATE (repeatable, one per family or PRIVATE); auto: ask --external-ip-stun at start
+    #[arg(long = "external-ip", value_name = "PUBLIC[/PRIVATE]|auto")]
+    pub external_ip: Vec<ExternalIp>,
+    /// STUN server that --external-ip auto asks from each relay address (repeatable; none by default)
+    #[arg(long = "external-ip-stun", value_name = "HOST:PORT")]
+    pub external_ip_stun: Vec<String>,
     /// Lowest relay port [default: 49152]
     #[arg(long, value_name = "N")]
     pub min_port: Option<u16>,
@@ -229,7 +232,8 @@ impl ServeArgs {
         replace(&mut config.auth_secrets, &self.auth_secrets);
         set(&mut config.secret_grace, &self.secret_grace);
         set_opt(&mut config.relay_ip, &self.relay_ip);
-        set_opt(&mut config.external_ip, &self.external_ip);
+        replace(&mut config.external_ip, &self.external_ip);
+        replace(&mut config.external_ip_stun, &self.external_ip_stun);
         set(&mut config.min_port, &self.min_port);
         set(&mut config.max_port, &self.max_port);
         config.allow_loopback_peers |= self.allow_loopback_peers;
@@ -439,6 +443,7 @@ mod tests {
             "secret-grace",
             "relay-ip",
             "external-ip",
+            "external-ip-stun",
             "min-port",
             "max-port",
             "allow-loopback-peers",
@@ -545,6 +550,7 @@ mod tests {
             "--secret-grace=60",
             "--relay-ip=127.0.0.1",
             "--external-ip=203.0.113.7",
+            "--external-ip=2001:db8:ff::7/2001:db8::7",
             "--min-port=40000",
             "--max-port=40100",
             "--allow-loopback-peers",
@@ -584,7 +590,13 @@ mod tests {
         assert_eq!(config.auth_secrets, vec![Secret::new("s1")]);
         assert_eq!(config.secret_grace, 60);
         assert_eq!(config.relay_ip, Some("127.0.0.1".parse().unwrap()));
-        assert_eq!(config.external_ip, Some("203.0.113.7".parse().unwrap()));
+        assert_eq!(
+            config.external_ip,
+            vec![
+                ExternalIp::public("203.0.113.7".parse().unwrap()),
+                "2001:db8:ff::7/2001:db8::7".parse().unwrap()
+            ]
+        );
         assert_eq!(config.port_range(), 40000..=40100);
         assert!(config.allow_loopback_peers);
         assert_eq!(config.allow_peers, vec!["10.0.0.0/8".parse().unwrap()]);

@@ -6,6 +6,7 @@
 //! - [`tls`]: the rustls configuration and handshake of TLS on 5349;
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
 //! - [`host_addrs`]: the host's addresses, which the peer policy refuses as peers;
+//! - [`external_ip`]: `external-ip auto`, the relays' public address asked of STUN servers;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
 //! - [`admin`]: the admin HTTP API (health, readiness, sessions, drain, reload);
 //! - [`shutdown`]: SIGINT/SIGTERM/SIGHUP; [`logging`]: the tracing subscriber;
@@ -21,6 +22,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod events;
+pub mod external_ip;
 pub mod host_addrs;
 mod http;
 pub mod ice;

@@ -26,11 +26,12 @@ use crate::turn::ServerHandle;
 
 /// Settings a reload cannot change (sockets, threads, the realm every key is made
 /// with, what the process was started with).
-pub const FIXED: [&str; 21] = [
+pub const FIXED: [&str; 22] = [
     "listen",
     "realm",
     "relay-ip",
     "external-ip",
+    "external-ip-stun",
     "min-port",
     "max-port",
     "threads",
@@ -97,7 +98,7 @@ pub fn merge(running: &ServeConfig, new: &ServeConfig) -> (ServeConfig, Vec<&'st
     }
     fixed!(
         listen => "listen", realm => "realm", relay_ip => "relay-ip",
-        external_ip => "external-ip", min_port => "min-port", max_port => "max-port",
+        external_ip => "external-ip", external_ip_stun => "external-ip-stun", min_port => "min-port", max_port => "max-port",
         threads => "threads", rx_coalesce_us => "rx-coalesce-us",
         max_tcp_per_ip => "max-tcp-per-ip", max_tcp_connections => "max-tcp-connections",
         tcp_message_timeout => "tcp-message-timeout", tcp_write_queue => "tcp-write-queue",

@@ -8,6 +8,8 @@
 //!   allocations carry on; the process exits when none remain or after `drain-timeout`
 //!   seconds (deleting the rest). A SIGINT or a second SIGTERM while draining stops at once.
 //! - SIGHUP, or `POST /reload`, reloads the configuration (see [`reload`](crate::reload)).
+//! - `external-ip auto` is discovered first ([`external_ip`](crate::external_ip)); when
+//!   no STUN server tells the address, the server does not start.
 
 use std::time::Duration;
 
@@ -34,6 +36,9 @@ pub enum ServeError {
     /// The signal handlers could not be installed.
     #[error(transparent)]
     Shutdown(#[from] ShutdownError),
+    /// `external-ip auto` found no public address.
+    #[error(transparent)]
+    ExternalIp(#[from] crate::external_ip::DiscoveryError),
     /// The TURN server could not start (a listener could not be bound).
     #[error("cannot start the TURN server: {0}")]
     Start(String),
@@ -50,6 +55,10 @@ pub async fn run(config: ServeConfig) -> Result<(), ServeError> {
 
 /// As [`run`]; SIGHUP and `POST /reload` apply what `source` gives then.
 pub async fn run_reloadable(config: ServeConfig, source: ConfigSource) -> Result<(), ServeError> {
+    // Before the signal handlers: a SIGINT while asking still stops the process. The
+    // server runs with the discovered mappings; reloads compare and reconfigure with
+    // `config` as given (`auto`), so they neither ask again nor see a change.
+    let started = crate::external_ip::resolve(&config).await?;
     // Install the handlers first: a signal during start-up then still stops cleanly, and
     // a SIGHUP waits for the server.
     let mut signals = ShutdownSignals::new()?;
@@ -63,7 +72,7 @@ pub async fn run_reloadable(config: ServeConfig, source: ConfigSource) -> Result
         }
         None => None,
     };
-    let server = TurnServer::start(&config, metrics.clone())
+    let server = TurnServer::start(&started, metrics.clone())
         .await
         .map_err(ServeError::Start)?;
     for addr in server.local_addrs() {

@@ -1,12 +1,13 @@
 //! `ServeConfig`: every setting of `floe serve`, from TOML, from flags, or built in code.
 //!
 //! TOML keys are the flag names: `listen`, `realm`, `user`, `auth-secret`, `secret-grace`, `relay-ip`,
-//! `external-ip`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
+//! `external-ip`, `external-ip-stun`, `min-port`, `max-port`, `allow-loopback-peers`, `allow-peer`, `deny-peer`,
 //! `user-quota`, `total-quota`, `max-permissions`, `max-channels`, `max-bps`, `total-bps`,
 //! `unauth-rate`, `max-lifetime`, `threads`, `rx-coalesce-us`, `max-tcp-per-ip`,
 //! `max-tcp-connections`, `tcp-message-timeout`, `tcp-write-queue`, `metrics`, `log`, `log-format`,
-//! `usage-top-users`, `tls-cert`, `tls-key`, `tls-listen`. Repeatable flags are arrays. Unknown keys are an error; missing keys take
-//! their defaults.
+//! `usage-top-users`, `tls-cert`, `tls-key`, `tls-listen`. Repeatable flags are arrays
+//! (`external-ip` and `external-ip-stun` may also be one string). Unknown keys are an
+//! error; missing keys take their defaults.
 //!
 //! ```toml
 //! listen = ["0.0.0.0:3478", "[::]:3478"]
@@ -34,8 +35,10 @@ use serde::{Deserialize, Serialize};
 use crate::logging::LogFormat;
 
 mod credentials;
+mod external_ip;
 
 pub use credentials::{Secret, UserCredential, UserCredentialError};
+pub use external_ip::{ExternalIp, ExternalIpError};
 
 /// STUN and TURN over UDP and TCP (RFC 8489 §9).
 pub const DEFAULT_PORT: u16 = 3478;
@@ -79,9 +82,22 @@ pub struct ServeConfig {
     /// The IP relay sockets bind to; default: the listen address's IP.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub relay_ip: Option<IpAddr>,
-    /// The public IP to advertise in XOR-RELAYED-ADDRESS when behind 1:1 NAT.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_ip: Option<IpAddr>,
+    /// What to advertise in XOR-RELAYED-ADDRESS behind NAT, as coturn's `external-ip`:
+    /// `PUBLIC/PRIVATE` for the relays bound on PRIVATE, `PUBLIC` for every relay of its
+    /// family that no mapping names (one per family), or `auto` (discovered at start
+    /// with a STUN Binding to `external-ip-stun` from each relay address).
+    #[serde(
+        with = "external_ip::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub external_ip: Vec<ExternalIp>,
+    /// STUN servers (`HOST:PORT`) that `external-ip = "auto"` asks, in order; none by
+    /// default, and `auto` needs one.
+    #[serde(
+        with = "external_ip::one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub external_ip_stun: Vec<String>,
     /// Lowest relay port. Default 49152.
     pub min_port: u16,
     /// Highest relay port. Default 65535.
@@ -182,7 +198,8 @@ impl Default for ServeConfig {
             auth_secrets: Vec::new(),
             secret_grace: DEFAULT_SECRET_GRACE,
             relay_ip: None,
-            external_ip: None,
+            external_ip: Vec::new(),
+            external_ip_stun: Vec::new(),
             min_port: 49152,
             max_port: 65535,
             allow_loopback_peers: false,
@@ -285,14 +302,23 @@ pub enum ConfigError {
     /// An empty admin token.
     #[error("the admin token is empty")]
     EmptyAdminToken,
-    /// An address that cannot be advertised or bound as a relay address.
+    /// An address that cannot be bound as a relay address.
     #[error("{setting} {ip} is not a usable unicast address")]
     UnusableAddress {
-        /// `relay-ip` or `external-ip`.
+        /// `relay-ip`.
         setting: &'static str,
         /// The address given.
         ip: IpAddr,
     },
+    /// `external-ip` mappings that conflict or cannot be used.
+    #[error("external-ip: {0}")]
+    ExternalIp(#[from] floe::turn::server::ExternalAddressError),
+    /// `external-ip auto` without a STUN server to ask.
+    #[error("external-ip auto needs at least one --external-ip-stun HOST:PORT (a STUN server that sees the relay address from outside; floe picks none for you)")]
+    ExternalIpAutoWithoutStun,
+    /// `external-ip-stun` without `external-ip auto`, or not `HOST:PORT`.
+    #[error("external-ip-stun `{0}`: {1}")]
+    ExternalIpStun(String, &'static str),
     /// The log filter does not parse.
     #[error("invalid log filter `{filter}`: {reason}")]
     LogFilter {
@@ -388,14 +414,28 @@ impl ServeConfig {
         {
             return Err(ConfigError::EmptyAdminToken);
         }
-        for (setting, ip) in [
-            ("relay-ip", self.relay_ip),
-            ("external-ip", self.external_ip),
-        ] {
-            if let Some(ip) = ip {
-                if ip.is_unspecified() || ip.is_multicast() {
-                    return Err(ConfigError::UnusableAddress { setting, ip });
-                }
+        if let Some(ip) = self.relay_ip {
+            if ip.is_unspecified() || ip.is_multicast() {
+                return Err(ConfigError::UnusableAddress {
+                    setting: "relay-ip",
+                    ip,
+                });
+            }
+        }
+        self.external_addresses()?;
+        let auto = self.external_ip.contains(&ExternalIp::Auto);
+        if auto && self.external_ip_stun.is_empty() {
+            return Err(ConfigError::ExternalIpAutoWithoutStun);
+        }
+        for server in &self.external_ip_stun {
+            if !auto {
+                return Err(ConfigError::ExternalIpStun(
+                    server.clone(),
+                    "only used with external-ip auto",
+                ));
+            }
+            if !external_ip::is_host_port(server) {
+                return Err(ConfigError::ExternalIpStun(server.clone(), "not HOST:PORT"));
             }
         }
         tracing_subscriber::EnvFilter::try_new(&self.log).map_err(|e| ConfigError::LogFilter {
@@ -430,6 +470,17 @@ impl ServeConfig {
         };
         self.users.push(user.clone());
         Some(user)
+    }
+
+    /// The `PUBLIC[/PRIVATE]` mappings of `external-ip` (not `auto`), as the core's rule.
+    pub fn external_addresses(&self) -> Result<floe::turn::server::ExternalAddresses, ConfigError> {
+        let mut ext = floe::turn::server::ExternalAddresses::new();
+        for e in &self.external_ip {
+            if let ExternalIp::Map(m) = e {
+                ext.insert(m.public, m.private)?;
+            }
+        }
+        Ok(ext)
     }
 
     /// The relay port range.

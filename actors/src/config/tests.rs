@@ -285,3 +285,45 @@ fn credentials_are_generated_only_when_none_are_configured() {
     assert!(with_secret.ensure_credentials().is_none());
     assert!(with_secret.users.is_empty());
 }
+
+#[test]
+fn external_ip_is_one_string_or_an_array_and_checked() {
+    let one = ServeConfig::from_toml_str("external-ip = \"203.0.113.7\"").unwrap();
+    one.validate().unwrap();
+    assert_eq!(
+        one.external_ip,
+        vec![ExternalIp::public("203.0.113.7".parse().unwrap())]
+    );
+    let many = ServeConfig::from_toml_str(
+        "external-ip = [\"203.0.113.7/10.0.0.7\", \"2001:db8:ff::7\", \"auto\"]\n\
+         external-ip-stun = [\"127.0.0.1:3478\", \"stun.example.org:3478\"]",
+    )
+    .unwrap();
+    many.validate().unwrap();
+    assert_eq!(many.external_ip.len(), 3);
+    assert_eq!(many.external_ip[2], ExternalIp::Auto);
+    let ext = many.external_addresses().unwrap();
+    assert_eq!(
+        ext.public_for("10.0.0.7".parse().unwrap()),
+        Some("203.0.113.7".parse().unwrap())
+    );
+    // Written back as an array, read again the same.
+    let again = ServeConfig::from_toml_str(&many.to_toml().unwrap()).unwrap();
+    assert_eq!(again, many);
+
+    let err = |text: &str| match ServeConfig::from_toml_str(text) {
+        Ok(c) => c.validate().unwrap_err().to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(err("external-ip = \"bogus\"").contains("`bogus` is not PUBLIC"));
+    assert!(err("external-ip = [\"203.0.113.7\", \"203.0.113.8\"]")
+        .contains("one mapping without /PRIVATE per address family (IPv4)"));
+    assert!(err("external-ip = \"203.0.113.7/2001:db8::1\"").contains("same family"));
+    assert!(err("external-ip = \"auto\"").contains("needs at least one --external-ip-stun"));
+    assert!(
+        err("external-ip-stun = \"127.0.0.1:3478\"").contains("only used with external-ip auto")
+    );
+    assert!(
+        err("external-ip = \"auto\"\nexternal-ip-stun = \"127.0.0.1\"").contains("not HOST:PORT")
+    );
+}

@@ -50,6 +50,7 @@ pub use floe::turn::server::FiveTuple;
 pub use client::{
     TurnClient, TurnClientConfig, TurnClientError, TurnClientEvent, TurnClientHandle,
 };
+pub(crate) use server::relay_ips;
 pub use server::{core_config, core_config_with, ServerHandle, TurnServer};
 pub use sessions::{
     Session, SessionChannel, SessionFilter, SessionId, SessionIdError, SessionPermission,

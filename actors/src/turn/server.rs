@@ -44,6 +44,24 @@ pub(crate) fn default_relay_ip(listen: &[SocketAddr]) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
+/// The IPv4 and IPv6 addresses relays bind to: `relay-ip` (or [`default_relay_ip`]) for
+/// its family, and for IPv6 when `relay-ip` is IPv4, the first specific IPv6 listen
+/// address. One address per family.
+pub(crate) fn relay_ips(config: &ServeConfig) -> (Option<IpAddr>, Option<IpAddr>) {
+    let relay_ip = config
+        .relay_ip
+        .unwrap_or_else(|| default_relay_ip(&config.listen));
+    if relay_ip.is_ipv6() {
+        return (None, Some(relay_ip));
+    }
+    let v6 = config
+        .listen
+        .iter()
+        .find(|a| a.is_ipv6() && !a.ip().is_unspecified())
+        .map(|a| a.ip());
+    (Some(relay_ip), v6)
+}
+
 /// Maps the operator's configuration onto the core's. Quotas are not the core's:
 /// [`TurnServer::start`] counts them across its Arbiters.
 pub fn core_config(config: &ServeConfig) -> core::ServerConfig {
@@ -60,25 +78,13 @@ pub fn core_config_with(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let relay_ip = config
-        .relay_ip
-        .unwrap_or_else(|| default_relay_ip(&config.listen));
+    let (relay_ipv4, relay_ipv6) = relay_ips(config);
+    let relay_ip = relay_ipv4.or(relay_ipv6).expect("one relay IP at least");
     let mut c = core::ServerConfig::new(relay_ip, Instant::now(), unix);
-    if relay_ip.is_ipv6() {
-        c.relay_ipv4 = None;
-        c.relay_ipv6 = Some(relay_ip);
-    } else if let Some(v6) = config
-        .listen
-        .iter()
-        .find(|a| a.is_ipv6() && !a.ip().is_unspecified())
-    {
-        c.relay_ipv6 = Some(v6.ip());
-    }
-    match config.external_ip {
-        Some(ip @ IpAddr::V4(_)) => c.external_ipv4 = Some(ip),
-        Some(ip @ IpAddr::V6(_)) => c.external_ipv6 = Some(ip),
-        None => {}
-    }
+    (c.relay_ipv4, c.relay_ipv6) = (relay_ipv4, relay_ipv6);
+    // Validated; `auto` is discovered before the server starts (`crate::external_ip`)
+    // and reaches here as mappings.
+    c.external = config.external_addresses().unwrap_or_default();
     c.realm = config.realm.clone();
     c.alternate_server = config.alternate_server;
     let mut users = StaticUsers::new();
@@ -122,8 +128,8 @@ pub fn core_config_with(
     // RFC 8656 §21.3: no relaying to the server itself, through any of its addresses.
     for ip in crate::host_addrs::own_addresses(&listeners)
         .into_iter()
-        .chain([relay_ip])
-        .chain(config.external_ip)
+        .chain([relay_ipv4, relay_ipv6].into_iter().flatten())
+        .chain(c.external.public_ips().collect::<Vec<_>>())
     {
         c.policy.add_own_ip(ip);
     }
@@ -213,6 +219,16 @@ impl TurnServer {
         metrics: Metrics,
         tune: impl FnOnce(&mut core::ServerConfig),
     ) -> Result<ServerHandle, String> {
+        if config
+            .external_ip
+            .contains(&crate::config::ExternalIp::Auto)
+        {
+            return Err(
+                "external-ip auto is not resolved: start with the configuration \
+                 `floe_actors::external_ip::resolve` returns"
+                    .into(),
+            );
+        }
         let mut tls = config.tls_listen();
         let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
             (Some(cert), Some(key)) if !tls.is_empty() => Some(SharedAcceptor::new(

@@ -138,14 +138,10 @@ impl Server {
     }
 
     /// The relayed address a client was told for a relay bound to `relay`
-    /// (XOR-RELAYED-ADDRESS: the external IP behind 1:1 NAT).
+    /// (XOR-RELAYED-ADDRESS: its external address behind NAT, see
+    /// [`ExternalAddresses`](super::ExternalAddresses)).
     pub fn advertised_address(&self, relay: SocketAddr) -> SocketAddr {
-        let external = if relay.is_ipv4() {
-            self.config.external_ipv4
-        } else {
-            self.config.external_ipv6
-        };
-        external.map_or(relay, |ip| SocketAddr::new(ip, relay.port()))
+        self.config.external.advertised(relay)
     }
 
     /// Seconds since the Unix epoch at `at`, from the clock reading the configuration

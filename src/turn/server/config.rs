@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use rand::RngCore;
 
 use super::auth::Credentials;
+use super::external::ExternalAddresses;
 use super::policy::PeerPolicy;
 
 /// Settings of a TURN server core.
@@ -38,10 +39,10 @@ pub struct ServerConfig {
     pub relay_ipv4: Option<IpAddr>,
     /// IPv6 address relays bind to, if IPv6 allocations are offered.
     pub relay_ipv6: Option<IpAddr>,
-    /// Address advertised in XOR-RELAYED-ADDRESS instead of `relay_ipv4` (behind 1:1 NAT).
-    pub external_ipv4: Option<IpAddr>,
-    /// Address advertised instead of `relay_ipv6`.
-    pub external_ipv6: Option<IpAddr>,
+    /// Addresses advertised in XOR-RELAYED-ADDRESS instead of the relay addresses
+    /// (behind NAT): coturn's `external-ip=PUBLIC[/PRIVATE]`, one rule for every relay.
+    /// The public addresses are the server's own: never peers.
+    pub external: ExternalAddresses,
     /// Lowest relay port.
     pub min_port: u16,
     /// Highest relay port.
@@ -86,8 +87,7 @@ impl ServerConfig {
             channel_lifetime: Duration::from_secs(600),
             relay_ipv4: Some(relay_ipv4),
             relay_ipv6: None,
-            external_ipv4: None,
-            external_ipv6: None,
+            external: ExternalAddresses::new(),
             min_port: 49152,
             max_port: 65535,
             policy: PeerPolicy::default(),

@@ -16,7 +16,8 @@
 //! (long-term credentials), `data` (ChannelData, Send and Data indications), `event`
 //! (what comes out), [`relay`] (what an Allocate asks of the driver), `allocation_info`
 //! (what operators read of the allocations), `drain` (refusing new allocations),
-//! `reconfigure` (credentials, peer policy and limits changed live).
+//! `reconfigure` (credentials, peer policy and limits changed live), [`external`] (the
+//! public addresses advertised behind NAT).
 
 mod allocate;
 mod allocation;
@@ -27,6 +28,7 @@ mod config;
 mod data;
 mod drain;
 mod event;
+pub mod external;
 mod limit;
 pub mod policy;
 mod reconfigure;
@@ -51,6 +53,7 @@ pub use config::ServerConfig;
 pub use event::{
     AllocationId, ClientOutput, PeerOutput, ServerCounters, ServerEvent, PEER_HEADROOM,
 };
+pub use external::{ExternalAddressError, ExternalAddresses, ExternalMapping};
 pub use policy::PeerPolicy;
 pub use reconfigure::{Reconfiguration, DEFAULT_SECRET_GRACE};
 pub use relay::{
@@ -146,15 +149,12 @@ impl Server {
             .names()
             .filter_map(|u| Some((userhash(u, &server.config.realm).ok()?, u.to_owned())))
             .collect();
-        for ip in [
-            server.config.relay_ipv4,
-            server.config.relay_ipv6,
-            server.config.external_ipv4,
-            server.config.external_ipv6,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let own: Vec<_> = [server.config.relay_ipv4, server.config.relay_ipv6]
+            .into_iter()
+            .flatten()
+            .chain(server.config.external.public_ips())
+            .collect();
+        for ip in own {
             server.config.policy.add_own_ip(ip);
         }
         server

@@ -2,6 +2,7 @@
 //! driver in the place of the actors.
 
 mod allocate;
+mod external;
 mod fuzz;
 mod limits;
 mod operator;
