@@ -20,6 +20,7 @@ use super::gather::{host_addresses, BindingOutcome, ServerBinding};
 use super::io::{udp_datagrams, Datagram};
 use super::mdns::{self, MdnsDatagram, MdnsService};
 use super::relay::{self, RelayOutcome, RelaySession};
+use super::shared_socket::SharedHost;
 use super::{CandidateErrorKind, IceEvent};
 use crate::events::Subscribers;
 use crate::turn::client::{Allocate, TurnClientEvent, TurnClientHandle};
@@ -70,6 +71,8 @@ pub struct IceAgent {
     config: AgentConfig,
     core: Agent,
     sockets: Vec<HostSocket>,
+    /// Single-port mode: stream 0, component 1 on a socket shared with other agents.
+    shared: Option<SharedHost>,
     bindings: Vec<ServerBinding>,
     relays: Vec<RelaySession>,
     /// The stream and component of each relay.
@@ -100,6 +103,7 @@ impl IceAgent {
             core,
             config,
             sockets: Vec::new(),
+            shared: None,
             bindings: Vec::new(),
             relays: Vec::new(),
             relay_owners: Vec::new(),
@@ -161,7 +165,18 @@ impl IceAgent {
         let transaction = self.config.gather.transaction();
         let relay_only = self.config.gather.relay_only;
         let components = self.components();
+        if let Some(mux) = self.config.shared_socket.clone() {
+            let (host, datagrams) = SharedHost::open(&mux, self.core.local_credentials_of(0).0);
+            ctx.add_stream(datagrams);
+            if !relay_only {
+                self.add_local(0, Candidate::host(host.addr()));
+            }
+            self.shared = Some(host);
+        }
         for &(stream, component) in &components {
+            if self.shared.is_some() && (stream, component) == (0, 1) {
+                continue;
+            }
             for &ip in &ips {
                 let config = UdpSocketConfig::default();
                 let socket = match BatchSocket::bind(SocketAddr::new(ip, 0), &config) {
@@ -446,7 +461,9 @@ impl IceAgent {
 
     /// Sends a transmit from its source: a host socket, or a relay for a relayed base.
     fn route(&mut self, t: Transmit) {
-        if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source) {
+        if let Some(h) = self.shared.as_ref().filter(|h| h.addr() == t.source) {
+            h.send(t.destination, &t.payload);
+        } else if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source) {
             if let Err(e) = s.socket.try_send(&Outgoing::new(t.destination, &t.payload)) {
                 tracing::debug!(from = %t.source, to = %t.destination, error = %e, "ICE datagram not sent");
             }
@@ -484,6 +501,9 @@ impl IceAgent {
                 self.end_deferred.remove(&stream);
                 self.core.end_of_remote_candidates_of(stream);
             }
+        }
+        if let Some(h) = &mut self.shared {
+            h.sync_ufrag(self.core.local_credentials_of(0).0);
         }
         while let Some(t) = self.core.poll_transmit() {
             self.route(t);
@@ -546,6 +566,9 @@ impl Actor for IceAgent {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(h) = &self.shared {
+            h.close();
+        }
         for r in &mut self.relays {
             r.close();
         }

@@ -78,6 +78,7 @@ mod io;
 mod mdns;
 mod relay;
 mod session;
+mod shared_socket;
 
 use std::net::SocketAddr;
 
@@ -92,6 +93,7 @@ pub use api::{
 };
 pub use config::{AgentConfig, GatherConfig, TurnServerConfig, TurnTransport};
 pub use gather::host_addresses;
+pub use shared_socket::{IceUdpMux, IceUdpMuxConfig, IceUdpMuxHandle, MuxStats};
 
 /// Sends application data over the selected pair of stream 0, component 1 (RFC 8445
 /// §12.1).
