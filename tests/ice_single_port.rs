@@ -119,7 +119,7 @@ impl Lab {
                 CoreEvent::PairNominated { local, remote } => {
                     me.nominated.push((local.addr(), remote.addr()))
                 }
-                CoreEvent::Failed { .. } => me.failed = true,
+                CoreEvent::Failed => me.failed = true,
                 _ => {}
             },
             IceEvent::Data { data, .. } => me

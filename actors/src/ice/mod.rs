@@ -55,6 +55,11 @@
 //! queues in all, the least that keeps the TURN session in its own actor. Sending is a
 //! direct call: [`Send`] → `Agent::send` → the socket (or the client's `SendTo`).
 //!
+//! In single-port mode ([`AgentConfig::shared_socket`]) an [`IceUdpMux`] reads the one
+//! socket many agents share and routes each datagram through its index (remote address,
+//! else a check's ufrag) to its agent's bounded queue: one queue more than a host socket
+//! of the agent's own. The agent sends on the shared socket directly.
+//!
 //! # ICE restart
 //!
 //! [`Restart`] (RFC 8445 §9) answers the new local credentials to signal; the core

@@ -117,6 +117,7 @@ impl Eq for IceUdpMuxHandle {}
 
 impl IceUdpMux {
     /// Binds the shared socket on `addr` and starts the mux on the current Arbiter.
+    /// `addr` is every agent's host candidate: a concrete address, not 0.0.0.0 or `::`.
     pub fn bind(addr: SocketAddr, config: IceUdpMuxConfig) -> Result<IceUdpMuxHandle, UdpError> {
         let socket = Arc::new(BatchSocket::bind(addr, &UdpSocketConfig::default())?);
         let mux = IceUdpMux {
