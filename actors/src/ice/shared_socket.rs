@@ -80,8 +80,15 @@ pub struct MuxStats {
 
 /// A UDP socket shared by ICE agents (single-port mode): it reads the socket and hands
 /// each datagram to its agent. Spawn it with [`IceUdpMux::bind`] and give the handle to
-/// each agent's [`AgentConfig::shared_socket`](super::AgentConfig::shared_socket). See
-/// the [module documentation](self).
+/// each agent's [`AgentConfig::shared_socket`](super::AgentConfig::shared_socket).
+///
+/// It owns the socket's read loop and the one index of the agents on it
+/// ([`floe::ice::mux::Demux`]: remote address → agent, else a check's local ufrag →
+/// agent). An agent registers its stream 0 ufrag when it gathers, re-registers after an
+/// ICE restart, announces each remote it sends a check to (so the Binding response
+/// follows the 5-tuple) and unregisters when it stops. A datagram crosses one bounded
+/// queue to its agent; what no agent claims, or what finds its agent's queue full, is
+/// dropped and counted ([`MuxStats`]).
 pub struct IceUdpMux {
     socket: Arc<BatchSocket>,
     demux: Demux<u64>,
