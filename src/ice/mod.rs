@@ -36,6 +36,7 @@ mod consent;
 mod credentials;
 mod error;
 mod event;
+pub mod mux;
 mod pacer;
 mod pair;
 mod stream;

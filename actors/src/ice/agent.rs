@@ -20,6 +20,7 @@ use super::gather::{host_addresses, BindingOutcome, ServerBinding};
 use super::io::{udp_datagrams, Datagram};
 use super::mdns::{self, MdnsDatagram, MdnsService};
 use super::relay::{self, RelayOutcome, RelaySession};
+use super::shared_socket::SharedHost;
 use super::{CandidateErrorKind, IceEvent};
 
 mod continual;
@@ -76,6 +77,8 @@ pub struct IceAgent {
     config: AgentConfig,
     core: Agent,
     sockets: Vec<HostSocket>,
+    /// Single-port mode: stream 0, component 1 on a socket shared with other agents.
+    shared: Option<SharedHost>,
     bindings: Vec<ServerBinding>,
     relays: Vec<RelaySession>,
     /// The stream and component of each relay.
@@ -108,6 +111,7 @@ impl IceAgent {
             core,
             config,
             sockets: Vec::new(),
+            shared: None,
             bindings: Vec::new(),
             relays: Vec::new(),
             relay_owners: Vec::new(),
@@ -169,7 +173,18 @@ impl IceAgent {
         let now = Instant::now();
         let transaction = self.config.gather.transaction();
         let components = self.components();
+        if let Some(mux) = self.config.shared_socket.clone() {
+            let (host, datagrams) = SharedHost::open(&mux, self.core.local_credentials_of(0).0);
+            ctx.add_stream(datagrams);
+            if !self.config.gather.relay_only {
+                self.add_local(0, Candidate::host(host.addr()));
+            }
+            self.shared = Some(host);
+        }
         for &(stream, component) in &components {
+            if self.shared.is_some() && (stream, component) == (0, 1) {
+                continue;
+            }
             for &ip in &ips {
                 self.bind_host(ctx, stream, component, ip);
             }
@@ -485,7 +500,9 @@ impl IceAgent {
 
     /// Sends a transmit from its source: a host socket, or a relay for a relayed base.
     fn route(&mut self, t: Transmit) {
-        if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source && !s.gone) {
+        if let Some(h) = self.shared.as_ref().filter(|h| h.addr() == t.source) {
+            h.send(t.destination, &t.payload);
+        } else if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source && !s.gone) {
             if let Err(e) = s.socket.try_send(&Outgoing::new(t.destination, &t.payload)) {
                 tracing::debug!(from = %t.source, to = %t.destination, error = %e, "ICE datagram not sent");
             }
@@ -523,6 +540,9 @@ impl IceAgent {
                 self.end_deferred.remove(&stream);
                 self.core.end_of_remote_candidates_of(stream);
             }
+        }
+        if let Some(h) = &mut self.shared {
+            h.sync_ufrag(self.core.local_credentials_of(0).0);
         }
         while let Some(t) = self.core.poll_transmit() {
             self.route(t);
@@ -587,6 +607,9 @@ impl Actor for IceAgent {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(h) = &self.shared {
+            h.close();
+        }
         for r in &mut self.relays {
             r.close();
         }

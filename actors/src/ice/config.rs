@@ -243,6 +243,12 @@ pub struct AgentConfig {
     pub streams: usize,
     /// Components of each stream (1; 2 for RTP and RTCP).
     pub components: u16,
+    /// Single-port mode: stream 0, component 1 has its one host candidate on this
+    /// socket shared with other agents (an [`IceUdpMux`](super::IceUdpMux)), instead of
+    /// sockets of its own; no server-reflexive candidate is gathered on it. Other
+    /// streams and components gather as usual.
+    #[serde(skip)]
+    pub shared_socket: Option<super::IceUdpMuxHandle>,
 }
 
 impl Default for AgentConfig {
@@ -261,6 +267,7 @@ impl AgentConfig {
             gather: GatherConfig::default(),
             streams: 1,
             components: 1,
+            shared_socket: None,
         }
     }
 }

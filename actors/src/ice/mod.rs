@@ -55,6 +55,11 @@
 //! queues in all, the least that keeps the TURN session in its own actor. Sending is a
 //! direct call: [`Send`] → `Agent::send` → the socket (or the client's `SendTo`).
 //!
+//! In single-port mode ([`AgentConfig::shared_socket`]) an [`IceUdpMux`] reads the one
+//! socket many agents share and routes each datagram through its index (remote address,
+//! else a check's ufrag) to its agent's bounded queue: one queue more than a host socket
+//! of the agent's own. The agent sends on the shared socket directly.
+//!
 //! # ICE restart
 //!
 //! [`Restart`] (RFC 8445 §9) answers the new local credentials to signal; the core
@@ -87,6 +92,7 @@ mod io;
 mod mdns;
 mod relay;
 mod session;
+mod shared_socket;
 
 use std::net::SocketAddr;
 
@@ -102,6 +108,7 @@ pub use api::{
 };
 pub use config::{AgentConfig, GatherConfig, InterfaceSource, TurnServerConfig, TurnTransport};
 pub use gather::host_addresses;
+pub use shared_socket::{IceUdpMux, IceUdpMuxConfig, IceUdpMuxHandle, MuxStats};
 
 /// Sends application data over the selected pair of stream 0, component 1 (RFC 8445
 /// §12.1).

@@ -51,6 +51,10 @@ impl IceAgent {
             tracing::debug!(%ip, "new address: gathering on it");
             self.gathered_ips.push(ip);
             for &(stream, component) in &components {
+                // Stream 0, component 1 lives on the shared socket in single-port mode.
+                if self.shared.is_some() && (stream, component) == (0, 1) {
+                    continue;
+                }
                 if let Some(i) = self.bind_host(ctx, stream, component, ip) {
                     self.start_bindings(now, i);
                 }
