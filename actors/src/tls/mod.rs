@@ -311,5 +311,13 @@ mod tests {
         std::fs::write(&other_key, other.serialize_pem()).unwrap();
         let err = load(&cert, &other_key).unwrap_err();
         assert!(matches!(err, TlsError::Config { .. }), "{err}");
+
+        // A bad second pair fails the whole set, naming its files.
+        let pairs = [
+            TlsFiles::new(cert.clone(), key.clone()),
+            TlsFiles::new(cert.clone(), other_key.clone()),
+        ];
+        let err = TlsServer::load(&pairs).unwrap_err();
+        assert!(err.to_string().contains("other.pem"), "{err}");
     }
 }
