@@ -77,8 +77,8 @@ async fn start_with(name: &str, tune: impl FnOnce(&mut ServeConfig)) -> Fixture 
     let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.tls_cert = Some(cert_path);
-    config.tls_key = Some(key_path);
+    config.tls_cert = vec![cert_path];
+    config.tls_key = vec![key_path];
     config.realm = REALM.into();
     config.users = vec![format!("{USER}:{PASSWORD}").parse().unwrap()];
     config.allow_loopback_peers = true;
@@ -452,12 +452,15 @@ async fn tls_connections_keep_to_the_caps_and_the_message_timeout() {
     allocate(&mut talker).await;
     let mut silent = Client::connect(&f).await;
 
-    // A third connection from 127.0.0.1 is over the cap: reset before any handshake.
-    let mut third = TcpStream::connect(f.tls_addr).await.unwrap();
-    assert!(
-        closed_by_server(&mut third).await,
-        "over the cap, left open"
-    );
+    // A third connection from 127.0.0.1 is over the cap: reset before any handshake
+    // (the reset may come before connect() returns on a busy machine).
+    match TcpStream::connect(f.tls_addr).await {
+        Ok(mut third) => assert!(
+            closed_by_server(&mut third).await,
+            "over the cap, left open"
+        ),
+        Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+    }
     assert_eq!(metrics.snapshot().tcp_refused_per_ip, 1);
 
     // The silent one is closed once the message timeout passes; the talker is not.
@@ -499,8 +502,8 @@ async fn a_bad_certificate_stops_the_start_with_a_clear_error() {
     let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
-    config.tls_cert = Some(cert);
-    config.tls_key = Some(dir.0.join("key.pem"));
+    config.tls_cert = vec![cert];
+    config.tls_key = vec![dir.0.join("key.pem")];
     config.threads = 1;
     let err = match TurnServer::start(&config, Metrics::new()).await {
         Ok(_) => panic!("started with a bad certificate"),

@@ -184,15 +184,18 @@ pub struct ServeArgs {
     /// TOML file with any of these settings; flags override it
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// PEM certificate chain for TLS on port 5349
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS on port 5349
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
+    /// PEM certificate chain for TLS on port 5349 (repeatable, paired in order with --tls-key; chosen by SNI, the first by default)
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Vec<PathBuf>,
+    /// PEM private key for TLS (repeatable, one per --tls-cert, in the same order)
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Vec<PathBuf>,
     /// Address to serve TLS on (repeatable) [default: each listen IP on port 5349]
     #[arg(long = "tls-listen", value_name = "ADDR:PORT", requires = "tls_cert")]
     pub tls_listen: Vec<SocketAddr>,
+    /// Seconds between checks of the TLS files for changes, which reload them; 0 turns it off [default: 10]
+    #[arg(long, value_name = "S")]
+    pub tls_watch_interval: Option<u64>,
 }
 
 impl ServeArgs {
@@ -261,9 +264,10 @@ impl ServeArgs {
         set(&mut config.log, &self.log);
         set(&mut config.log_format, &self.log_format);
         set(&mut config.usage_top_users, &self.usage_top_users);
-        set_opt(&mut config.tls_cert, &self.tls_cert);
-        set_opt(&mut config.tls_key, &self.tls_key);
+        replace(&mut config.tls_cert, &self.tls_cert);
+        replace(&mut config.tls_key, &self.tls_key);
         replace(&mut config.tls_listen, &self.tls_listen);
+        set(&mut config.tls_watch_interval, &self.tls_watch_interval);
     }
 }
 
@@ -475,6 +479,7 @@ mod tests {
             "tls-cert",
             "tls-key",
             "tls-listen",
+            "tls-watch-interval",
         ];
         want.sort_unstable();
         assert_eq!(flags, want);
@@ -580,6 +585,9 @@ mod tests {
             "--tls-cert=cert.pem",
             "--tls-key=key.pem",
             "--tls-listen=127.0.0.1:15349",
+            "--tls-cert=other.pem",
+            "--tls-key=other.key",
+            "--tls-watch-interval=2",
         ])
         .unwrap()
         .load()
@@ -631,8 +639,15 @@ mod tests {
             (config.log_format, config.usage_top_users),
             (LogFormat::Json, 7)
         );
-        assert_eq!(config.tls_cert, Some("cert.pem".into()));
-        assert_eq!(config.tls_key, Some("key.pem".into()));
+        assert_eq!(
+            config.tls_cert,
+            vec![PathBuf::from("cert.pem"), "other.pem".into()]
+        );
+        assert_eq!(
+            config.tls_key,
+            vec![PathBuf::from("key.pem"), "other.key".into()]
+        );
+        assert_eq!(config.tls_watch_interval, 2);
         assert_eq!(
             config.tls_listen(),
             vec!["127.0.0.1:15349".parse::<SocketAddr>().unwrap()]

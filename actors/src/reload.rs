@@ -5,8 +5,10 @@
 //! - Reloaded: users, auth secrets (one taken out stays valid `secret-grace` seconds),
 //!   `secret-grace`, the peer policy (`allow-loopback-peers`, `allow-peer`, `deny-peer`),
 //!   quotas and caps (`user-quota`, `total-quota`, `max-permissions`, `max-channels`,
-//!   `max-bps`, `total-bps`, `unauth-rate`, `max-lifetime`), and the TLS certificate and
-//!   key, read again from their files (new connections get the new certificate).
+//!   `max-bps`, `total-bps`, `unauth-rate`, `max-lifetime`), and the TLS certificates and
+//!   keys, read again from their files (new connections get the new certificates). The
+//!   TLS files are also watched between reloads (`tls-watch-interval`, see
+//!   [`tls`](crate::tls)).
 //! - Fixed at start ([`FIXED`]): a new value is logged as a warning and the old one kept.
 //! - A file that does not parse or validate, or TLS files that do not load, are rejected:
 //!   the running config stays and the error is logged and returned.
@@ -26,7 +28,7 @@ use crate::turn::ServerHandle;
 
 /// Settings a reload cannot change (sockets, threads, the realm every key is made
 /// with, what the process was started with).
-pub const FIXED: [&str; 22] = [
+pub const FIXED: [&str; 25] = [
     "listen",
     "realm",
     "relay-ip",
@@ -46,7 +48,10 @@ pub const FIXED: [&str; 22] = [
     "alternate-server",
     "drain-timeout",
     "log",
+    "log-format",
+    "usage-top-users",
     "tls-listen",
+    "tls-watch-interval",
     "tls-cert",
     "tls-key",
 ];
@@ -104,7 +109,9 @@ pub fn merge(running: &ServeConfig, new: &ServeConfig) -> (ServeConfig, Vec<&'st
         tcp_message_timeout => "tcp-message-timeout", tcp_write_queue => "tcp-write-queue",
         metrics => "metrics", admin => "admin", admin_token => "admin-token",
         alternate_server => "alternate-server", drain_timeout => "drain-timeout",
-        log => "log", tls_listen => "tls-listen",
+        log => "log", log_format => "log-format", usage_top_users => "usage-top-users",
+        tls_listen => "tls-listen",
+        tls_watch_interval => "tls-watch-interval",
     );
     let mut next = running.clone();
     next.users.clone_from(&new.users);
@@ -122,7 +129,7 @@ pub fn merge(running: &ServeConfig, new: &ServeConfig) -> (ServeConfig, Vec<&'st
     next.unauth_rate = new.unauth_rate;
     next.max_lifetime = new.max_lifetime;
     // New certificate files, when TLS is on and stays on; its listeners are fixed.
-    if running.tls_cert.is_some() && new.tls_cert.is_some() {
+    if !running.tls_cert.is_empty() && !new.tls_cert.is_empty() {
         next.tls_cert.clone_from(&new.tls_cert);
         next.tls_key.clone_from(&new.tls_key);
     } else if running.tls_cert != new.tls_cert || running.tls_key != new.tls_key {
@@ -264,7 +271,10 @@ mod tests {
         assert!(kept.is_empty());
         assert_eq!(next.tls_cert, moved.tls_cert);
         let (next, kept) = merge(&off, &on);
-        assert_eq!((kept, next.tls_cert), (vec!["tls-cert", "tls-key"], None));
+        assert_eq!(
+            (kept, next.tls_cert),
+            (vec!["tls-cert", "tls-key"], Vec::new())
+        );
         let (next, kept) = merge(&on, &off);
         assert_eq!(
             (kept, next.tls_cert),

@@ -5,9 +5,9 @@
 //! `user-quota`, `total-quota`, `max-permissions`, `max-channels`, `max-bps`, `total-bps`,
 //! `unauth-rate`, `max-lifetime`, `threads`, `rx-coalesce-us`, `max-tcp-per-ip`,
 //! `max-tcp-connections`, `tcp-message-timeout`, `tcp-write-queue`, `metrics`, `log`, `log-format`,
-//! `usage-top-users`, `tls-cert`, `tls-key`, `tls-listen`. Repeatable flags are arrays
-//! (`external-ip` and `external-ip-stun` may also be one string). Unknown keys are an
-//! error; missing keys take their defaults.
+//! `usage-top-users`, `tls-cert`, `tls-key`, `tls-listen`, `tls-watch-interval`. Repeatable flags
+//! are arrays (`external-ip`, `external-ip-stun`, `tls-cert` and `tls-key` may also be one
+//! string). Unknown keys are an error; missing keys take their defaults.
 //!
 //! ```toml
 //! listen = ["0.0.0.0:3478", "[::]:3478"]
@@ -56,6 +56,8 @@ pub const DEFAULT_TCP_MESSAGE_TIMEOUT: u32 = 30;
 pub const DEFAULT_TCP_WRITE_QUEUE: u32 = 256 * 1024;
 /// Default `secret-grace`, in seconds.
 pub const DEFAULT_SECRET_GRACE: u64 = 3600;
+/// Default `tls-watch-interval`, in seconds.
+pub const DEFAULT_TLS_WATCH_INTERVAL: u64 = 10;
 /// The smallest `tcp-write-queue`: one message of the largest size (RFC 8489 §5).
 pub const MIN_TCP_WRITE_QUEUE: u32 = floe::framing::MAX_FRAME_LEN as u32;
 
@@ -173,17 +175,23 @@ pub struct ServeConfig {
     /// Users with a label of their own in the per-user metrics: the first this many that
     /// get an allocation; later ones count as `other`. Default 100.
     pub usage_top_users: u32,
-    /// PEM certificate chain for TLS on port 5349; needs `tls-key`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for TLS; needs `tls-cert`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls_key: Option<PathBuf>,
+    /// PEM certificate chains (leaf first) for TLS on port 5349, each with the key at the
+    /// same position in `tls-key`. The client's SNI picks the one whose certificate's
+    /// DNS names match; the first is served otherwise. In TOML an array, or one string.
+    #[serde(with = "path_list", skip_serializing_if = "Vec::is_empty")]
+    pub tls_cert: Vec<PathBuf>,
+    /// PEM private keys for TLS, one per `tls-cert`, in the same order.
+    #[serde(with = "path_list", skip_serializing_if = "Vec::is_empty")]
+    pub tls_key: Vec<PathBuf>,
     /// Addresses to serve TLS on; empty (the default) means each listen IP on port
     /// 5349. Only used with `tls-cert` and `tls-key`; see
     /// [`tls_listen()`](Self::tls_listen()).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls_listen: Vec<SocketAddr>,
+    /// Seconds between looks at the TLS files' modification time, size and inode; a
+    /// change reloads the certificates (a certbot renewal). 0 turns watching off.
+    /// Default 10.
+    pub tls_watch_interval: u64,
 }
 
 impl Default for ServeConfig {
@@ -227,9 +235,10 @@ impl Default for ServeConfig {
             log: "info".to_owned(),
             log_format: LogFormat::Text,
             usage_top_users: crate::metrics::DEFAULT_TOP_USERS,
-            tls_cert: None,
-            tls_key: None,
+            tls_cert: Vec::new(),
+            tls_key: Vec::new(),
             tls_listen: Vec::new(),
+            tls_watch_interval: DEFAULT_TLS_WATCH_INTERVAL,
         }
     }
 }
@@ -287,9 +296,17 @@ pub enum ConfigError {
         /// The value given.
         value: u32,
     },
-    /// Only one of the TLS certificate and key was given.
-    #[error("TLS needs both --tls-cert and --tls-key")]
-    TlsIncomplete,
+    /// Not as many TLS keys as certificates.
+    #[error(
+        "TLS needs one --tls-key for each --tls-cert, in the same order: got {certs} \
+         certificate(s) and {keys} key(s)"
+    )]
+    TlsPairs {
+        /// The `tls-cert` files given.
+        certs: usize,
+        /// The `tls-key` files given.
+        keys: usize,
+    },
     /// TLS listen addresses without a certificate and key.
     #[error("--tls-listen needs --tls-cert and --tls-key")]
     TlsListenWithoutCertificate,
@@ -393,10 +410,13 @@ impl ServeConfig {
                 });
             }
         }
-        if self.tls_cert.is_some() != self.tls_key.is_some() {
-            return Err(ConfigError::TlsIncomplete);
+        if self.tls_cert.len() != self.tls_key.len() {
+            return Err(ConfigError::TlsPairs {
+                certs: self.tls_cert.len(),
+                keys: self.tls_key.len(),
+            });
         }
-        if !self.tls_listen.is_empty() && self.tls_cert.is_none() {
+        if !self.tls_listen.is_empty() && self.tls_cert.is_empty() {
             return Err(ConfigError::TlsListenWithoutCertificate);
         }
         for (i, user) in self.users.iter().enumerate() {
@@ -493,11 +513,25 @@ impl ServeConfig {
         Duration::from_secs(self.max_lifetime.into())
     }
 
+    /// The TLS certificate and key files, paired in order; the first pair is the default.
+    pub fn tls_files(&self) -> Vec<crate::tls::TlsFiles> {
+        self.tls_cert
+            .iter()
+            .zip(&self.tls_key)
+            .map(|(cert, key)| crate::tls::TlsFiles::new(cert.clone(), key.clone()))
+            .collect()
+    }
+
+    /// `tls-watch-interval` as a duration; `None` when watching is off.
+    pub fn tls_watch_interval(&self) -> Option<Duration> {
+        (self.tls_watch_interval > 0).then(|| Duration::from_secs(self.tls_watch_interval))
+    }
+
     /// Where TLS is served when a certificate and key are configured: the `tls-listen`
     /// addresses if any are given, else each listen IP on port 5349. Empty without
     /// a certificate and key.
     pub fn tls_listen(&self) -> Vec<SocketAddr> {
-        if self.tls_cert.is_none() || self.tls_key.is_none() {
+        if self.tls_cert.is_empty() || self.tls_key.is_empty() {
             return Vec::new();
         }
         if !self.tls_listen.is_empty() {
@@ -537,6 +571,31 @@ mod cidr_list {
                     .map_err(|e| de::Error::custom(format_args!("`{s}`: {e}")))
             })
             .collect()
+    }
+}
+
+/// A list of paths, also written as one string (`tls-cert = "/etc/floe/cert.pem"`).
+mod path_list {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+
+    pub(super) fn serialize<S: Serializer>(list: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+        list.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(path) => vec![path],
+            OneOrMany::Many(paths) => paths,
+        })
     }
 }
 

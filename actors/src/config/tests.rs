@@ -144,6 +144,30 @@ fn every_setting_loads_from_toml() {
         ServeConfig::from_toml_str(&with_port.to_toml().unwrap()).unwrap(),
         with_port
     );
+    assert_eq!(with_port.tls_cert, vec![PathBuf::from("c.pem")]);
+    assert_eq!(
+        with_port.tls_watch_interval(),
+        Some(Duration::from_secs(10))
+    );
+
+    // Several pairs, in order; the SNI chooses among them.
+    let pairs = ServeConfig::from_toml_str(
+        "tls-cert = [\"a.pem\", \"b.pem\"]\ntls-key = [\"a.key\", \"b.key\"]\n\
+         tls-watch-interval = 0\n",
+    )
+    .unwrap();
+    pairs.validate().unwrap();
+    let files = pairs.tls_files();
+    assert_eq!(files.len(), 2);
+    assert_eq!(
+        (files[1].cert(), files[1].key()),
+        (Path::new("b.pem"), Path::new("b.key"))
+    );
+    assert_eq!(pairs.tls_watch_interval(), None);
+    assert_eq!(
+        ServeConfig::from_toml_str(&pairs.to_toml().unwrap()).unwrap(),
+        pairs
+    );
 
     // And back again.
     let text = c.to_toml().unwrap();
@@ -212,9 +236,19 @@ fn validation_catches_mistakes() {
     };
     smallest.validate().unwrap();
     assert!(matches!(
-        bad(|c| c.tls_cert = Some("c.pem".into())),
-        ConfigError::TlsIncomplete
+        bad(|c| c.tls_cert = vec!["c.pem".into()]),
+        ConfigError::TlsPairs { certs: 1, keys: 0 }
     ));
+    let err = bad(|c| {
+        c.tls_cert = vec!["a.pem".into(), "b.pem".into()];
+        c.tls_key = vec!["a.key".into()];
+    });
+    assert!(matches!(err, ConfigError::TlsPairs { certs: 2, keys: 1 }));
+    assert!(
+        err.to_string()
+            .contains("one --tls-key for each --tls-cert"),
+        "{err}"
+    );
     assert!(matches!(
         bad(|c| c.tls_listen = vec!["127.0.0.1:5349".parse().unwrap()]),
         ConfigError::TlsListenWithoutCertificate

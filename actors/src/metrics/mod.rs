@@ -56,6 +56,8 @@ struct Counters {
     tcp_dropped_bytes: AtomicU64,
     /// Configuration reloads: applied, rejected.
     config_reloads: [AtomicU64; 2],
+    /// TLS certificate reloads the file watcher started: applied, failed.
+    tls_reloads: [AtomicU64; 2],
     users: users::UserTable,
 }
 
@@ -110,6 +112,9 @@ pub struct MetricsSnapshot {
     pub tcp_dropped_bytes: u64,
     /// Configuration reloads applied, and rejected.
     pub config_reloads: [u64; 2],
+    /// TLS certificate reloads that the file watcher started (`tls-watch-interval`):
+    /// applied, and failed (the old certificates stay).
+    pub tls_reloads: [u64; 2],
 }
 
 impl MetricsSnapshot {
@@ -275,6 +280,12 @@ impl Metrics {
         add(&self.inner.config_reloads[usize::from(!ok)], 1);
     }
 
+    /// The TLS file watcher reloaded the certificates (`ok`), or could not and kept
+    /// the old ones.
+    pub fn tls_reload(&self, ok: bool) {
+        add(&self.inner.tls_reloads[usize::from(!ok)], 1);
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> MetricsSnapshot {
         let c = &*self.inner;
@@ -303,6 +314,7 @@ impl Metrics {
             tcp_dropped_messages: get(&c.tcp_dropped_messages),
             tcp_dropped_bytes: get(&c.tcp_dropped_bytes),
             config_reloads: [get(&c.config_reloads[0]), get(&c.config_reloads[1])],
+            tls_reloads: [get(&c.tls_reloads[0]), get(&c.tls_reloads[1])],
         }
     }
 }

@@ -165,6 +165,15 @@ impl Metrics {
                 (r#"{result="error"}"#, s.config_reloads[1]),
             ],
         );
+        family(
+            "tls_reloads_total",
+            "counter",
+            "TLS certificate reloads after their files changed on disk, by result.",
+            &[
+                (r#"{result="ok"}"#, s.tls_reloads[0]),
+                (r#"{result="error"}"#, s.tls_reloads[1]),
+            ],
+        );
         self.inner.users.render(&mut out);
         out
     }

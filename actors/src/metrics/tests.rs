@@ -116,6 +116,12 @@ fn config_reloads_are_counted_by_result() {
     let samples = parse_prometheus(&m.render_prometheus());
     assert_eq!(samples[r#"floe_config_reloads_total{result="ok"}"#], 1);
     assert_eq!(samples[r#"floe_config_reloads_total{result="error"}"#], 2);
+    m.tls_reload(true);
+    m.tls_reload(false);
+    assert_eq!(m.snapshot().tls_reloads, [1, 1]);
+    let samples = parse_prometheus(&m.render_prometheus());
+    assert_eq!(samples[r#"floe_tls_reloads_total{result="ok"}"#], 1);
+    assert_eq!(samples[r#"floe_tls_reloads_total{result="error"}"#], 1);
 }
 
 #[test]
@@ -157,7 +163,8 @@ fn rendering_is_prometheus_text() {
     assert_eq!(
         samples.len(),
         3 + 2 + 2 + 2 + COUNTED_ERROR_CODES.len() + 1 + (1 + 2 + 2 + 2) + (1 + 2 + 2 + 1 + 1)
-            // config reloads: ok, error
+            // config reloads, TLS reloads: ok, error
+            + 2
             + 2
             // user="other" in the per-user families, which have no user yet
             + (3 + 2)

@@ -23,7 +23,7 @@ use super::{EventSink, Fault, TurnEvent};
 use crate::config::ServeConfig;
 use crate::events::{EventStream, Subscribe, SubscribeChannel, Subscribers};
 use crate::metrics::Metrics;
-use crate::tls::SharedAcceptor;
+use crate::tls::{LoadedTls, SharedTls};
 
 /// The IPv4 address relays use when none is configured: the listen address if it is
 /// specific, else the source address the kernel would route public traffic from
@@ -165,7 +165,7 @@ pub struct ServerHandle {
     metrics: Metrics,
     wanted: Arc<AtomicBool>,
     quotas: Arc<Quotas>,
-    tls_acceptor: Option<SharedAcceptor>,
+    tls: Option<SharedTls>,
 }
 
 #[derive(Message)]
@@ -193,7 +193,8 @@ struct Operator(OperatorRequest);
 impl TurnServer {
     /// Starts the server on the running actix System with `config.threads` Arbiters.
     /// With `tls-cert` and `tls-key`, each Arbiter also serves TLS on
-    /// [`ServeConfig::tls_listen()`].
+    /// [`ServeConfig::tls_listen()`], and the TLS files are watched every
+    /// `tls-watch-interval` seconds (see [`SharedTls::watch`]).
     pub async fn start(config: &ServeConfig, metrics: Metrics) -> Result<ServerHandle, String> {
         Self::start_with(config, metrics, |_| {}).await
     }
@@ -230,11 +231,15 @@ impl TurnServer {
             );
         }
         let mut tls = config.tls_listen();
-        let tls_acceptor = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) if !tls.is_empty() => Some(SharedAcceptor::new(
-                crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?,
-            )),
-            _ => None,
+        let tls_acceptor = if tls.is_empty() {
+            None
+        } else {
+            let loaded = LoadedTls::load(&config.tls_files()).map_err(|e| e.to_string())?;
+            let shared = SharedTls::new(loaded);
+            if let Some(every) = config.tls_watch_interval() {
+                shared.watch(every, metrics.clone());
+            }
+            Some(shared)
         };
         let mut core = core_config(config);
         tune(&mut core);
@@ -298,7 +303,7 @@ impl TurnServer {
             metrics,
             wanted,
             quotas,
-            tls_acceptor,
+            tls: tls_acceptor,
         })
     }
 }
@@ -376,15 +381,15 @@ impl ServerHandle {
 
     /// A reload: takes on the users, auth secrets (one taken out stays valid for
     /// `secret-grace` seconds), peer policy, quotas and limits of `config`, and re-reads
-    /// the TLS certificate and key when TLS is on. Settings fixed at start (addresses,
+    /// the TLS certificates and keys when TLS is on. Settings fixed at start (addresses,
     /// ports, threads ...) are read from `config` too, so give it those of the running
     /// server; lifetimes tuned through [`TurnServer::start_with`] become `config`'s.
     /// Allocations carry on. On an error (the TLS files) nothing changes. Returns how
     /// many allocations exist.
     pub async fn reconfigure(&self, config: &ServeConfig) -> Result<usize, String> {
-        let acceptor = match (&self.tls_acceptor, &config.tls_cert, &config.tls_key) {
-            (Some(_), Some(cert), Some(key)) => {
-                Some(crate::tls::load_acceptor(cert, key).map_err(|e| e.to_string())?)
+        let tls = match &self.tls {
+            Some(_) if !config.tls_cert.is_empty() => {
+                Some(LoadedTls::load(&config.tls_files()).map_err(|e| e.to_string())?)
             }
             _ => None,
         };
@@ -400,8 +405,8 @@ impl ServerHandle {
             self.operator(OperatorRequest::Reconfigure(Box::new(request)))
                 .await,
         );
-        if let (Some(shared), Some(acceptor)) = (&self.tls_acceptor, acceptor) {
-            shared.replace(acceptor);
+        if let (Some(shared), Some(loaded)) = (&self.tls, tls) {
+            shared.replace(loaded);
         }
         Ok(n)
     }
@@ -539,8 +544,8 @@ mod tests {
     fn tls_addresses_are_the_servers_own_and_denied_as_peers() {
         let config = ServeConfig {
             listen: vec!["192.0.3.1:3478".parse().unwrap()],
-            tls_cert: Some("cert.pem".into()),
-            tls_key: Some("key.pem".into()),
+            tls_cert: vec!["cert.pem".into()],
+            tls_key: vec!["key.pem".into()],
             tls_listen: vec!["192.0.3.9:5349".parse().unwrap()],
             ..ServeConfig::default()
         };

@@ -57,7 +57,7 @@ use crate::udp::{BatchSocket, RecvBuffers, UdpSocketConfig};
 pub(crate) struct StartShard {
     pub listen: Vec<SocketAddr>,
     pub tls: Vec<SocketAddr>,
-    pub tls_acceptor: Option<tls::SharedAcceptor>,
+    pub tls_acceptor: Option<tls::SharedTls>,
     /// The receive-coalescing pause (see `coalesce`); zero turns it off.
     pub coalesce: Duration,
     /// This Arbiter's share of `total-bps` (see `bandwidth`); 0 is no limit.
@@ -371,7 +371,7 @@ fn admit(
 /// Accepts TLS clients on one listener.
 struct AcceptTls {
     local: SocketAddr,
-    acceptor: tls::SharedAcceptor,
+    acceptor: tls::SharedTls,
     shard: ShardHandle,
     caps: Arc<ConnectionCaps>,
     limits: TcpLimits,
