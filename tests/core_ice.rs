@@ -10,6 +10,8 @@ mod agent;
 mod lifecycle;
 #[path = "core_ice/streams.rs"]
 mod streams;
+#[path = "core_ice/tcp.rs"]
+mod tcp;
 #[path = "core_ice/topology.rs"]
 mod topology;
 

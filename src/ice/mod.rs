@@ -37,6 +37,7 @@ mod event;
 mod pacer;
 mod pair;
 mod stream;
+mod tcp;
 
 pub use agent::{Agent, Received};
 pub use candidate::{
@@ -50,6 +51,10 @@ pub use error::IceError;
 pub use event::{ChecklistState, IceConnectionState, IceEvent};
 pub use pacer::Pacer;
 pub use pair::{pair_priority, CandidatePair, PairId, PairState};
+pub use tcp::{
+    counterpart, direction_preference, tcp_local_preference, TcpConnect, ACTIVE_PORT,
+    TCP_CHECK_TIMEOUT,
+};
 
 #[cfg(test)]
 mod tests;
