@@ -86,6 +86,8 @@ pub struct IceAgent {
     /// candidate signalled before it still counts (RFC 8838 §14).
     end_deferred: HashSet<usize>,
     pub(super) subscribers: Subscribers<IceEvent>,
+    /// ICE-TCP connections (RFC 6544).
+    pub(super) tcp: super::tcp::TcpIo,
 }
 
 impl IceAgent {
@@ -111,6 +113,7 @@ impl IceAgent {
             mdns: None,
             end_deferred: HashSet::new(),
             subscribers: Subscribers::default(),
+            tcp: Default::default(),
         }
     }
 
@@ -161,8 +164,14 @@ impl IceAgent {
         let transaction = self.config.gather.transaction();
         let relay_only = self.config.gather.relay_only;
         let components = self.components();
+        // RFC 6544: with tcp_only, no UDP socket and no UDP candidate.
+        let udp_ips = if self.config.gather.tcp_only {
+            &[][..]
+        } else {
+            &ips[..]
+        };
         for &(stream, component) in &components {
-            for &ip in &ips {
+            for &ip in udp_ips {
                 let config = UdpSocketConfig::default();
                 let socket = match BatchSocket::bind(SocketAddr::new(ip, 0), &config) {
                     Ok(s) => Rc::new(s),
@@ -188,6 +197,10 @@ impl IceAgent {
                 }
             }
         }
+        if self.config.gather.gathers_tcp() {
+            let udp: Vec<SocketAddr> = self.sockets.iter().map(|s| s.addr).collect();
+            self.gather_tcp(ctx, &ips, self.core.stream_count(), &udp);
+        }
         if !relay_only {
             for server in self.config.stun.clone() {
                 for (i, s) in self.sockets.iter().enumerate() {
@@ -199,7 +212,11 @@ impl IceAgent {
             }
         }
         // A relayed candidate per TURN server, stream and component.
-        for server in self.config.turn.clone() {
+        let turn = match self.config.gather.tcp_only {
+            true => Vec::new(),
+            false => self.config.turn.clone(),
+        };
+        for server in turn {
             for &owner in &components {
                 let local_ip = self
                     .sockets
@@ -264,7 +281,7 @@ impl IceAgent {
 
     /// RFC 8445 §5.1: the core gives the candidate its priority and foundation, or
     /// drops it as redundant; what it keeps is signalled.
-    fn add_local(&mut self, stream: usize, candidate: Candidate) {
+    pub(super) fn add_local(&mut self, stream: usize, candidate: Candidate) {
         if let Some(candidate) = self.core.add_local_candidate_to(stream, candidate) {
             self.subscribers
                 .publish(IceEvent::Candidate { stream, candidate });
@@ -360,7 +377,7 @@ impl IceAgent {
 
     /// A datagram (or relayed data) for the core; application data goes straight to
     /// the subscribers.
-    fn input(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Bytes) {
+    pub(super) fn input(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Bytes) {
         if let Some(r) = self.core.receive(now, from, to, data) {
             self.subscribers.publish(IceEvent::Data {
                 stream: r.stream,
@@ -446,7 +463,11 @@ impl IceAgent {
 
     /// Sends a transmit from its source: a host socket, or a relay for a relayed base.
     fn route(&mut self, t: Transmit) {
-        if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source) {
+        if t.transport == floe::Transport::Tcp {
+            if !self.tcp.send(&t) {
+                tracing::debug!(from = %t.source, to = %t.destination, "no ICE-TCP connection");
+            }
+        } else if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source) {
             if let Err(e) = s.socket.try_send(&Outgoing::new(t.destination, &t.payload)) {
                 tracing::debug!(from = %t.source, to = %t.destination, error = %e, "ICE datagram not sent");
             }
@@ -487,6 +508,9 @@ impl IceAgent {
         }
         while let Some(t) = self.core.poll_transmit() {
             self.route(t);
+        }
+        while let Some(c) = self.core.poll_tcp_connect() {
+            self.tcp_connect(ctx, c);
         }
         for i in 0..self.bindings.len() {
             while let Some(t) = self.bindings[i].poll_transmit() {

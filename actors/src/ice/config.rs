@@ -87,6 +87,13 @@ pub struct GatherConfig {
     /// (draft-ietf-mmusic-mdns-ice-candidates), as browsers do; off by default. Remote
     /// `.local` candidates are resolved either way.
     pub mdns: bool,
+    /// RFC 6544: also gather TCP host candidates (a passive one, listening, and an
+    /// active one, signalled with port 9) per host IP, for component 1; they rank below
+    /// the UDP ones. Off by default.
+    pub tcp: bool,
+    /// RFC 6544: TCP host candidates only: no UDP socket, no server-reflexive or relayed
+    /// candidate.
+    pub tcp_only: bool,
 }
 
 impl Default for GatherConfig {
@@ -101,6 +108,8 @@ impl Default for GatherConfig {
             relay_only: false,
             server_timeout: Duration::from_secs(8),
             mdns: false,
+            tcp: false,
+            tcp_only: false,
         }
     }
 }
@@ -113,6 +122,12 @@ impl GatherConfig {
             loopback_only: true,
             ..GatherConfig::default()
         }
+    }
+
+    /// Whether TCP host candidates are gathered (`tcp` or `tcp_only`, and not
+    /// `relay_only`).
+    pub fn gathers_tcp(&self) -> bool {
+        (self.tcp || self.tcp_only) && !self.relay_only
     }
 
     /// Whether host candidates may be gathered on `ip`.

@@ -78,6 +78,7 @@ mod io;
 mod mdns;
 mod relay;
 mod session;
+mod tcp;
 
 use std::net::SocketAddr;
 
