@@ -42,7 +42,9 @@
 //!
 //! ICE-TCP (RFC 6544): `--tcp` adds a passive and an active TCP host candidate per
 //! stream and host IP (component 1), ranked below the UDP ones; `--tcp-only` gathers
-//! those alone, so that every signalled candidate is `tcp` with a `tcptype`.
+//! those alone, so that every signalled candidate is `tcp` with a `tcptype`. The peer
+//! exiting closes a TCP pair's connection at once (consent is lost, then `failed`):
+//! with `--send`, once the agent has sent and received, that still exits 0.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
