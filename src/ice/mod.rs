@@ -1,6 +1,8 @@
 //! ICE (RFC 8445) as a sans-IO core: candidates and their SDP lines (RFC 8839),
 //! checklists with pacing, triggered checks, nomination and role conflicts, consent
-//! freshness (RFC 7675), trickle ICE (RFC 8838), ICE restart and ice-lite.
+//! freshness (RFC 7675), trickle ICE (RFC 8838), ICE restart and ice-lite, and ICE-TCP
+//! (RFC 6544: TCP host candidates, connections asked of the driver with
+//! [`Agent::poll_tcp_connect`], RFC 4571 framing by the driver).
 //!
 //! [`Agent`] owns the role and tie-breaker, computes candidate priorities and
 //! foundations, and drives one [`Checklist`] per data stream (each stream with its own
