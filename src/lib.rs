@@ -14,6 +14,7 @@ pub mod framing;
 pub mod fuzzing;
 pub mod ice;
 pub mod mdns;
+pub mod rfc4571;
 pub mod stun;
 pub mod transmit;
 pub mod turn;

@@ -12,6 +12,8 @@ mod lifecycle;
 mod renomination;
 #[path = "core_ice/streams.rs"]
 mod streams;
+#[path = "core_ice/tcp.rs"]
+mod tcp;
 #[path = "core_ice/topology.rs"]
 mod topology;
 

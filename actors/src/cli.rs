@@ -307,6 +307,12 @@ pub struct IceArgs {
     /// browsers do (remote .local candidates are resolved either way)
     #[arg(long)]
     pub mdns: bool,
+    /// RFC 6544: also gather TCP host candidates (passive and active), ranked below UDP
+    #[arg(long)]
+    pub tcp: bool,
+    /// RFC 6544: TCP host candidates only (every candidate `tcp` with a `tcptype`)
+    #[arg(long, conflicts_with_all = ["tcp", "relay_only", "turn", "stun", "mdns"])]
+    pub tcp_only: bool,
     /// Send TEXT once connected; exit 0 once it has both sent and received
     #[arg(long, value_name = "TEXT")]
     pub send: Option<String>,
@@ -511,6 +517,8 @@ mod tests {
             "restart-after",
             "streams",
             "components",
+            "tcp",
+            "tcp-only",
         ] {
             assert!(flags.contains(&flag), "--{flag} missing from {flags:?}");
         }

@@ -78,7 +78,7 @@ pub struct Agent {
     /// Base IPs in the order first seen: local preference 65535 - index.
     local_preferences: LocalPreferences,
     end_of_local: bool,
-    streams: Vec<Stream>,
+    pub(super) streams: Vec<Stream>,
     pacer: Pacer,
     started: bool,
     last_now: Option<Instant>,
@@ -428,6 +428,7 @@ impl Agent {
             if self.end_of_local {
                 fresh.end_of_local_candidates();
             }
+            fresh.adopt_tcp_connections(&self.streams[i].checklist);
             if self.started {
                 fresh.start_as(now, i == 0);
             }
@@ -597,7 +598,7 @@ impl Agent {
 
     /// Runs the Ta pacer (and the nomination slots) over the streams' checklists
     /// round-robin, then gathers their events.
-    fn drive(&mut self, now: Instant) {
+    pub(super) fn drive(&mut self, now: Instant) {
         self.last_now = Some(now);
         if self.started {
             self.share_foundations();

@@ -680,6 +680,10 @@ pub(crate) fn prepare_local_candidate(
     {
         return None;
     }
+    if super::tcp::shares_base_across_transports(&candidate, existing) {
+        tracing::debug!(%candidate, "a UDP and a TCP candidate cannot share a base");
+        return None;
+    }
     if existing.iter().any(|c| {
         c.addr == candidate.addr
             && c.base == candidate.base
@@ -691,7 +695,7 @@ pub(crate) fn prepare_local_candidate(
     if candidate.priority == 0 {
         let preference = candidate
             .local_preference
-            .unwrap_or_else(|| preferences.of(base.ip()));
+            .unwrap_or_else(|| super::tcp::local_preference(&candidate, preferences.of(base.ip())));
         candidate.priority = candidate_priority(candidate.kind, preference, candidate.component);
     }
     if candidate.foundation.is_empty() {

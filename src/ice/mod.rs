@@ -1,8 +1,10 @@
 //! ICE (RFC 8445) as a sans-IO core: candidates and their SDP lines (RFC 8839),
 //! checklists with pacing, triggered checks, nomination and role conflicts, consent
-//! freshness (RFC 7675), trickle ICE (RFC 8838), ICE restart, ice-lite, and
+//! freshness (RFC 7675), trickle ICE (RFC 8838), ICE restart, ice-lite,
 //! renomination (draft-thatcher-ice-renomination-01) with the removal of local
-//! candidates whose address went away (continual gathering).
+//! candidates whose address went away (continual gathering), and ICE-TCP (RFC 6544: TCP
+//! host candidates, connections asked of the driver with [`Agent::poll_tcp_connect`],
+//! RFC 4571 framing by the driver).
 //!
 //! [`Agent`] owns the role and tie-breaker, computes candidate priorities and
 //! foundations, and drives one [`Checklist`] per data stream (each stream with its own
@@ -40,6 +42,7 @@ pub mod mux;
 mod pacer;
 mod pair;
 mod stream;
+mod tcp;
 
 pub use agent::{Agent, Received};
 pub use candidate::{
@@ -53,6 +56,10 @@ pub use error::IceError;
 pub use event::{ChecklistState, IceConnectionState, IceEvent};
 pub use pacer::Pacer;
 pub use pair::{pair_priority, CandidatePair, PairId, PairState};
+pub use tcp::{
+    counterpart, direction_preference, tcp_local_preference, TcpConnect, ACTIVE_PORT,
+    TCP_CHECK_TIMEOUT,
+};
 
 #[cfg(test)]
 mod tests;

@@ -133,6 +133,22 @@ impl Stream {
             .or_else(|| self.previous.as_mut().and_then(|p| p.poll_transmit()))
     }
 
+    /// Runs `f` on the current checklist and the retiring one (ICE-TCP connection events).
+    pub(super) fn for_checklists(&mut self, mut f: impl FnMut(&mut Checklist)) {
+        f(&mut self.checklist);
+        if let Some(p) = &mut self.previous {
+            f(p);
+        }
+    }
+
+    /// The first answer of `f` from the current checklist or the retiring one.
+    pub(super) fn for_checklists_find<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Checklist) -> Option<T>,
+    ) -> Option<T> {
+        f(&mut self.checklist).or_else(|| self.previous.as_mut().and_then(f))
+    }
+
     pub(super) fn set_role(&mut self, role: IceRole) {
         self.checklist.set_role(role);
         if let Some(p) = &mut self.previous {

@@ -13,6 +13,7 @@ use floe::stun::{Class, Message, TransactionId};
 use floe::Transmit;
 
 use super::network::{Network, Sim};
+use super::tcp_net::TcpNet;
 
 /// Which side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,6 +136,8 @@ pub struct AgentPair {
     /// from `external`; datagrams to `external` reach `internal`; `internal` cannot be
     /// reached from outside.
     pub nat_b: Vec<(SocketAddr, SocketAddr)>,
+    /// ICE-TCP: listeners, connections and RFC 4571 framing (`tcp_net.rs`).
+    pub tcp: TcpNet,
 }
 
 impl AgentPair {
@@ -149,6 +152,7 @@ impl AgentPair {
             drop: None,
             rewrite: None,
             nat_b: Vec::new(),
+            tcp: TcpNet::default(),
         }
     }
 
@@ -228,6 +232,7 @@ impl AgentPair {
                     p.events.push((at, e));
                 }
             }
+            self.tcp_collect(side);
             for mut t in out {
                 if let Some(d) = &mut self.drop {
                     if d(at, side, &t) {
@@ -236,6 +241,9 @@ impl AgentPair {
                 }
                 if let Some(r) = &mut self.rewrite {
                     r(side, &mut t);
+                }
+                if t.transport == floe::Transport::Tcp && !self.tcp.outgoing(side, &mut t) {
+                    continue;
                 }
                 if side == Side::B {
                     if let Some((_, ext)) = self.nat_b.iter().find(|(i, _)| *i == t.source) {
@@ -301,8 +309,11 @@ impl Sim for AgentPair {
         let arrived = self.net.arrived(now);
         let mut moved = !arrived.is_empty();
         for (side, t) in arrived {
-            self.deliver(side, t);
+            for t in self.tcp.unframe(side, t) {
+                self.deliver(side, t);
+            }
         }
+        moved |= self.tcp_step();
         for p in [&mut self.a, &mut self.b] {
             if p.agent.poll_timeout().is_some_and(|t| t <= now) {
                 p.agent.handle_timeout(now);
@@ -319,6 +330,7 @@ impl Sim for AgentPair {
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.net.next_arrival(),
+            self.tcp.next_due(),
             self.a.agent.poll_timeout(),
             self.b.agent.poll_timeout(),
         ]

@@ -13,3 +13,4 @@
 pub mod agents;
 pub mod network;
 pub mod pair;
+pub mod tcp_net;

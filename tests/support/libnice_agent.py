@@ -24,7 +24,9 @@ and again every 0.5 s until something has been received on every component (agai
 a restart); the agent exits 0 once it has both sent and received. Without --send, it
 exits 0 once connected and stdin is closed.
 
-Gathering is loopback only (INTEROP.md): host candidates on 127.0.0.1 alone.
+Gathering is loopback only (INTEROP.md): host candidates on 127.0.0.1 alone. With
+--tcp-only the agent gathers and checks ICE-TCP (RFC 6544) candidates only
+(`ice-tcp=True, ice-udp=False`).
 """
 
 import argparse
@@ -86,6 +88,9 @@ def parse_args():
     p.add_argument("--send", metavar="TEXT")
     p.add_argument("--restart-after", type=float, metavar="SECONDS")
     p.add_argument("--components", type=int, default=1)
+    p.add_argument(
+        "--tcp-only", action="store_true", help="ICE-TCP (RFC 6544) candidates only"
+    )
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     return p.parse_args()
 
@@ -99,7 +104,8 @@ class Agent:
             GLib.MainContext.default(), Nice.Compatibility.RFC5245, Nice.AgentOption.ICE_TRICKLE
         )
         self.agent.set_property("controlling-mode", args.controlling)
-        self.agent.set_property("ice-tcp", False)
+        self.agent.set_property("ice-tcp", args.tcp_only)
+        self.agent.set_property("ice-udp", not args.tcp_only)
         address = Nice.Address.new()
         address.set_from_string("127.0.0.1")
         self.agent.add_local_address(address)

@@ -97,6 +97,8 @@ pub struct IceAgent {
     /// candidate signalled before it still counts (RFC 8838 §14).
     end_deferred: HashSet<usize>,
     pub(super) subscribers: Subscribers<IceEvent>,
+    /// ICE-TCP connections (RFC 6544).
+    pub(super) tcp: super::tcp::TcpIo,
 }
 
 impl IceAgent {
@@ -124,6 +126,7 @@ impl IceAgent {
             mdns: None,
             end_deferred: HashSet::new(),
             subscribers: Subscribers::default(),
+            tcp: Default::default(),
         }
     }
 
@@ -181,20 +184,40 @@ impl IceAgent {
             }
             self.shared = Some(host);
         }
+        // RFC 6544: with tcp_only, no UDP socket and no UDP candidate.
+        let udp_ips: &[IpAddr] = if self.config.gather.tcp_only {
+            &[]
+        } else {
+            &ips
+        };
         for &(stream, component) in &components {
             if self.shared.is_some() && (stream, component) == (0, 1) {
                 continue;
             }
-            for &ip in &ips {
+            for &ip in udp_ips {
                 self.bind_host(ctx, stream, component, ip);
             }
+        }
+        if self.config.gather.gathers_tcp() {
+            // TCP candidates must not share a local address with a UDP one.
+            let udp: Vec<SocketAddr> = self
+                .sockets
+                .iter()
+                .map(|s| s.addr)
+                .chain(self.shared.as_ref().map(|h| h.addr()))
+                .collect();
+            self.gather_tcp(ctx, &ips, self.core.stream_count(), &udp);
         }
         self.gathered_ips = ips;
         for i in 0..self.sockets.len() {
             self.start_bindings(now, i);
         }
         // A relayed candidate per TURN server, stream and component.
-        for server in self.config.turn.clone() {
+        let turn = match self.config.gather.tcp_only {
+            true => Vec::new(),
+            false => self.config.turn.clone(),
+        };
+        for server in turn {
             for &owner in &components {
                 let local_ip = self
                     .sockets
@@ -315,7 +338,7 @@ impl IceAgent {
 
     /// RFC 8445 §5.1: the core gives the candidate its priority and foundation, or
     /// drops it as redundant; what it keeps is signalled.
-    fn add_local(&mut self, stream: usize, candidate: Candidate) {
+    pub(super) fn add_local(&mut self, stream: usize, candidate: Candidate) {
         if let Some(candidate) = self.core.add_local_candidate_to(stream, candidate) {
             self.subscribers
                 .publish(IceEvent::Candidate { stream, candidate });
@@ -414,7 +437,7 @@ impl IceAgent {
 
     /// A datagram (or relayed data) for the core; application data goes straight to
     /// the subscribers.
-    fn input(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Bytes) {
+    pub(super) fn input(&mut self, now: Instant, from: SocketAddr, to: SocketAddr, data: Bytes) {
         if let Some(r) = self.core.receive(now, from, to, data) {
             self.subscribers.publish(IceEvent::Data {
                 stream: r.stream,
@@ -500,7 +523,11 @@ impl IceAgent {
 
     /// Sends a transmit from its source: a host socket, or a relay for a relayed base.
     fn route(&mut self, t: Transmit) {
-        if let Some(h) = self.shared.as_ref().filter(|h| h.addr() == t.source) {
+        if t.transport == floe::Transport::Tcp {
+            if !self.tcp.send(&t) {
+                tracing::debug!(from = %t.source, to = %t.destination, "no ICE-TCP connection");
+            }
+        } else if let Some(h) = self.shared.as_ref().filter(|h| h.addr() == t.source) {
             h.send(t.destination, &t.payload);
         } else if let Some(s) = self.sockets.iter().find(|s| s.addr == t.source && !s.gone) {
             if let Err(e) = s.socket.try_send(&Outgoing::new(t.destination, &t.payload)) {
@@ -546,6 +573,9 @@ impl IceAgent {
         }
         while let Some(t) = self.core.poll_transmit() {
             self.route(t);
+        }
+        while let Some(c) = self.core.poll_tcp_connect() {
+            self.tcp_connect(ctx, c);
         }
         for i in 0..self.bindings.len() {
             while let Some(t) = self.bindings[i].poll_transmit() {

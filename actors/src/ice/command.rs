@@ -41,6 +41,12 @@
 //! has both sent and received — after the restart, when one is due — and a second more,
 //! so that the remote's last checks are answered. Without it, it exits 0 once connected
 //! and stdin is closed. Failure or the `--timeout` exits 1; bad arguments 2.
+//!
+//! ICE-TCP (RFC 6544): `--tcp` adds a passive and an active TCP host candidate per
+//! stream and host IP (component 1), ranked below the UDP ones; `--tcp-only` gathers
+//! those alone, so that every signalled candidate is `tcp` with a `tcptype`. The peer
+//! exiting closes a TCP pair's connection at once (consent is lost, then `failed`):
+//! with `--send`, once the agent has sent and received, that still exits 0.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
@@ -104,6 +110,13 @@ pub fn agent_config(args: &IceArgs) -> Result<AgentConfig, String> {
         config.gather.continual = Some(seconds("continual-gathering", s)?);
     }
     config.gather.mdns = args.mdns;
+    config.gather.tcp = args.tcp;
+    config.gather.tcp_only = args.tcp_only;
+    if args.tcp_only && args.components > 1 {
+        return Err(
+            "--tcp-only gathers component 1 only (RFC 6544: one component a connection)".into(),
+        );
+    }
     for s in &args.stun {
         config.stun.push(resolve("stun", s)?);
     }

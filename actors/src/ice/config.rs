@@ -99,6 +99,13 @@ pub struct GatherConfig {
     /// replaced, as tests do); the filters above apply to what it lists.
     #[serde(skip)]
     pub interfaces: InterfaceSource,
+    /// RFC 6544: also gather TCP host candidates (a passive one, listening, and an
+    /// active one, signalled with port 9) per host IP, for component 1; they rank below
+    /// the UDP ones. Off by default.
+    pub tcp: bool,
+    /// RFC 6544: TCP host candidates only: no UDP socket, no server-reflexive or relayed
+    /// candidate.
+    pub tcp_only: bool,
 }
 
 /// Lists the host's interface addresses that are up: the system's (through
@@ -156,6 +163,8 @@ impl Default for GatherConfig {
             mdns: false,
             continual: None,
             interfaces: InterfaceSource::default(),
+            tcp: false,
+            tcp_only: false,
         }
     }
 }
@@ -168,6 +177,12 @@ impl GatherConfig {
             loopback_only: true,
             ..GatherConfig::default()
         }
+    }
+
+    /// Whether TCP host candidates are gathered (`tcp` or `tcp_only`, and not
+    /// `relay_only`).
+    pub fn gathers_tcp(&self) -> bool {
+        (self.tcp || self.tcp_only) && !self.relay_only
     }
 
     /// Whether host candidates may be gathered on `ip`.

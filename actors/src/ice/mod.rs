@@ -93,6 +93,7 @@ mod mdns;
 mod relay;
 mod session;
 mod shared_socket;
+mod tcp;
 
 use std::net::SocketAddr;
 

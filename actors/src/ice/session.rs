@@ -438,7 +438,9 @@ impl Session {
                 let reason = "ICE failed: no pair could be nominated, or consent was lost";
                 fields.push(("reason", reason.into()));
                 emit_object(fields);
-                return Next::Exit(1);
+                // Done (sent and received, lingering): the peer went away first, which
+                // over ICE-TCP closes the connection at once (RFC 6544), so no failure.
+                return Next::Exit(if self.finish_at.is_some() { 0 } else { 1 });
             }
             e => tracing::debug!(event = ?e, "ICE"),
         }

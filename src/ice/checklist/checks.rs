@@ -131,6 +131,9 @@ impl Checklist {
         use_candidate: bool,
         nomination: Option<u32>,
     ) {
+        if self.check_waits_for_connection(id, kind, use_candidate, nomination) {
+            return;
+        }
         let (Some(remote), Some(key)) = (&self.remote_credentials, &self.remote_key) else {
             return;
         };
@@ -167,6 +170,8 @@ impl Checklist {
                     .count() as u32;
                 let mut c = self.config.check_transaction;
                 c.rto = c.rto.max(self.config.effective_ta() * busy);
+                // RFC 6544 §7.1 / RFC 8489 §6.2.2: sent once over TCP, Ti = 39.5 s.
+                c.reliable_timeout = crate::ice::tcp::TCP_CHECK_TIMEOUT;
                 c
             }
             CheckKind::Consent => CONSENT_TRANSACTION,

@@ -7,6 +7,7 @@ mod nomination;
 mod pairing;
 mod receive;
 mod renomination;
+mod tcp;
 mod timers;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -146,6 +147,8 @@ pub struct Checklist {
     /// RFC 8445 §7.2.5.3.3: foundations of pairs that just succeeded, for the agent to
     /// unfreeze in its other checklists.
     succeeded: Vec<(String, String)>,
+    /// RFC 6544 §7: the TCP connections checks go on.
+    tcp: tcp::TcpConnections,
 }
 
 impl Checklist {
@@ -199,6 +202,7 @@ impl Checklist {
             events: VecDeque::new(),
             foreign_busy: HashSet::new(),
             succeeded: Vec::new(),
+            tcp: tcp::TcpConnections::default(),
         }
     }
 
@@ -343,7 +347,8 @@ impl Checklist {
             return;
         }
         let pairable = match candidate.kind {
-            CandidateKind::Host | CandidateKind::Relayed => true,
+            // RFC 6544 §6.2: pairs of a local passive candidate are pruned.
+            CandidateKind::Host | CandidateKind::Relayed => !candidate.is_tcp_passive(),
             CandidateKind::ServerReflexive => !self
                 .local
                 .iter()

@@ -49,7 +49,7 @@ impl Checklist {
         for l in 0..self.local.len() {
             let c = &self.local[l];
             let pairable = match c.kind {
-                CandidateKind::Host | CandidateKind::Relayed => true,
+                CandidateKind::Host | CandidateKind::Relayed => !c.is_tcp_passive(),
                 CandidateKind::ServerReflexive => !self
                     .local
                     .iter()

@@ -115,13 +115,16 @@ impl Checklist {
                 Some(r) => r,
                 None => {
                     let foundation = self.unique_remote_foundation();
+                    // RFC 6544 §7.2: on TCP, the peer's end of the connection.
+                    let tcp_type = self.local[l].tcp_type().map(crate::ice::counterpart);
                     let c = Candidate::remote_peer_reflexive(
                         from,
                         check.priority,
                         component,
                         transport,
                         foundation,
-                    );
+                    )
+                    .with_tcp_type_of(tcp_type);
                     self.events.push_back(IceEvent::PeerReflexive {
                         candidate: c.clone(),
                         local: false,
@@ -289,8 +292,10 @@ impl Checklist {
         {
             Some(l) => l,
             None => {
+                let tcp_type = self.local[self.pairs[i].local].tcp_type();
                 let c =
-                    Candidate::local_peer_reflexive(mapped, base, f.priority, component, transport);
+                    Candidate::local_peer_reflexive(mapped, base, f.priority, component, transport)
+                        .with_tcp_type_of(tcp_type);
                 self.events.push_back(IceEvent::PeerReflexive {
                     candidate: c.clone(),
                     local: true,
