@@ -27,18 +27,25 @@ use floe::ice::{Candidate, TcpConnect, TcpType};
 use floe::rfc4571::{encode, Rfc4571Framer};
 use floe::Transmit;
 use futures_util::stream::{self, Stream};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use super::agent::IceAgent;
+use crate::turn::stream_writer::StreamWriter;
 
 /// How long an outgoing connection may take before its pair fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The most connections an agent keeps; more accepted ones are closed at once.
 const MAX_CONNECTIONS: usize = 64;
+
+/// Bytes queued for one connection at most; beyond, packets are dropped as UDP would drop
+/// them, so a peer that stops reading costs bounded memory.
+const WRITE_QUEUE: usize = 256 * 1024;
+
+/// How long a closed connection's queued packets have to leave.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// What the TCP sockets tell the agent.
 pub(crate) enum TcpInput {
@@ -64,8 +71,8 @@ struct Conn {
     local: SocketAddr,
     /// ... and the remote address.
     remote: SocketAddr,
-    /// Framed packets to write.
-    tx: UnboundedSender<Bytes>,
+    /// Framed packets to write, bounded in bytes.
+    writer: StreamWriter,
 }
 
 /// The agent's TCP connections.
@@ -86,7 +93,7 @@ impl TcpIo {
             return false;
         };
         match encode(&t.payload) {
-            Ok(frame) => c.tx.send(frame).is_ok(),
+            Ok(frame) => c.writer.send(frame).is_ok(),
             Err(e) => {
                 tracing::debug!(error = %e, "ICE-TCP packet not sent");
                 false
@@ -153,17 +160,9 @@ fn packets(id: u64, rd: OwnedReadHalf) -> impl Stream<Item = TcpInput> + Unpin {
     }))
 }
 
-/// Writes what it is given to `wr`, until the sender is dropped or a write fails.
-fn writer(mut wr: OwnedWriteHalf) -> UnboundedSender<Bytes> {
-    let (tx, mut rx) = unbounded_channel::<Bytes>();
-    actix::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
-    });
-    tx
+/// Writes what it is given to `wr`, at most [`WRITE_QUEUE`] bytes waiting.
+fn writer(wr: OwnedWriteHalf) -> StreamWriter {
+    StreamWriter::spawn(Box::pin(wr), WRITE_QUEUE, LINGER)
 }
 
 async fn connect(local_ip: IpAddr, remote: SocketAddr) -> io::Result<TcpStream> {
@@ -242,7 +241,7 @@ impl IceAgent {
             id,
             local,
             remote,
-            tx: writer(wr),
+            writer: writer(wr),
         });
         ctx.add_stream(packets(id, rd));
     }

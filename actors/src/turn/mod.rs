@@ -35,7 +35,7 @@ mod relay;
 mod server;
 mod sessions;
 mod shard;
-mod stream_writer;
+pub(crate) mod stream_writer;
 mod supervisor;
 mod tcp_connection;
 mod tcp_limits;
