@@ -106,7 +106,7 @@ pub(crate) async fn discover(cloud: Cloud) -> Result<Ipv4Addr, DiscoveryError> {
         }
     }
     Err(fail(format!(
-        "{last}, {ATTEMPTS} attempts ({})",
+        "{last}, after {ATTEMPTS} attempts ({})",
         hint(cloud)
     )))
 }
