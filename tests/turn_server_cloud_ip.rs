@@ -233,10 +233,12 @@ fn wait_for(p: &mut LineProcess, key: &str) -> String {
 }
 
 /// `floe serve --external-ip CLOUD` asking `mock`; checks that an allocation is told
-/// 198.51.100.23 in XOR-RELAYED-ADDRESS and still relays through 127.0.0.1.
+/// 198.51.100.23 in XOR-RELAYED-ADDRESS and still relays through 127.0.0.1, and that a
+/// reload keeps it without asking again.
 fn serve_and_relay(cloud: &str, mock: &Mock) {
     let floe = FloeServe::start(
         ServeOpts::default()
+            .admin()
             .arg("--external-ip")
             .arg(cloud)
             .env(ENDPOINT_VAR, &mock.addr.to_string()),
@@ -278,6 +280,12 @@ fn serve_and_relay(cloud: &str, mock: &Mock) {
         from,
         SocketAddr::from((Ipv4Addr::LOCALHOST, relayed.port()))
     );
+    // A reload neither asks again nor reports external-ip as changed.
+    let asked = mock.asked().len();
+    let (code, body) = floe.admin("POST", "/reload", None);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"kept\":[]"), "{body}");
+    assert_eq!(mock.asked().len(), asked, "asked again on reload");
     println!("{cloud}: told {relayed}, relayed through {from}");
 }
 
