@@ -94,8 +94,11 @@ pub struct ServeArgs {
     /// IP the relay sockets bind to [default: the listen IP]
     #[arg(long, value_name = "IP")]
     pub relay_ip: Option<IpAddr>,
-    /// Advertise PUBLIC for relays on PRIVATE, or on every relay IP of its family without /PRIVATE (repeatable, one per family or PRIVATE); auto: ask --external-ip-stun at start
-    #[arg(long = "external-ip", value_name = "PUBLIC[/PRIVATE]|auto")]
+    /// Advertise PUBLIC for relays on PRIVATE, or on every relay IP of its family without /PRIVATE (repeatable, one per family or PRIVATE); auto: ask --external-ip-stun at start; aws, gcp, azure: ask the cloud's metadata service for the public IPv4 at start
+    #[arg(
+        long = "external-ip",
+        value_name = "PUBLIC[/PRIVATE]|auto|aws|gcp|azure"
+    )]
     pub external_ip: Vec<ExternalIp>,
     /// STUN server that --external-ip auto asks from each relay address (repeatable; none by default)
     #[arg(long = "external-ip-stun", value_name = "HOST:PORT")]

@@ -6,7 +6,8 @@
 //! - [`tls`]: the rustls configuration and handshake of TLS on 5349;
 //! - [`config`] and [`cli`]: `floe serve` settings from TOML and flags;
 //! - [`host_addrs`]: the host's addresses, which the peer policy refuses as peers;
-//! - [`external_ip`]: `external-ip auto`, the relays' public address asked of STUN servers;
+//! - [`external_ip`]: `external-ip auto`, the relays' public address asked of STUN servers,
+//!   and `aws`, `gcp`, `azure`, the public IPv4 asked of the cloud's metadata service;
 //! - [`metrics`]: lock-free counters and a Prometheus endpoint;
 //! - [`admin`]: the admin HTTP API (health, readiness, sessions, drain, reload);
 //! - [`shutdown`]: SIGINT/SIGTERM/SIGHUP; [`logging`]: the tracing subscriber;

@@ -8,8 +8,9 @@
 //!   allocations carry on; the process exits when none remain or after `drain-timeout`
 //!   seconds (deleting the rest). A SIGINT or a second SIGTERM while draining stops at once.
 //! - SIGHUP, or `POST /reload`, reloads the configuration (see [`reload`](crate::reload)).
-//! - `external-ip auto` is discovered first ([`external_ip`](crate::external_ip)); when
-//!   no STUN server tells the address, the server does not start.
+//! - `external-ip auto` (or `aws`, `gcp`, `azure`) is discovered first
+//!   ([`external_ip`](crate::external_ip)); when no STUN server (or the cloud's metadata
+//!   service) tells the address, the server does not start.
 
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ pub enum ServeError {
     /// The signal handlers could not be installed.
     #[error(transparent)]
     Shutdown(#[from] ShutdownError),
-    /// `external-ip auto` found no public address.
+    /// `external-ip auto` (or `aws`, `gcp`, `azure`) found no public address.
     #[error(transparent)]
     ExternalIp(#[from] crate::external_ip::DiscoveryError),
     /// The TURN server could not start (a listener could not be bound).

@@ -30,6 +30,8 @@ pub struct ServeOpts {
     pub admin: bool,
     pub admin_token: Option<String>,
     pub extra: Vec<String>,
+    /// Environment variables set for floe (on top of the test's).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ServeOpts {
@@ -42,6 +44,7 @@ impl Default for ServeOpts {
             admin: false,
             admin_token: None,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -83,6 +86,12 @@ impl ServeOpts {
 
     pub fn arg(mut self, arg: &str) -> ServeOpts {
         self.extra.push(arg.into());
+        self
+    }
+
+    /// Sets environment variable `name` for floe.
+    pub fn env(mut self, name: &str, value: &str) -> ServeOpts {
+        self.env.push((name.into(), value.into()));
         self
     }
 }
@@ -171,6 +180,7 @@ impl FloeServe {
 
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
         cmd.args(&args)
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("cloning the log file"))
             .stderr(log_file);

@@ -1,5 +1,7 @@
-//! `external-ip` values: coturn's `PUBLIC[/PRIVATE]`, or `auto` (discovered at start with
-//! a STUN Binding to the `external-ip-stun` servers, see [`crate::external_ip`]).
+//! `external-ip` values: coturn's `PUBLIC[/PRIVATE]`, `auto` (discovered at start with
+//! a STUN Binding to the `external-ip-stun` servers), or `aws`, `gcp`, `azure` (the public
+//! IPv4 address asked of the cloud's instance metadata service at start); see
+//! [`crate::external_ip`].
 //!
 //! In TOML, `external-ip` is one string (`"203.0.113.7"`) or an array of them.
 
@@ -21,6 +23,41 @@ pub enum ExternalIp {
     /// `auto`: for each relay address no mapping covers, the public address a STUN
     /// server sees it as, asked once at start.
     Auto,
+    /// `aws`, `gcp`, `azure`: the instance's public IPv4 address, asked once at start of
+    /// the cloud's metadata service, advertised as `PUBLIC` (the IPv4 default).
+    Cloud(Cloud),
+}
+
+/// A cloud whose instance metadata service `external-ip` may ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Cloud {
+    /// Amazon EC2, IMDSv2.
+    Aws,
+    /// Google Compute Engine.
+    Gcp,
+    /// Azure virtual machines (IMDS).
+    Azure,
+}
+
+impl Cloud {
+    /// Every cloud, in the order the docs name them.
+    pub const ALL: [Cloud; 3] = [Cloud::Aws, Cloud::Gcp, Cloud::Azure];
+
+    /// `aws`, `gcp`, `azure`: the `external-ip` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cloud::Aws => "aws",
+            Cloud::Gcp => "gcp",
+            Cloud::Azure => "azure",
+        }
+    }
+}
+
+impl fmt::Display for Cloud {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl ExternalIp {
@@ -31,11 +68,17 @@ impl ExternalIp {
             private: None,
         })
     }
+
+    /// Whether the value is discovered at start (`auto`, `aws`, `gcp`, `azure`) rather
+    /// than given.
+    pub fn is_discovered(&self) -> bool {
+        matches!(self, ExternalIp::Auto | ExternalIp::Cloud(_))
+    }
 }
 
 /// Why an `external-ip` value does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not PUBLIC, PUBLIC/PRIVATE (IP addresses) or auto")]
+#[error("`{0}` is not PUBLIC, PUBLIC/PRIVATE (IP addresses), auto, aws, gcp or azure")]
 pub struct ExternalIpError(String);
 
 impl FromStr for ExternalIp {
@@ -45,6 +88,12 @@ impl FromStr for ExternalIp {
         let bad = || ExternalIpError(s.to_owned());
         if s.eq_ignore_ascii_case("auto") {
             return Ok(ExternalIp::Auto);
+        }
+        if let Some(cloud) = Cloud::ALL
+            .into_iter()
+            .find(|c| s.eq_ignore_ascii_case(c.name()))
+        {
+            return Ok(ExternalIp::Cloud(cloud));
         }
         let (public, private) = match s.split_once('/') {
             Some((public, private)) => (public, Some(private)),
@@ -64,6 +113,7 @@ impl fmt::Display for ExternalIp {
         match self {
             ExternalIp::Map(m) => m.fmt(f),
             ExternalIp::Auto => f.write_str("auto"),
+            ExternalIp::Cloud(c) => c.fmt(f),
         }
     }
 }
@@ -145,7 +195,7 @@ mod tests {
     fn values_parse_as_coturn_writes_them() {
         let m = |s: &str| match s.parse::<ExternalIp>().unwrap() {
             ExternalIp::Map(m) => (m.public.to_string(), m.private.map(|p| p.to_string())),
-            ExternalIp::Auto => panic!("{s} is not a mapping"),
+            other => panic!("{s} is {other:?}, not a mapping"),
         };
         assert_eq!(m("203.0.113.7"), ("203.0.113.7".into(), None));
         assert_eq!(
@@ -158,18 +208,30 @@ mod tests {
         );
         assert_eq!("auto".parse::<ExternalIp>(), Ok(ExternalIp::Auto));
         assert_eq!("AUTO".parse::<ExternalIp>(), Ok(ExternalIp::Auto));
+        assert_eq!("aws".parse(), Ok(ExternalIp::Cloud(Cloud::Aws)));
+        assert_eq!("GCP".parse(), Ok(ExternalIp::Cloud(Cloud::Gcp)));
+        assert_eq!("azure".parse(), Ok(ExternalIp::Cloud(Cloud::Azure)));
         for bad in [
             "",
             "203.0.113.7/",
             "/10.0.0.7",
             "example.org",
             "203.0.113.7/24",
-            "aws",
+            "ec2",
+            "aws/10.0.0.7",
         ] {
             let err = bad.parse::<ExternalIp>().unwrap_err().to_string();
             assert!(err.contains("PUBLIC/PRIVATE"), "{bad}: {err}");
+            assert!(err.contains("auto, aws, gcp or azure"), "{bad}: {err}");
         }
-        for s in ["203.0.113.7", "203.0.113.7/10.0.0.7", "auto"] {
+        for s in [
+            "203.0.113.7",
+            "203.0.113.7/10.0.0.7",
+            "auto",
+            "aws",
+            "gcp",
+            "azure",
+        ] {
             assert_eq!(s.parse::<ExternalIp>().unwrap().to_string(), s);
         }
     }

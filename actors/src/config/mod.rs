@@ -38,7 +38,7 @@ mod credentials;
 mod external_ip;
 
 pub use credentials::{Secret, UserCredential, UserCredentialError};
-pub use external_ip::{ExternalIp, ExternalIpError};
+pub use external_ip::{Cloud, ExternalIp, ExternalIpError};
 
 /// STUN and TURN over UDP and TCP (RFC 8489 §9).
 pub const DEFAULT_PORT: u16 = 3478;
@@ -86,8 +86,9 @@ pub struct ServeConfig {
     pub relay_ip: Option<IpAddr>,
     /// What to advertise in XOR-RELAYED-ADDRESS behind NAT, as coturn's `external-ip`:
     /// `PUBLIC/PRIVATE` for the relays bound on PRIVATE, `PUBLIC` for every relay of its
-    /// family that no mapping names (one per family), or `auto` (discovered at start
-    /// with a STUN Binding to `external-ip-stun` from each relay address).
+    /// family that no mapping names (one per family), `auto` (discovered at start
+    /// with a STUN Binding to `external-ip-stun` from each relay address), or `aws`,
+    /// `gcp`, `azure` (the IPv4 `PUBLIC`, asked of the cloud's metadata service at start).
     #[serde(
         with = "external_ip::one_or_many",
         skip_serializing_if = "Vec::is_empty"
@@ -333,6 +334,12 @@ pub enum ConfigError {
     /// `external-ip auto` without a STUN server to ask.
     #[error("external-ip auto needs at least one --external-ip-stun HOST:PORT (a STUN server that sees the relay address from outside; floe picks none for you)")]
     ExternalIpAutoWithoutStun,
+    /// More than one of `auto`, `aws`, `gcp`, `azure`.
+    #[error("external-ip: {0} and {1} both discover the public address; give one of them")]
+    ExternalIpSources(ExternalIp, ExternalIp),
+    /// A cloud (`aws`, ...) with an IPv4 `PUBLIC` (no `/PRIVATE`) that it would replace.
+    #[error("external-ip: {0} gives the IPv4 address every relay is advertised as, and so does {1}; give one of them (a PUBLIC/PRIVATE mapping may go with {0})")]
+    ExternalIpCloudWithDefault(Cloud, IpAddr),
     /// `external-ip-stun` without `external-ip auto`, or not `HOST:PORT`.
     #[error("external-ip-stun `{0}`: {1}")]
     ExternalIpStun(String, &'static str),
@@ -443,6 +450,21 @@ impl ServeConfig {
             }
         }
         self.external_addresses()?;
+        let mut discovered = self.external_ip.iter().filter(|e| e.is_discovered());
+        if let (Some(a), Some(b)) = (discovered.next(), discovered.next()) {
+            return Err(ConfigError::ExternalIpSources(*a, *b));
+        }
+        let cloud = self.external_ip.iter().find_map(|e| match e {
+            ExternalIp::Cloud(c) => Some(*c),
+            _ => None,
+        });
+        let ipv4_default = self.external_ip.iter().find_map(|e| match e {
+            ExternalIp::Map(m) if m.private.is_none() && m.public.is_ipv4() => Some(m.public),
+            _ => None,
+        });
+        if let (Some(cloud), Some(public)) = (cloud, ipv4_default) {
+            return Err(ConfigError::ExternalIpCloudWithDefault(cloud, public));
+        }
         let auto = self.external_ip.contains(&ExternalIp::Auto);
         if auto && self.external_ip_stun.is_empty() {
             return Err(ConfigError::ExternalIpAutoWithoutStun);
@@ -492,7 +514,8 @@ impl ServeConfig {
         Some(user)
     }
 
-    /// The `PUBLIC[/PRIVATE]` mappings of `external-ip` (not `auto`), as the core's rule.
+    /// The `PUBLIC[/PRIVATE]` mappings of `external-ip` (not those discovered at start),
+    /// as the core's rule.
     pub fn external_addresses(&self) -> Result<floe::turn::server::ExternalAddresses, ConfigError> {
         let mut ext = floe::turn::server::ExternalAddresses::new();
         for e in &self.external_ip {

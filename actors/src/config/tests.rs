@@ -344,6 +344,21 @@ fn external_ip_is_one_string_or_an_array_and_checked() {
     // Written back as an array, read again the same.
     let again = ServeConfig::from_toml_str(&many.to_toml().unwrap()).unwrap();
     assert_eq!(again, many);
+    // A cloud is the IPv4 default: a mapping per private address, and IPv6's own
+    // default, go with it.
+    let cloud = ServeConfig::from_toml_str(
+        "external-ip = [\"aws\", \"203.0.113.7/10.0.0.7\", \"2001:db8:ff::7\"]",
+    )
+    .unwrap();
+    cloud.validate().unwrap();
+    assert_eq!(
+        cloud.external_ip[0],
+        ExternalIp::Cloud(crate::config::Cloud::Aws)
+    );
+    assert_eq!(
+        ServeConfig::from_toml_str(&cloud.to_toml().unwrap()).unwrap(),
+        cloud
+    );
 
     let err = |text: &str| match ServeConfig::from_toml_str(text) {
         Ok(c) => c.validate().unwrap_err().to_string(),
@@ -354,6 +369,19 @@ fn external_ip_is_one_string_or_an_array_and_checked() {
         .contains("one mapping without /PRIVATE per address family (IPv4)"));
     assert!(err("external-ip = \"203.0.113.7/2001:db8::1\"").contains("same family"));
     assert!(err("external-ip = \"auto\"").contains("needs at least one --external-ip-stun"));
+    assert!(
+        err("external-ip = [\"auto\", \"aws\"]\nexternal-ip-stun = \"127.0.0.1:3478\"")
+            .contains("auto and aws both discover the public address")
+    );
+    assert!(err("external-ip = [\"gcp\", \"azure\"]").contains("gcp and azure both"));
+    assert!(err("external-ip = [\"aws\", \"aws\"]").contains("aws and aws both"));
+    assert!(err("external-ip = [\"aws\", \"203.0.113.7\"]").contains(
+        "aws gives the IPv4 address every relay is advertised as, and so does 203.0.113.7"
+    ));
+    assert!(
+        err("external-ip = \"gcp\"\nexternal-ip-stun = \"127.0.0.1:3478\"")
+            .contains("only used with external-ip auto")
+    );
     assert!(
         err("external-ip-stun = \"127.0.0.1:3478\"").contains("only used with external-ip auto")
     );

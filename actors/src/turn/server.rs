@@ -220,15 +220,11 @@ impl TurnServer {
         metrics: Metrics,
         tune: impl FnOnce(&mut core::ServerConfig),
     ) -> Result<ServerHandle, String> {
-        if config
-            .external_ip
-            .contains(&crate::config::ExternalIp::Auto)
-        {
-            return Err(
-                "external-ip auto is not resolved: start with the configuration \
+        if let Some(e) = config.external_ip.iter().find(|e| e.is_discovered()) {
+            return Err(format!(
+                "external-ip {e} is not resolved: start with the configuration \
                  `floe_actors::external_ip::resolve` returns"
-                    .into(),
-            );
+            ));
         }
         let mut tls = config.tls_listen();
         let tls_acceptor = if tls.is_empty() {

@@ -15,7 +15,11 @@
 //!   It is asked once: a reload does not ask again (`external-ip` is fixed at start);
 //!   restart to discover anew.
 //!
-//! No STUN server is picked for the operator, and no cloud metadata service is asked.
+//! No STUN server is picked for the operator.
+//!
+//! `external-ip aws|gcp|azure` instead asks the cloud's instance metadata service for the
+//! instance's public IPv4 address ([`metadata`]), which becomes the IPv4 `PUBLIC` (every
+//! IPv4 relay no `PUBLIC/PRIVATE` mapping names). Only then: `auto` never asks it.
 //!
 //! [`TurnClient`]: crate::turn::client::TurnClient
 
@@ -25,18 +29,40 @@ use std::time::Duration;
 use floe::stun::transaction::TransactionConfig;
 use floe::turn::server::ExternalMapping;
 
-use crate::config::{ExternalIp, ServeConfig};
+use crate::config::{Cloud, ExternalIp, ServeConfig};
 use crate::turn::client::{stun_binding, TurnClientConfig};
 
-/// Rounds over the servers before discovery gives up.
+pub mod metadata;
+
+/// Rounds over the servers (or the metadata service) before discovery gives up.
 pub const ATTEMPTS: u32 = 3;
 /// Pause between rounds.
 const PAUSE: Duration = Duration::from_secs(1);
 
-/// Why `external-ip auto` found no address.
+/// Why `external-ip auto` (or `aws`, `gcp`, `azure`) found no address.
 #[derive(Debug, thiserror::Error)]
-#[error("external-ip auto: {0}")]
-pub struct DiscoveryError(String);
+#[error("external-ip {source_name}: {why}")]
+pub struct DiscoveryError {
+    /// `auto`, `aws`, ...
+    source_name: &'static str,
+    why: String,
+}
+
+impl DiscoveryError {
+    fn auto(why: impl Into<String>) -> Self {
+        DiscoveryError {
+            source_name: "auto",
+            why: why.into(),
+        }
+    }
+
+    fn cloud(cloud: Cloud, why: impl Into<String>) -> Self {
+        DiscoveryError {
+            source_name: cloud.name(),
+            why: why.into(),
+        }
+    }
+}
 
 /// The Binding's timers: 4 sends at 0, 250, 750 and 1750 ms, then 1 s more (RFC 8489
 /// §6.2.1 with Rc = 4, Rm = 4): a server that answers at all answers within that.
@@ -51,14 +77,29 @@ fn transaction() -> TransactionConfig {
 
 /// `config` with `external-ip auto` replaced by a `PUBLIC/RELAY` mapping per relay
 /// address that no mapping covers, each discovered with a STUN Binding from that relay
-/// address. Without `auto`, `config` as it is. Must run inside an actix System.
+/// address; or with `aws`, `gcp`, `azure` replaced by the IPv4 `PUBLIC` the cloud's
+/// metadata service tells. Otherwise `config` as it is. Must run inside an actix System.
 pub async fn resolve(config: &ServeConfig) -> Result<ServeConfig, DiscoveryError> {
+    let cloud = config.external_ip.iter().find_map(|e| match e {
+        ExternalIp::Cloud(c) => Some(*c),
+        _ => None,
+    });
+    if let Some(cloud) = cloud {
+        let public = metadata::discover(cloud).await?;
+        let mut resolved = config.clone();
+        resolved.external_ip.retain(|e| !e.is_discovered());
+        resolved.external_ip.push(ExternalIp::public(public.into()));
+        resolved
+            .external_addresses()
+            .map_err(|e| DiscoveryError::cloud(cloud, e.to_string()))?;
+        return Ok(resolved);
+    }
     if !config.external_ip.contains(&ExternalIp::Auto) {
         return Ok(config.clone());
     }
     let known = config
         .external_addresses()
-        .map_err(|e| DiscoveryError(e.to_string()))?;
+        .map_err(|e| DiscoveryError::auto(e.to_string()))?;
     let (v4, v6) = crate::turn::relay_ips(config);
     let relays: Vec<IpAddr> = [v4, v6]
         .into_iter()
@@ -83,7 +124,7 @@ pub async fn resolve(config: &ServeConfig) -> Result<ServeConfig, DiscoveryError
     }
     resolved
         .external_addresses()
-        .map_err(|e| DiscoveryError(e.to_string()))?;
+        .map_err(|e| DiscoveryError::auto(e.to_string()))?;
     Ok(resolved)
 }
 
@@ -114,7 +155,7 @@ async fn discover(
         .collect();
     if family.is_empty() {
         let fam = if relay.is_ipv4() { "IPv4" } else { "IPv6" };
-        return Err(DiscoveryError(format!(
+        return Err(DiscoveryError::auto(format!(
             "no --external-ip-stun server with an {fam} address to ask for relay address \
              {relay}; add one, or give its mapping (--external-ip PUBLIC/{relay})"
         )));
@@ -146,7 +187,7 @@ async fn discover(
             tokio::time::sleep(PAUSE).await;
         }
     }
-    Err(DiscoveryError(format!(
+    Err(DiscoveryError::auto(format!(
         "no STUN server told the public address of relay address {relay} after {ATTEMPTS} \
          attempts (last: {last})"
     )))
