@@ -17,7 +17,7 @@ use floe_actors::ice::{
     AgentConfig, GatherConfig, IceAgent, IceAgentHandle, IceEvent, InterfaceSource, SetRemote,
 };
 use serde_json::Value;
-use support::{pair_json_lines, LineProcess};
+use support::{libnice_agent, pair_json_lines, require_peers, LineProcess};
 
 /// Bounds a hang; never a speed assertion.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -258,4 +258,35 @@ fn floe_ice_offers_renomination_and_gathers_continually() {
             "{report}"
         );
     }
+}
+
+/// floe, controlling with renomination, against libnice with `support-renomination`:
+/// floe nominates with NOMINATION instead of USE-CANDIDATE once both offer it, so
+/// libnice selects a pair (and can send) only if it reads NOMINATION.
+#[test]
+fn libnice_follows_floes_nomination_attribute() {
+    if !require_peers(&["libnice"]) {
+        return;
+    }
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_floe"));
+    cmd.args(["ice", "--controlling", "--loopback", "--send", "from-a"])
+        .args(["--renomination", "--log", "debug"]);
+    let mut a = LineProcess::spawn("floe controlling", cmd).expect("floe ice starts");
+    let mut b = LineProcess::spawn(
+        "libnice controlled",
+        libnice_agent(false, &["--send", "from-b", "--renomination"]),
+    )
+    .expect("libnice starts");
+    let outcome = pair_json_lines(&mut a, &mut b, LIMIT);
+    let report = format!("{outcome:?}\n{}\n{}", a.describe(), b.describe());
+    assert!(outcome.success(), "{report}");
+    assert!(
+        !b.events("nominated").is_empty(),
+        "libnice selected a pair\n{report}"
+    );
+    assert!(
+        a.events("data").iter().any(|d| d["data"] == "from-b")
+            && b.events("data").iter().any(|d| d["data"] == "from-a"),
+        "{report}"
+    );
 }

@@ -26,7 +26,9 @@ exits 0 once connected and stdin is closed.
 
 Gathering is loopback only (INTEROP.md): host candidates on 127.0.0.1 alone. With
 --tcp-only the agent gathers and checks ICE-TCP (RFC 6544) candidates only
-(`ice-tcp=True, ice-udp=False`).
+(`ice-tcp=True, ice-udp=False`). With --renomination it sets `support-renomination`
+(libnice selects the pair of the highest NOMINATION it receives, as libwebrtc sends it;
+draft-thatcher-ice-renomination) and offers `"renomination": true` on its description.
 """
 
 import argparse
@@ -91,6 +93,9 @@ def parse_args():
     p.add_argument(
         "--tcp-only", action="store_true", help="ICE-TCP (RFC 6544) candidates only"
     )
+    p.add_argument(
+        "--renomination", action="store_true", help="accept NOMINATION (0xC001) and offer it"
+    )
     p.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS")
     return p.parse_args()
 
@@ -106,6 +111,7 @@ class Agent:
         self.agent.set_property("controlling-mode", args.controlling)
         self.agent.set_property("ice-tcp", args.tcp_only)
         self.agent.set_property("ice-udp", not args.tcp_only)
+        self.agent.set_property("support-renomination", args.renomination)
         address = Nice.Address.new()
         address.set_from_string("127.0.0.1")
         self.agent.add_local_address(address)
@@ -137,6 +143,8 @@ class Agent:
             "pwd": pwd,
             "role": "controlling" if self.args.controlling else "controlled",
         }
+        if self.args.renomination:
+            line["renomination"] = True
         if first and self.args.restart_after is not None:
             line["restart-after"] = self.args.restart_after
         emit(line)
