@@ -10,7 +10,7 @@ use floe::turn::server::{ClientOutput, FiveTuple, PeerOutput, RelayAsk, PEER_HEA
 
 use super::super::outbox::Pending;
 use super::super::stream_writer::StreamSendError;
-use super::{Shard, ShardHandle, MAX_DATAGRAM};
+use super::{Shard, MAX_DATAGRAM};
 
 impl Shard {
     /// The listener (its index in `listeners`) that serves `server`.
@@ -199,7 +199,7 @@ impl Shard {
 
     /// Sends the core's responses and everything queued, acts on the core's events, and
     /// re-arms the timer if the core's deadline moved earlier. Ends every batch.
-    pub(super) fn finish_batch(&mut self, handle: &ShardHandle, flush_clients: bool) {
+    pub(super) fn finish_batch(&mut self) {
         while let Some(t) = self.core.poll_transmit() {
             let ft = FiveTuple {
                 client: t.destination,
@@ -210,11 +210,9 @@ impl Shard {
         }
         // Before the events: a relay released below must still send what it queued.
         self.flush_peers();
-        if flush_clients {
-            self.flush_clients();
-        }
+        self.flush_clients();
         while let Some(e) = self.core.poll_event() {
-            self.on_event(e, handle);
+            self.on_event(e);
         }
         if let Some(at) = self.core.poll_timeout() {
             if self.timer.is_none_or(|armed| at < armed) {

@@ -8,11 +8,11 @@ use floe::turn::server::{AllocationId, ServerEvent};
 
 use super::super::usage::EndReason;
 use super::super::TurnEvent;
-use super::{AllocationEntry, Command, RelayEntry, Shard, ShardHandle};
+use super::{AllocationEntry, Command, RelayEntry, Shard};
 use crate::udp::BatchSocket;
 
 impl Shard {
-    pub(super) fn on_event(&mut self, e: ServerEvent, handle: &ShardHandle) {
+    pub(super) fn on_event(&mut self, e: ServerEvent) {
         match e {
             ServerEvent::AllocationCreated {
                 id,
@@ -29,7 +29,7 @@ impl Shard {
                         if dont_fragment {
                             let _ = socket.set_dont_fragment(true);
                         }
-                        self.start_relay(handle, id, *addr, Rc::new(socket));
+                        self.start_relay(id, *addr, Rc::new(socket));
                     }
                 }
                 let actor = self.supervision.start_allocation(id, five_tuple);
@@ -102,9 +102,7 @@ impl Shard {
             ServerEvent::ErrorResponse { code, .. } => self.metrics.error_response(code),
             ServerEvent::RelayReleased(addr) => {
                 self.bound.retain(|(a, _)| *a != addr);
-                if let Some(r) = self.relays.remove(&addr) {
-                    r.actor.do_send(Command::Stop);
-                }
+                self.stop_relay(addr);
             }
             ServerEvent::ReservationExpired { token, .. } => self.binder.unpark(&token),
             _ => {}
@@ -120,23 +118,32 @@ impl Shard {
         }
     }
 
+    /// Starts serving the relay bound to `addr`: its actor, and its socket in the table
+    /// the relay drain reads.
     pub(super) fn start_relay(
         &mut self,
-        handle: &ShardHandle,
         allocation: AllocationId,
         addr: SocketAddr,
         socket: Rc<BatchSocket>,
     ) {
-        let actor = self
-            .supervision
-            .start_relay(handle.clone(), addr, socket.clone());
+        let actor = self.supervision.start_relay(addr);
+        let slot = self.relay_slots.insert(addr, socket.clone());
         self.relays.insert(
             addr,
             RelayEntry {
                 socket,
+                slot,
                 actor,
                 allocation,
             },
         );
+    }
+
+    /// Stops serving the relay bound to `addr`: its actor stops, its socket closes.
+    pub(super) fn stop_relay(&mut self, addr: SocketAddr) -> Option<AllocationId> {
+        let r = self.relays.remove(&addr)?;
+        r.actor.do_send(Command::Stop);
+        self.relay_slots.remove(r.slot);
+        Some(r.allocation)
     }
 }

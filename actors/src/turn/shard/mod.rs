@@ -4,12 +4,15 @@
 //!
 //! **The data-path rule.** Control messages (Allocate, Refresh, CreatePermission,
 //! ChannelBind) and relayed data alike are handled in the batch that read them, on the
-//! thread that read them: the listener, relay and TCP loops of an Arbiter call
-//! [`ShardHandle`] once per batch, and it routes each datagram through the core's
+//! thread that read them: the listener and TCP loops of an Arbiter call [`ShardHandle`]
+//! once per batch, the relay drain (`relay_drain`) once per pass over every relay socket
+//! that became readable, and it routes each datagram through the core's
 //! per-thread indexes (5-tuple → allocation, relayed address → allocation) without a
 //! mailbox hop, a lock or a string (and, for ChannelData over UDP, without a heap
 //! allocation). The data path skips mailboxes only through this index that one owner
-//! keeps. Everything else the owner's actors do
+//! keeps. (The one lock near it is the relay drain's ready set, taken once per relay
+//! socket that becomes readable, never contended: wakers must be `Send`, and only
+//! this Arbiter's thread wakes them.) Everything else the owner's actors do
 //! (start, stop, fail, time out) goes through typed messages.
 //!
 //! Nothing outside this module sees its fields: loops and actors call the few methods of
@@ -40,11 +43,15 @@ use crate::udp::{BatchSocket, RecvBuffers};
 
 mod data;
 mod events;
+mod relays;
+
+use relays::RelaySlots;
 
 /// Largest datagram a relay or listener accepts (one byte more marks truncation).
 pub(crate) const MAX_DATAGRAM: usize = 65_536;
-/// Datagrams for clients that relays may leave waiting for the flusher.
-const DEFER_AT_MOST: usize = 256;
+/// Receive slots of the relay sockets' reads: a relay socket seldom holds more (the
+/// drain reads it again when a read fills them all).
+const RELAY_SLOTS: usize = 8;
 
 /// What the owner tells the actors of its allocations and relays.
 #[derive(Message, Clone, Copy, Debug)]
@@ -62,19 +69,19 @@ pub(crate) enum Command {
 pub(crate) trait Supervision {
     /// Starts the actor that stands for allocation `id`.
     fn start_allocation(&self, id: AllocationId, five_tuple: FiveTuple) -> Recipient<Command>;
-    /// Starts the actor that reads relay socket `socket`, bound to `addr`.
-    fn start_relay(
-        &self,
-        shard: ShardHandle,
-        addr: SocketAddr,
-        socket: Rc<BatchSocket>,
-    ) -> Recipient<Command>;
+    /// Starts the actor that stands for the relay bound to `addr` (the Arbiter's relay
+    /// drain reads its socket).
+    fn start_relay(&self, addr: SocketAddr) -> Recipient<Command>;
+    /// The socket of the relay bound to `addr` failed: it should be bound again.
+    fn relay_failed(&self, addr: SocketAddr, error: String);
     /// The core wants [`ShardHandle::on_timeout`] at `at`, earlier than asked before.
     fn wake_at(&self, at: Instant);
 }
 
 struct RelayEntry {
     socket: Rc<BatchSocket>,
+    /// Its slot in `relay_slots`.
+    slot: u32,
     actor: Recipient<Command>,
     allocation: AllocationId,
 }
@@ -89,7 +96,7 @@ struct AllocationEntry {
 pub(crate) enum RelayRestart {
     /// The relay no longer exists (its allocation ended meanwhile).
     Gone,
-    /// Bound again on its address; a new relay actor reads it.
+    /// Bound again on its address, with a new relay actor; the drain reads it.
     Restarted,
     /// The address could not be bound again: the allocation must end.
     Failed(AllocationId, String),
@@ -102,6 +109,8 @@ struct Shard {
     supervision: Box<dyn Supervision>,
     listeners: Vec<Rc<BatchSocket>>,
     relays: HashMap<SocketAddr, RelayEntry>,
+    /// The relay sockets by slot, which the relay drain reads.
+    relay_slots: RelaySlots,
     allocations: HashMap<AllocationId, AllocationEntry>,
     /// Sockets bound for an Allocate, until its allocation's relays start.
     bound: BoundRelays,
@@ -120,9 +129,6 @@ struct Shard {
     /// for another relay comes, and at the end of every batch.
     to_peers: Pending,
     to_peers_relay: Option<SocketAddr>,
-    /// Wakes the supervisor's flusher, which calls [`ShardHandle::flush_deferred`].
-    flush_wanted: Rc<tokio::sync::Notify>,
-    flush_scheduled: bool,
     /// Counts the datagrams of each round of wake-ups, to pause when it pays.
     coalescer: Coalescer,
     /// The deadline the supervisor's timer is armed for.
@@ -151,20 +157,22 @@ impl ShardHandle {
             supervision,
             listeners: Vec::new(),
             relays: HashMap::new(),
+            relay_slots: RelaySlots::new(),
             allocations: HashMap::new(),
             bound: Vec::new(),
             tcp: HashMap::new(),
             usage: UsageBook::new(metrics.clone(), thread),
             metrics,
             events,
-            relay_bufs: Rc::new(RefCell::new(RecvBuffers::new(32, MAX_DATAGRAM + 1))),
+            relay_bufs: Rc::new(RefCell::new(RecvBuffers::new(
+                RELAY_SLOTS,
+                MAX_DATAGRAM + 1,
+            ))),
             scratch: vec![0; PEER_HEADROOM + MAX_DATAGRAM + 4],
             tally: Tally::default(),
             to_clients: Vec::new(),
             to_peers: Pending::default(),
             to_peers_relay: None,
-            flush_wanted: Rc::new(tokio::sync::Notify::new()),
-            flush_scheduled: false,
             coalescer: Coalescer::new(std::time::Duration::ZERO),
             timer: None,
             total_bps: [BandwidthCap::new(0), BandwidthCap::new(0)],
@@ -174,16 +182,6 @@ impl ShardHandle {
     /// Serves UDP clients on `socket` too (its loop calls [`Self::client_datagrams`]).
     pub(crate) fn add_listener(&self, socket: Rc<BatchSocket>) {
         self.0.borrow_mut().listeners.push(socket);
-    }
-
-    /// Receive memory shared by the relays of this Arbiter (one batch at a time).
-    pub(crate) fn relay_buffers(&self) -> Rc<RefCell<RecvBuffers>> {
-        self.0.borrow().relay_bufs.clone()
-    }
-
-    /// Notified when relays left datagrams for [`Self::flush_deferred`].
-    pub(crate) fn flush_wanted(&self) -> Rc<tokio::sync::Notify> {
-        self.0.borrow().flush_wanted.clone()
     }
 
     /// The receive coalescing of this Arbiter (see `coalesce`).
@@ -205,13 +203,6 @@ impl ShardHandle {
         self.0.borrow_mut().core.reconfigure(now, r);
     }
 
-    /// Sends the datagrams for clients that relays queued.
-    pub(crate) fn flush_deferred(&self) {
-        let mut s = self.0.borrow_mut();
-        s.flush_scheduled = false;
-        s.flush_clients();
-    }
-
     /// One batch from clients on the listener bound to `local`.
     pub(crate) fn client_datagrams(&self, now: Instant, local: SocketAddr, bufs: &RecvBuffers) {
         let mut s = self.0.borrow_mut();
@@ -226,31 +217,7 @@ impl ShardHandle {
             contain(|| s.on_client(now, &ft, d.payload));
         }
         s.coalescer.received(n, false);
-        s.finish_batch(self, true);
-    }
-
-    /// One batch from peers on the relay bound to `local`. Datagrams for clients wait
-    /// for [`Self::flush_deferred`], which the supervisor's flusher runs once the other
-    /// relays woken with this one have run: each relay then costs a receive, and the
-    /// listener one `sendmmsg` for all of them.
-    pub(crate) fn peer_datagrams(&self, now: Instant, local: SocketAddr, bufs: &RecvBuffers) {
-        let mut s = self.0.borrow_mut();
-        let mut n = 0;
-        for d in bufs.datagrams() {
-            n += 1;
-            contain(|| s.on_peer(now, local, d.source, d.payload));
-        }
-        s.coalescer.received(n, true);
-        let queued: usize = s.to_clients.iter().map(Pending::len).sum();
-        if queued >= DEFER_AT_MOST {
-            s.finish_batch(self, true);
-            return;
-        }
-        s.finish_batch(self, false);
-        if queued > 0 && !s.flush_scheduled {
-            s.flush_scheduled = true;
-            s.flush_wanted.notify_one();
-        }
+        s.finish_batch();
     }
 
     /// A TCP or TLS client connected: what is sent to it goes to `writer`.
@@ -277,7 +244,7 @@ impl ShardHandle {
                 Err(_) => break false,
             }
         };
-        s.finish_batch(self, true);
+        s.finish_batch();
         ok
     }
 
@@ -294,7 +261,7 @@ impl ShardHandle {
             s.usage.ending(id, EndReason::ConnectionClosed);
             s.core.delete(id);
         }
-        s.finish_batch(self, true);
+        s.finish_batch();
     }
 
     /// The supervisor's timer fired: lifetimes, permissions, channels, reservations.
@@ -302,7 +269,7 @@ impl ShardHandle {
         let mut s = self.0.borrow_mut();
         s.timer = None;
         s.core.handle_timeout(now);
-        s.finish_batch(self, true);
+        s.finish_batch();
     }
 
     /// Brings the per-user relayed bytes up to date with the allocations' counters.
@@ -315,17 +282,16 @@ impl ShardHandle {
     /// allocation keeps its permissions and channels, and peers see the same address.
     pub(crate) fn restart_relay(&self, addr: SocketAddr) -> RelayRestart {
         let mut s = self.0.borrow_mut();
-        let Some(entry) = s.relays.remove(&addr) else {
+        // The old socket closes first, so its address can be bound again.
+        let Some(id) = s.stop_relay(addr) else {
             return RelayRestart::Gone;
         };
-        let id = entry.allocation;
-        drop(entry);
         match BatchSocket::bind(addr, &RelayBinder::relay_config()) {
             Ok(socket) => {
                 if s.core.allocation(id).is_some_and(|a| a.dont_fragment) {
                     let _ = socket.set_dont_fragment(true);
                 }
-                s.start_relay(self, id, addr, Rc::new(socket));
+                s.start_relay(id, addr, Rc::new(socket));
                 if let Some(a) = s.allocations.get(&id) {
                     s.events.do_send(TurnEvent::RelayRestarted {
                         five_tuple: a.five_tuple,
@@ -353,7 +319,7 @@ impl ShardHandle {
         });
         s.usage.ending(id, EndReason::Failed);
         s.core.delete(id);
-        s.finish_batch(self, true);
+        s.finish_batch();
     }
 
     /// Sends `fault` to the allocation relaying on `relayed`, or to that relay.
@@ -398,7 +364,7 @@ impl ShardHandle {
             s.usage.ending(*id, EndReason::Operator);
             s.core.delete(*id);
         }
-        s.finish_batch(self, true);
+        s.finish_batch();
         picked.len()
     }
 
@@ -425,7 +391,7 @@ impl ShardHandle {
             s.usage.ending(id, reason);
         }
         s.core.delete_all();
-        s.finish_batch(self, true);
+        s.finish_batch();
         s.listeners.clear();
         n
     }
