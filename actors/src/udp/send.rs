@@ -103,6 +103,16 @@ impl BatchSocket {
     /// the next group is tried, as the buffer may have drained meanwhile.
     pub fn try_send_batch(&self, queue: &mut SendQueue) -> SendReport {
         let mut report = SendReport::default();
+        if let Some(out) = queue.single() {
+            // One datagram (a relay's answer to one peer, most often): one `sendto`,
+            // without the headers of a batch.
+            let result = self
+                .os_destination(out.destination)
+                .and_then(|d| self.send_one(out.payload, d));
+            self.count_send(1, result, &mut report);
+            queue.clear();
+            return report;
+        }
         let unset = SocketAddr::from(([0, 0, 0, 0], 0));
         let mut group = [Outgoing::new(unset, &[]); SEND_GROUP];
         let mut len = 0;
@@ -234,6 +244,16 @@ impl BatchSocket {
             src_ip: out.source.map(|ip| ip.to_canonical()),
         };
         self.state.try_send(UdpSockRef::from(&self.io), &transmit)
+    }
+
+    /// One `sendto(2)` of a single datagram to `destination` (already in the socket's
+    /// family), straight to the kernel: tokio's readiness may not know yet that a new
+    /// socket is writable.
+    fn send_one(&self, payload: &[u8], destination: SocketAddr) -> Result<(), SendError> {
+        socket2::SockRef::from(&self.io)
+            .send_to(payload, &destination.into())
+            .map(|_| ())
+            .map_err(|e| SendError::from_io(destination, payload.len(), e))
     }
 
     /// Cuts a run into sends of at most `max_gso_segments` datagrams.
@@ -403,6 +423,18 @@ impl SendQueue {
             segment_size: len,
             closed: len == 0,
         });
+    }
+
+    /// The one datagram queued, when there is exactly one and it leaves from the
+    /// kernel's choice of source address.
+    fn single(&self) -> Option<Outgoing<'_>> {
+        match self.runs[..] {
+            [run] if self.datagrams == 1 && run.source.is_none() => Some(Outgoing::new(
+                run.destination,
+                &self.buf[run.start..run.end],
+            )),
+            _ => None,
+        }
     }
 
     /// The number of datagrams queued.
