@@ -94,8 +94,8 @@ impl Coalescer {
     }
 
     /// Runs on the Arbiter for as long as it serves: after each round of wake-ups that
-    /// brought data, lets the other tasks woken with it run (relays, the flusher of
-    /// datagrams for clients), then pauses if the round's counts say it pays.
+    /// brought data, lets the other tasks woken with it run (the relay drain, whose pass
+    /// sends the datagrams for clients), then pauses if the round's counts say it pays.
     pub(crate) async fn run(self) {
         let s = &self.0;
         loop {
