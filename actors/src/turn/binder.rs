@@ -49,11 +49,14 @@ impl RelayBinder {
         }
     }
 
-    /// How relay sockets are made: no GRO (datagrams go one by one to the core), and
-    /// 256 KiB kernel buffers.
+    /// How relay sockets are made: no GRO (datagrams go one by one to the core), 256 KiB
+    /// kernel buffers, and no wake-ups for writability (they only send with
+    /// `try_send_batch`, which drops on a full buffer as a router would; without it
+    /// every datagram sent toward a peer came back as an epoll event).
     pub(crate) fn relay_config() -> UdpSocketConfig {
         UdpSocketConfig {
             gro: false,
+            writable_wakeups: false,
             recv_buffer_size: Some(256 << 10),
             send_buffer_size: Some(256 << 10),
             ..UdpSocketConfig::default()

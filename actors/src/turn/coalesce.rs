@@ -76,21 +76,26 @@ impl Coalescer {
 
     /// A receive brought `datagrams`, on a relay socket or a listener.
     pub(crate) fn received(&self, datagrams: usize, relay: bool) {
+        self.received_many(datagrams, 1, relay);
+    }
+
+    /// `receives` receive calls brought `datagrams` in all, on relay sockets or listeners.
+    pub(crate) fn received_many(&self, datagrams: usize, receives: usize, relay: bool) {
         let s = &self.0;
         if s.pause.get().is_zero() || datagrams == 0 {
             return;
         }
         let cell = if relay { &s.relay } else { &s.listener };
         let (d, r) = cell.get();
-        cell.set((d + datagrams, r + 1));
+        cell.set((d + datagrams, r + receives));
         if !s.scheduled.replace(true) {
             s.wanted.notify_one();
         }
     }
 
     /// Runs on the Arbiter for as long as it serves: after each round of wake-ups that
-    /// brought data, lets the other tasks woken with it run (relays, the flusher of
-    /// datagrams for clients), then pauses if the round's counts say it pays.
+    /// brought data, lets the other tasks woken with it run (the relay drain, whose pass
+    /// sends the datagrams for clients), then pauses if the round's counts say it pays.
     pub(crate) async fn run(self) {
         let s = &self.0;
         loop {

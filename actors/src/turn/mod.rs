@@ -9,12 +9,14 @@
 //! Modules depend one way, with no cycle:
 //!
 //! ```text
-//! server ─→ supervisor ─→ relay ─→ recv_loop ─→ shard ─→ binder ─→ quota
-//!                                                 └────→ bandwidth
-//!              │  ├─────→ allocation ─────────→ shard ─→ outbox
-//!              │  └─────→ tcp_connection ─────→ shard ─→ stream_writer
-//!              │                 └────────────→ tcp_limits, stream_writer
-//!              │                       shard ─→ usage ─→ sessions
+//! server ─→ supervisor ─→ relay_drain ─→ shard ─→ binder ─→ quota
+//!              │  │                          └────→ bandwidth
+//!              │  ├─────→ relay ────────────→ shard (its Command only)
+//!              │  ├─────→ allocation ───────→ shard ─→ outbox
+//!              │  └─────→ tcp_connection ───→ shard ─→ stream_writer
+//!              │                 └──────────→ tcp_limits, stream_writer
+//!              │                     shard ─→ usage ─→ sessions
+//!              │                     shard ─→ relay_drain (the ready set and its wakers)
 //!              └────────→ shard, recv_loop, binder, quota, tcp_limits
 //! ```
 //!
@@ -32,6 +34,7 @@ mod outbox;
 mod quota;
 mod recv_loop;
 mod relay;
+mod relay_drain;
 mod server;
 mod sessions;
 mod shard;

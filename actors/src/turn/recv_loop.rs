@@ -1,5 +1,6 @@
-//! The loop that reads one UDP socket (a listener or a relay) in batches and hands each
-//! batch to the Arbiter's [`ShardHandle`].
+//! The loop that reads one UDP listener in batches and hands each batch to the Arbiter's
+//! [`ShardHandle`]. (Relay sockets have no loop of their own: the Arbiter's relay drain
+//! reads them, see `relay_drain`.)
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -14,20 +15,11 @@ use crate::udp::{BatchSocket, RecvBuffers, UdpError};
 /// Batches one loop handles before it yields to the other tasks of the Arbiter.
 const BATCHES_PER_POLL: usize = 8;
 
-/// What a [`RecvLoop`] reads.
-pub(crate) enum LoopRole {
-    /// A listener: datagrams come from clients.
-    Listener,
-    /// A relay: datagrams come from peers.
-    Relay,
-}
-
-/// Reads a UDP socket in batches until it fails.
+/// Reads a UDP listener in batches until it fails.
 pub(crate) struct RecvLoop {
     pub(crate) shard: ShardHandle,
     pub(crate) socket: Rc<BatchSocket>,
     pub(crate) bufs: Rc<RefCell<RecvBuffers>>,
-    pub(crate) role: LoopRole,
 }
 
 impl Future for RecvLoop {
@@ -43,11 +35,7 @@ impl Future for RecvLoop {
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Ready(Ok(_)) => {}
             }
-            let now = Instant::now();
-            match this.role {
-                LoopRole::Listener => this.shard.client_datagrams(now, local, &bufs),
-                LoopRole::Relay => this.shard.peer_datagrams(now, local, &bufs),
-            }
+            this.shard.client_datagrams(Instant::now(), local, &bufs);
         }
         cx.waker().wake_by_ref();
         Poll::Pending

@@ -1,21 +1,17 @@
-//! `Relay`: one relay socket and the loop that reads peers' datagrams from it.
+//! `Relay`: the life of one relay socket. The Arbiter's relay drain reads the socket
+//! (`relay_drain`); the actor stands for it in supervision.
 //!
-//! A receive error, or a panic of the actor, reports [`RelayFailed`] to the supervisor,
-//! which binds the same address again and starts a new `Relay`; the allocation's state
-//! (permissions, channels, lifetime) lives with the Arbiter's owner and is kept.
+//! A receive error (the drain reports it through the owner), or a panic of the actor,
+//! reports [`RelayFailed`] to the supervisor, which binds the same address again and
+//! starts a new `Relay`; the allocation's state (permissions, channels, lifetime) lives
+//! with the Arbiter's owner and is kept.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
 
-use actix::{
-    Actor, ActorContext, ActorFutureExt, AsyncContext, Context, Handler, Message, Recipient,
-    WrapFuture,
-};
+use actix::{Actor, ActorContext, Context, Handler, Message, Recipient};
 
-use super::recv_loop::{LoopRole, RecvLoop};
-use super::shard::{Command, ShardHandle};
+use super::shard::Command;
 use super::Fault;
-use crate::udp::BatchSocket;
 
 /// A relay's socket failed, or its actor died; its address should be bound again.
 #[derive(Message)]
@@ -25,27 +21,18 @@ pub(crate) struct RelayFailed {
     pub(crate) error: String,
 }
 
-/// Reads one relayed address.
+/// Stands for one relayed address.
 pub(crate) struct Relay {
     addr: SocketAddr,
-    socket: Rc<BatchSocket>,
-    shard: ShardHandle,
     supervisor: Recipient<RelayFailed>,
     /// Stopped on purpose, or its failure already reported.
     done: bool,
 }
 
 impl Relay {
-    pub(crate) fn new(
-        addr: SocketAddr,
-        socket: Rc<BatchSocket>,
-        shard: ShardHandle,
-        supervisor: Recipient<RelayFailed>,
-    ) -> Self {
+    pub(crate) fn new(addr: SocketAddr, supervisor: Recipient<RelayFailed>) -> Self {
         Relay {
             addr,
-            socket,
-            shard,
             supervisor,
             done: false,
         }
@@ -65,22 +52,6 @@ impl Relay {
 
 impl Actor for Relay {
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let recv = RecvLoop {
-            shard: self.shard.clone(),
-            socket: self.socket.clone(),
-            bufs: self.shard.relay_buffers(),
-            role: LoopRole::Relay,
-        };
-        ctx.spawn(recv.into_actor(self).map(|result, act, ctx| {
-            let error = match result {
-                Ok(()) => "receive loop ended".to_owned(),
-                Err(e) => e.to_string(),
-            };
-            act.fail(ctx, error);
-        }));
-    }
 }
 
 impl Handler<Command> for Relay {

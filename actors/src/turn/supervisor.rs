@@ -38,8 +38,9 @@ use rand::SeedableRng;
 use super::allocation::{AllocationActor, AllocationEnded};
 use super::binder::{ParkedRelays, RelayBinder};
 use super::quota::Quotas;
-use super::recv_loop::{LoopRole, RecvLoop};
+use super::recv_loop::RecvLoop;
 use super::relay::{Relay, RelayFailed};
+use super::relay_drain::RelayDrain;
 use super::sessions::{Session, SessionFilter};
 use super::shard::{Command, RelayRestart, ShardHandle, Supervision, MAX_DATAGRAM};
 use super::tcp_connection::{Accepted, TcpConnection};
@@ -135,6 +136,8 @@ pub(crate) struct AllocationSupervisor {
     timer: Option<(Instant, SpawnHandle)>,
     /// This Arbiter's index among the server's, in session ids.
     thread: usize,
+    /// The task of the relay drain, ended with the supervisor.
+    drain: Option<actix_rt::task::JoinHandle<()>>,
 }
 
 impl AllocationSupervisor {
@@ -153,6 +156,7 @@ impl AllocationSupervisor {
             shard: None,
             timer: None,
             thread,
+            drain: None,
         }
     }
 }
@@ -168,14 +172,13 @@ impl Supervision for Link {
             .recipient()
     }
 
-    fn start_relay(
-        &self,
-        shard: ShardHandle,
-        addr: SocketAddr,
-        socket: Rc<BatchSocket>,
-    ) -> Recipient<Command> {
+    fn start_relay(&self, addr: SocketAddr) -> Recipient<Command> {
         let failed: Recipient<RelayFailed> = self.0.clone().recipient();
-        Relay::new(addr, socket, shard, failed).start().recipient()
+        Relay::new(addr, failed).start().recipient()
+    }
+
+    fn relay_failed(&self, addr: SocketAddr, error: String) {
+        self.0.do_send(RelayFailed { addr, error });
     }
 
     fn wake_at(&self, at: Instant) {
@@ -199,19 +202,17 @@ impl Actor for AllocationSupervisor {
         );
         let syncer = shard.clone();
         ctx.run_interval(super::usage::SYNC_EVERY, move |_, _| syncer.sync_usage());
-        // Sends what the relays of one round of wake-ups queued for clients, after them.
-        let (flusher, wanted) = (shard.clone(), shard.flush_wanted());
-        ctx.spawn(
-            async move {
-                loop {
-                    wanted.notified().await;
-                    flusher.flush_deferred();
-                }
-            }
-            .into_actor(self),
-        );
+        // Reads the relay sockets that became readable, all in one pass: a task of its
+        // own, so a relay's readiness wakes it alone, not this actor's context.
+        self.drain = Some(actix_rt::spawn(RelayDrain::new(shard.clone())));
         ctx.spawn(shard.coalescer().run().into_actor(self));
         self.shard = Some(shard);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if let Some(drain) = self.drain.take() {
+            drain.abort();
+        }
     }
 }
 
@@ -277,7 +278,6 @@ impl Handler<StartShard> for AllocationSupervisor {
                 shard: shard.clone(),
                 socket: udp,
                 bufs: Rc::new(RefCell::new(RecvBuffers::new(32, slot))),
-                role: LoopRole::Listener,
             };
             ctx.spawn(recv.into_actor(self).map(move |r, _, _| {
                 if let Err(e) = r {

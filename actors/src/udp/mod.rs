@@ -80,6 +80,13 @@ pub struct UdpSocketConfig {
     /// RFC 8656 §14: a relay sets DF only when the client asked with DONT-FRAGMENT.
     /// `quinn-udp` sets DF by default; this turns it back off.
     pub allow_fragmentation: bool,
+    /// Register for writability with the reactor as well as readability. The waiting
+    /// sends ([`BatchSocket::send`], [`BatchSocket::send_batch`]) need it; a socket that
+    /// only sends with `try_send` and `try_send_batch` does without, and then costs no
+    /// epoll event each time a datagram it sent leaves its send buffer (with edge-triggered
+    /// epoll that is once per datagram sent). Without it, a waiting send that meets a full
+    /// buffer fails with [`SendError::WouldBlock`] instead of waiting.
+    pub writable_wakeups: bool,
 }
 
 impl Default for UdpSocketConfig {
@@ -91,6 +98,7 @@ impl Default for UdpSocketConfig {
             ipv6_only: None,
             gro: true,
             allow_fragmentation: true,
+            writable_wakeups: true,
         }
     }
 }

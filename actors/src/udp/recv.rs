@@ -37,16 +37,16 @@ impl BatchSocket {
     ) -> Poll<Result<usize, UdpError>> {
         let mut transient = 0;
         loop {
-            if let Err(source) = std::task::ready!(self.io.poll_recv_ready(cx)) {
+            if let Err(source) = std::task::ready!(self.io.poll_read_ready(cx)) {
                 return Poll::Ready(Err(self.recv_error(source)));
             }
-            match self.io.try_io(Interest::READABLE, || self.recv_into(bufs)) {
+            match self.io.try_io(Interest::READABLE, |_| self.recv_into(bufs)) {
                 Ok(n) => {
                     if bufs.filled < bufs.slots {
                         // The queue was drained: the next datagram raises a new edge
                         // (epoll is edge-triggered), so mark the socket not readable now
                         // rather than learn it from one more recvmmsg failing with EAGAIN.
-                        let _ = self.io.try_io(Interest::READABLE, || -> io::Result<()> {
+                        let _ = self.io.try_io(Interest::READABLE, |_| -> io::Result<()> {
                             Err(io::ErrorKind::WouldBlock.into())
                         });
                     }
@@ -86,7 +86,7 @@ impl BatchSocket {
         let mut slices: [IoSliceMut<'_>; MAX_BATCH] =
             std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
         let n = self.state.recv(
-            UdpSockRef::from(&self.io),
+            UdpSockRef::from(self.io.get_ref()),
             &mut slices[..slots],
             &mut bufs.meta[..slots],
         )?;

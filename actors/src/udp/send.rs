@@ -20,6 +20,10 @@ impl BatchSocket {
     pub async fn send(&self, out: &Outgoing<'_>) -> Result<(), SendError> {
         loop {
             match self.try_send(out) {
+                // Not registered for writability: nothing would wake the wait.
+                Err(SendError::WouldBlock) if !self.writable_wakeups => {
+                    return Err(SendError::WouldBlock)
+                }
                 Err(SendError::WouldBlock) => {
                     if let Err(source) = self.io.writable().await {
                         return Err(SendError::Io {
@@ -49,7 +53,7 @@ impl BatchSocket {
     fn send_now(&self, out: &Outgoing<'_>) -> Result<(), SendError> {
         let destination = self.os_destination(out.destination)?;
         let send = || self.transmit(out, destination);
-        match self.io.try_io(Interest::WRITABLE, send) {
+        match self.io.try_io(Interest::WRITABLE, |_| send()) {
             // tokio refuses without a syscall until its reactor has seen the socket writable,
             // which a socket bound within the current batch (a new relay) has not yet: ask
             // the kernel. A real EAGAIN leaves tokio's readiness clear, so `send` still waits.
@@ -103,6 +107,16 @@ impl BatchSocket {
     /// the next group is tried, as the buffer may have drained meanwhile.
     pub fn try_send_batch(&self, queue: &mut SendQueue) -> SendReport {
         let mut report = SendReport::default();
+        if let Some(out) = queue.single() {
+            // One datagram (a relay's answer to one peer, most often): one `sendto`,
+            // without the headers of a batch.
+            let result = self
+                .os_destination(out.destination)
+                .and_then(|d| self.send_one(out.payload, d));
+            self.count_send(1, result, &mut report);
+            queue.clear();
+            return report;
+        }
         let unset = SocketAddr::from(([0, 0, 0, 0], 0));
         let mut group = [Outgoing::new(unset, &[]); SEND_GROUP];
         let mut len = 0;
@@ -166,7 +180,7 @@ impl BatchSocket {
                 n += 1;
                 j += 1;
             }
-            match super::mmsg::send_many(&self.io, &many[..n]) {
+            match super::mmsg::send_many(self.io.get_ref(), &many[..n]) {
                 Ok(sent) if sent > 0 => {
                     bump(&self.counters.datagrams_sent, sent as u64);
                     report.sent += sent;
@@ -204,7 +218,7 @@ impl BatchSocket {
             Err(SendError::WouldBlock) => {
                 // Clear tokio's readiness so an async sender waiting for `writable()`
                 // still waits.
-                let _ = self.io.try_io(Interest::WRITABLE, || -> io::Result<()> {
+                let _ = self.io.try_io(Interest::WRITABLE, |_| -> io::Result<()> {
                     Err(io::ErrorKind::WouldBlock.into())
                 });
                 bump(&self.counters.send_errors, count as u64);
@@ -233,7 +247,18 @@ impl BatchSocket {
             segment_size: out.segment_size,
             src_ip: out.source.map(|ip| ip.to_canonical()),
         };
-        self.state.try_send(UdpSockRef::from(&self.io), &transmit)
+        self.state
+            .try_send(UdpSockRef::from(self.io.get_ref()), &transmit)
+    }
+
+    /// One `sendto(2)` of a single datagram to `destination` (already in the socket's
+    /// family), straight to the kernel: tokio's readiness may not know yet that a new
+    /// socket is writable.
+    fn send_one(&self, payload: &[u8], destination: SocketAddr) -> Result<(), SendError> {
+        socket2::SockRef::from(self.io.get_ref())
+            .send_to(payload, &destination.into())
+            .map(|_| ())
+            .map_err(|e| SendError::from_io(destination, payload.len(), e))
     }
 
     /// Cuts a run into sends of at most `max_gso_segments` datagrams.
@@ -403,6 +428,18 @@ impl SendQueue {
             segment_size: len,
             closed: len == 0,
         });
+    }
+
+    /// The one datagram queued, when there is exactly one and it leaves from the
+    /// kernel's choice of source address.
+    fn single(&self) -> Option<Outgoing<'_>> {
+        match self.runs[..] {
+            [run] if self.datagrams == 1 && run.source.is_none() => Some(Outgoing::new(
+                run.destination,
+                &self.buf[run.start..run.end],
+            )),
+            _ => None,
+        }
     }
 
     /// The number of datagrams queued.

@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 
 use quinn_udp::{UdpSockRef, UdpSocketState};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 
 use super::recv::RecvBuffers;
 use super::{sockopt, Counters, UdpError, UdpSocketConfig, UdpStats, MAX_BATCH, MAX_SLOT_LEN};
@@ -14,8 +16,10 @@ use super::{sockopt, Counters, UdpError, UdpSocketConfig, UdpStats, MAX_BATCH, M
 /// (and GRO) and written with `sendmsg` (and GSO) through `quinn-udp`.
 #[derive(Debug)]
 pub struct BatchSocket {
-    pub(super) io: tokio::net::UdpSocket,
+    pub(super) io: AsyncFd<std::net::UdpSocket>,
     pub(super) state: UdpSocketState,
+    /// Registered for writability too (see [`UdpSocketConfig::writable_wakeups`]).
+    pub(super) writable_wakeups: bool,
     pub(super) local: SocketAddr,
     gro: bool,
     pub(super) counters: Counters,
@@ -104,14 +108,25 @@ impl BatchSocket {
             sockopt::set_gro(&std_socket, false).map_err(option("UDP_GRO"))?;
             gro = false;
         }
-        let io = tokio::net::UdpSocket::from_std(std_socket)
+        let interest = match config.writable_wakeups {
+            true => Interest::READABLE | Interest::WRITABLE,
+            false => Interest::READABLE,
+        };
+        // Deprecated because an arbitrary `AsRawFd` may change its descriptor under the
+        // registration; a std `UdpSocket` owns one descriptor for its whole life and
+        // closes it only when dropped with the `AsyncFd`, which is the contract that the
+        // `unsafe` replacement (`register_with_interest`) asks its caller to uphold.
+        #[allow(deprecated)]
+        let io = AsyncFd::with_interest(std_socket, interest)
             .map_err(|source| UdpError::Register { addr, source })?;
         let local = io
+            .get_ref()
             .local_addr()
             .map_err(|source| UdpError::Register { addr, source })?;
         let socket = BatchSocket {
             io,
             state,
+            writable_wakeups: config.writable_wakeups,
             local,
             gro,
             counters: Counters::default(),
@@ -151,7 +166,7 @@ impl BatchSocket {
     /// Sets or clears the DF bit on everything this socket sends from now on
     /// (RFC 8656 §14, DONT-FRAGMENT). A no-op where the OS has no such switch.
     pub fn set_dont_fragment(&self, dont_fragment: bool) -> io::Result<()> {
-        sockopt::set_dont_fragment(&self.io, self.local.is_ipv4(), dont_fragment)
+        sockopt::set_dont_fragment(self.io.get_ref(), self.local.is_ipv4(), dont_fragment)
     }
 
     /// A copy of this socket's counters.

@@ -28,6 +28,35 @@ async fn a_new_socket_sends_before_the_reactor_has_run() {
     assert_eq!(got.as_deref(), Some(&b"first"[..]));
 }
 
+/// Without writable wake-ups (relay sockets) a socket still sends (batches and waiting
+/// sends, which go straight to the kernel) and receives.
+#[actix_rt::test]
+async fn a_socket_without_writable_wakeups_sends_and_receives() {
+    let quiet = UdpSocketConfig {
+        writable_wakeups: false,
+        ..UdpSocketConfig::default()
+    };
+    let a = BatchSocket::bind(loopback(), &quiet).unwrap();
+    let b = BatchSocket::bind(loopback(), &quiet).unwrap();
+    let mut queue = SendQueue::new();
+    queue.push(b.local_addr(), b"one");
+    assert_eq!(a.try_send_batch(&mut queue).sent, 1);
+    queue.push(b.local_addr(), b"two");
+    queue.push(b.local_addr(), b"three");
+    assert_eq!(a.try_send_batch(&mut queue).sent, 2);
+    a.send_to(b"four", b.local_addr()).await.unwrap();
+    let mut bufs = b.recv_buffers(1500);
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        let batch = tokio::time::timeout(Duration::from_secs(10), b.recv_batch(&mut bufs))
+            .await
+            .expect("they arrive")
+            .unwrap();
+        got.extend(batch.map(|d| d.payload.to_vec()));
+    }
+    assert_eq!(got, [&b"one"[..], b"two", b"three", b"four"]);
+}
+
 #[test]
 fn bind_outside_a_runtime_is_an_error() {
     let err = BatchSocket::bind(loopback(), &UdpSocketConfig::default()).unwrap_err();
