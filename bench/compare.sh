@@ -23,11 +23,15 @@ WARMUP=0.5
 RELAY_ALLOCATIONS=50
 SIZE=100
 ALLOCATE_COUNT=5000
+# The scaling run (issue 14): the allocate workload at each of these counts, to show that an
+# allocation costs the same (time, memory) whether 1k or 10k are held. 10000 is the most
+# the relay port ranges below hold (and floe-bench's limit).
+SCALE_COUNTS="1000 5000 10000"
 # Hold workloads as ALLOCATIONSxRATE: thousands of quiet allocations (issue 14).
 HOLDS="2000x20 500x50"
 HOLD_DURATION=3
 BUILD=1
-WORKLOADS="binding relay relay-indications relay-2-threads allocate hold"
+WORKLOADS="binding relay relay-indications relay-2-threads allocate allocate-scale hold"
 OUT=""
 FLOE=""
 FLOE_ARGS=""
@@ -43,6 +47,7 @@ options:
   --relay-allocations N   allocations of the relay workload ($RELAY_ALLOCATIONS)
   --size B                relay payload bytes ($SIZE)
   --allocate-count N      allocations the allocate workload creates ($ALLOCATE_COUNT)
+  --scale-counts "N ..."  allocation counts of the allocate-scale workload ($SCALE_COUNTS)
   --holds "NxR ..."       hold workloads: N allocations each sending R packets/s ($HOLDS);
                           each also runs with no server (floe-bench hold --direct), the
                           tool's own floor at that rate
@@ -64,6 +69,7 @@ while [ $# -gt 0 ]; do
         --relay-allocations) RELAY_ALLOCATIONS="$2"; shift 2 ;;
         --size) SIZE="$2"; shift 2 ;;
         --allocate-count) ALLOCATE_COUNT="$2"; shift 2 ;;
+        --scale-counts) SCALE_COUNTS="$2"; shift 2 ;;
         --holds) HOLDS="$2"; shift 2 ;;
         --hold-duration) HOLD_DURATION="$2"; shift 2 ;;
         --workloads) WORKLOADS="$2"; shift 2 ;;
@@ -233,6 +239,11 @@ workloads() { # ROUND SERVER
     if wanted allocate; then
         run "$r" allocate "$s" 1 allocate --count "$ALLOCATE_COUNT" --user "$USER_PASS"
     fi
+    if wanted allocate-scale; then
+        for n in $SCALE_COUNTS; do
+            run "$r" "allocate-$n" "$s" 1 allocate --count "$n" --user "$USER_PASS"
+        done
+    fi
     if wanted hold; then
         for h in $HOLDS; do
             run "$r" "hold-$h" "$s" 1 hold --allocations "${h%x*}" --rate "${h#*x}" \
@@ -271,6 +282,17 @@ median() {
     done | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) { print "-"; exit }
         if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# spread NAME TARGET KEY: "min / median / max" over the rounds, or "-".
+spread() {
+    local vals
+    vals=$({ grep "\"name\":\"$1\",\"target\":\"$2\"" "$RESULTS" || true; } | while read -r l; do
+        v=$(field "$l" "$3")
+        if [ -n "$v" ] && [ "$v" != null ]; then echo "$v"; fi
+    done | sort -g)
+    [ -n "$vals" ] || { echo "-"; return; }
+    echo "$(fmt "$(head -1 <<<"$vals")") / $(fmt "$(median "$1" "$2" "$3")") / $(fmt "$(tail -1 <<<"$vals")")"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {
@@ -315,6 +337,11 @@ row "relay, 2 server threads: relayed packets per server CPU-second" relay-2-thr
 row "allocate, $ALLOCATE_COUNT: allocations/s" allocate ops_per_s
 row "allocate: allocations per server CPU-second" allocate ops_per_server_cpu_s
 row "allocate: server memory per held allocation (bytes)" allocate server_bytes_per_allocation
+for n in $SCALE_COUNTS; do
+    row "allocate $n: allocations/s" "allocate-$n" ops_per_s
+    row "allocate $n: allocations per server CPU-second" "allocate-$n" ops_per_server_cpu_s
+    row "allocate $n: server memory per held allocation (bytes)" "allocate-$n" server_bytes_per_allocation
+done
 for h in $HOLDS; do
     row "hold, ${h%x*} allocations x ${h#*x} packets/s, 160 B: server CPU per round trip (µs)" "hold-$h" server_cpu_us_per_round_trip
     row "hold $h: loss ratio" "hold-$h" loss_ratio
@@ -327,6 +354,9 @@ echo
 for h in $HOLDS; do
     echo "hold $h, the tool alone (no server, hold --direct): loss ratio $(fmt "$(median "hold-$h" none loss_ratio)"), RTT p99 $(fmt "$(median "hold-$h" none rtt_p99_us)") µs, send lag p99 $(fmt "$(median "hold-$h" none send_lag_p99_us)") µs, tool CPU share $(fmt "$(median "hold-$h" none tool_cpu_share)"), pacing skipped $(fmt "$(median "hold-$h" none pacing_skipped)")"
 done
+if wanted allocate; then
+    echo "allocate, $ALLOCATE_COUNT: allocations/s over $ROUNDS rounds, min / median / max: floe $(spread allocate floe ops_per_s), coturn $(spread allocate coturn ops_per_s)"
+fi
 e=$(median binding echo ops_per_s); f=$(median binding floe ops_per_s)
 echo "bare UDP echo (floe-bench echo-server), same tool: $(fmt "$e") requests/s, $(fmt "$(median binding echo ops_per_server_cpu_s)") per server CPU-second; floe binding / echo: $(ratio "$f" "$e")"
 f1=$(median relay floe ops_per_s); f2=$(median relay-2-threads floe ops_per_s)
