@@ -6,6 +6,9 @@
 //! any certificate and look at which one they were given, and floe's own TurnClient,
 //! which verifies B by name.
 
+#[path = "support/any_cert.rs"]
+mod any_cert;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,10 +19,11 @@ use floe_actors::config::ServeConfig;
 use floe_actors::metrics::Metrics;
 use floe_actors::turn::client::{ClientEvent, TlsOptions, TlsRoots};
 use floe_actors::turn::{ServerHandle, TurnClient, TurnClientConfig, TurnClientEvent, TurnServer};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, ProtocolVersion, SignatureScheme, SupportedProtocolVersion};
+use rustls::pki_types::ServerName;
+use rustls::{ProtocolVersion, SupportedProtocolVersion};
 use tokio::net::TcpStream;
+
+use any_cert::AnyCert;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "wonderland";
@@ -114,55 +118,6 @@ async fn start(name: &str) -> Fixture {
         dir,
         a,
         b,
-    }
-}
-
-/// Accepts any certificate (the test looks at which one it got) but checks signatures.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
