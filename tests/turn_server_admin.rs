@@ -12,77 +12,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use floe::stun::Method;
 use floe::turn::client::ClientEvent;
-use floe_actors::events::EventStream;
-use floe_actors::turn::{TurnClient, TurnClientConfig, TurnClientEvent, TurnClientHandle};
+use floe_actors::turn::{TurnClient, TurnClientConfig};
 use serde_json::Value;
-use support::{FloeServe, ServeOpts};
+use support::{Client, FloeServe, ServeOpts};
 use tokio::net::UdpSocket;
 
 /// Bounds every wait; only catches hangs.
 const LIMIT: Duration = Duration::from_secs(30);
-
-struct Client {
-    handle: TurnClientHandle,
-    events: EventStream<TurnClientEvent>,
-}
-
-impl Client {
-    async fn connect(floe: &FloeServe) -> Client {
-        let handle = TurnClient::connect(TurnClientConfig::new(floe.addr(), "bob", "secret"))
-            .await
-            .expect("connect");
-        let events = handle.events();
-        Client { handle, events }
-    }
-
-    /// The next session event `pick` accepts; panics on a connection loss or after LIMIT.
-    async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&ClientEvent) -> Option<T>) -> T {
-        let wait = async {
-            loop {
-                match self.events.recv().await {
-                    Some(TurnClientEvent::Session(e)) => {
-                        if let Some(t) = pick(&e) {
-                            return t;
-                        }
-                    }
-                    Some(other) => panic!("{what}: {other:?}"),
-                    None => panic!("{what}: the client is gone"),
-                }
-            }
-        };
-        tokio::time::timeout(LIMIT, wait)
-            .await
-            .unwrap_or_else(|_| panic!("{what}: nothing in {LIMIT:?}"))
-    }
-
-    /// Allocates; returns the relayed address.
-    async fn allocate(&mut self) -> SocketAddr {
-        self.handle.allocate().await.expect("allocate");
-        self.until("allocate", |e| match e {
-            ClientEvent::Allocated { relayed, .. } => Some(relayed[0]),
-            ClientEvent::Error { request, code, .. } if *request == Method::ALLOCATE => {
-                panic!("allocate failed: {code:?}")
-            }
-            _ => None,
-        })
-        .await
-    }
-
-    /// The error code the server answers `request` with (None: it succeeded).
-    async fn outcome(&mut self, request: Method) -> Option<u16> {
-        self.until("an answer", |e| match e {
-            ClientEvent::Error {
-                request: r, code, ..
-            } if *r == request => Some(*code),
-            ClientEvent::Allocated { .. } if request == Method::ALLOCATE => Some(None),
-            ClientEvent::Refreshed { .. } | ClientEvent::Deleted if request == Method::REFRESH => {
-                Some(None)
-            }
-            _ => None,
-        })
-        .await
-    }
-}
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -142,7 +78,7 @@ async fn sessions_show_allocations_and_deleting_one_ends_it_with_437() {
     assert!(sessions(&floe, "", None).is_empty());
 
     let before = unix_now();
-    let mut a = Client::connect(&floe).await;
+    let mut a = Client::connect(floe.addr(), "bob", "secret").await;
     let relayed = a.allocate().await;
     let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let peer_addr = peer.local_addr().unwrap();
@@ -221,8 +157,8 @@ async fn sessions_show_allocations_and_deleting_one_ends_it_with_437() {
     assert_eq!(floe.admin("DELETE", "/sessions", None).0, 400, "no user");
 
     // Every allocation of a user at once.
-    let mut b = Client::connect(&floe).await;
-    let mut c = Client::connect(&floe).await;
+    let mut b = Client::connect(floe.addr(), "bob", "secret").await;
+    let mut c = Client::connect(floe.addr(), "bob", "secret").await;
     b.allocate().await;
     c.allocate().await;
     assert_eq!(sessions(&floe, "?user=bob", None).len(), 2);
@@ -263,7 +199,7 @@ async fn a_token_guards_everything_but_health_and_readiness() {
     }
     // The refused drain did not start.
     assert_eq!(floe.admin("GET", "/readyz", None).0, 200);
-    let mut a = Client::connect(&floe).await;
+    let mut a = Client::connect(floe.addr(), "bob", "secret").await;
     a.allocate().await;
     assert_eq!(sessions(&floe, "", Some("t0k3n")).len(), 1);
     assert_eq!(
@@ -275,7 +211,7 @@ async fn a_token_guards_everything_but_health_and_readiness() {
 #[actix_rt::test]
 async fn a_drain_refuses_new_allocations_and_exits_after_the_last_one() {
     let mut floe = FloeServe::start(ServeOpts::default().admin());
-    let mut a = Client::connect(&floe).await;
+    let mut a = Client::connect(floe.addr(), "bob", "secret").await;
     a.allocate().await;
 
     let (code, body) = floe.admin("POST", "/drain", None);
@@ -285,7 +221,7 @@ async fn a_drain_refuses_new_allocations_and_exits_after_the_last_one() {
     assert_eq!(floe.admin("GET", "/healthz", None).0, 200);
 
     // New allocations are refused; the existing one carries on.
-    let mut b = Client::connect(&floe).await;
+    let mut b = Client::connect(floe.addr(), "bob", "secret").await;
     b.handle.allocate().await.unwrap();
     assert_eq!(b.outcome(Method::ALLOCATE).await, Some(403));
     a.handle.refresh(Duration::from_secs(600)).await.unwrap();
@@ -303,7 +239,7 @@ async fn a_drain_refuses_new_allocations_and_exits_after_the_last_one() {
 #[actix_rt::test]
 async fn sigterm_drains_too() {
     let mut floe = FloeServe::start(ServeOpts::default().admin());
-    let mut a = Client::connect(&floe).await;
+    let mut a = Client::connect(floe.addr(), "bob", "secret").await;
     a.allocate().await;
     let pid = nix::unistd::Pid::from_raw(floe.pid() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
@@ -314,7 +250,7 @@ async fn sigterm_drains_too() {
         assert!(Instant::now() < deadline, "never draining\n{}", floe.log());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut b = Client::connect(&floe).await;
+    let mut b = Client::connect(floe.addr(), "bob", "secret").await;
     b.handle.allocate().await.unwrap();
     assert_eq!(b.outcome(Method::ALLOCATE).await, Some(403));
     floe.assert_running();
@@ -329,7 +265,7 @@ async fn sigterm_drains_too() {
 #[actix_rt::test]
 async fn the_drain_timeout_ends_a_drain_that_allocations_outlive() {
     let mut floe = FloeServe::start(ServeOpts::default().admin().arg("--drain-timeout").arg("1"));
-    let mut a = Client::connect(&floe).await;
+    let mut a = Client::connect(floe.addr(), "bob", "secret").await;
     a.allocate().await;
     assert_eq!(floe.admin("POST", "/drain", None).0, 202);
     // The allocation stays, so floe waits for --drain-timeout, then ends it and exits.
@@ -348,10 +284,10 @@ async fn a_draining_node_sends_allocating_clients_to_its_alternate_server() {
             .arg(&other.addr().to_string()),
     );
     // An allocation keeps the draining node up (with none left it would exit).
-    let mut holder = Client::connect(&draining).await;
+    let mut holder = Client::connect(draining.addr(), "bob", "secret").await;
     holder.allocate().await;
     assert_eq!(draining.admin("POST", "/drain", None).0, 202);
-    let mut client = Client::connect(&draining).await;
+    let mut client = Client::connect(draining.addr(), "bob", "secret").await;
     client.handle.allocate().await.unwrap();
     let to = client
         .until("a redirect", |e| match e {
@@ -394,9 +330,9 @@ async fn a_full_node_sends_allocating_clients_to_its_alternate_server() {
             .arg("--alternate-server")
             .arg(&other.addr().to_string()),
     );
-    let mut holder = Client::connect(&full).await;
+    let mut holder = Client::connect(full.addr(), "bob", "secret").await;
     holder.allocate().await;
-    let mut client = Client::connect(&full).await;
+    let mut client = Client::connect(full.addr(), "bob", "secret").await;
     client.handle.allocate().await.unwrap();
     let to = client
         .until("a redirect", |e| match e {
@@ -426,9 +362,9 @@ async fn a_full_node_sends_allocating_clients_to_its_alternate_server() {
             .arg("--alternate-server")
             .arg(&other.addr().to_string()),
     );
-    let mut first = Client::connect(&user_full).await;
+    let mut first = Client::connect(user_full.addr(), "bob", "secret").await;
     first.allocate().await;
-    let mut second = Client::connect(&user_full).await;
+    let mut second = Client::connect(user_full.addr(), "bob", "secret").await;
     second.handle.allocate().await.unwrap();
     assert_eq!(second.outcome(Method::ALLOCATE).await, Some(486));
 }

@@ -9,104 +9,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use floe::stun::Method;
-use floe::turn::client::ClientEvent;
-use floe_actors::events::EventStream;
-use floe_actors::turn::{TurnClient, TurnClientConfig, TurnClientEvent, TurnClientHandle};
 use serde_json::Value;
-use support::{FloeServe, ServeOpts, TempDir};
-use tokio::net::UdpSocket;
+use support::{echo_peer, Client, FloeServe, ServeOpts, TempDir};
 
 /// Bounds every wait; only catches hangs.
 const LIMIT: Duration = Duration::from_secs(30);
-
-struct Client {
-    handle: TurnClientHandle,
-    events: EventStream<TurnClientEvent>,
-}
-
-impl Client {
-    async fn connect(floe: &FloeServe, user: &str, password: &str) -> Client {
-        let handle = TurnClient::connect(TurnClientConfig::new(floe.addr(), user, password))
-            .await
-            .expect("connect");
-        let events = handle.events();
-        Client { handle, events }
-    }
-
-    /// The next session event `pick` accepts; panics on a connection loss or after LIMIT.
-    async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&ClientEvent) -> Option<T>) -> T {
-        let wait = async {
-            loop {
-                match self.events.recv().await {
-                    Some(TurnClientEvent::Session(e)) => {
-                        if let Some(t) = pick(&e) {
-                            return t;
-                        }
-                    }
-                    Some(other) => panic!("{what}: {other:?}"),
-                    None => panic!("{what}: the client is gone"),
-                }
-            }
-        };
-        tokio::time::timeout(LIMIT, wait)
-            .await
-            .unwrap_or_else(|_| panic!("{what}: nothing in {LIMIT:?}"))
-    }
-
-    /// Allocates: None on success, else the error code.
-    async fn allocate(&mut self) -> Option<u16> {
-        self.handle.allocate().await.expect("allocate");
-        self.until("allocate", |e| match e {
-            ClientEvent::Allocated { .. } => Some(None),
-            ClientEvent::Error { request, code, .. } if *request == Method::ALLOCATE => Some(*code),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Refreshes: None on success, else the error code.
-    async fn refresh(&mut self) -> Option<u16> {
-        self.handle.refresh(Duration::from_secs(600)).await.unwrap();
-        self.until("refresh", |e| match e {
-            ClientEvent::Refreshed { .. } => Some(None),
-            ClientEvent::Error { request, code, .. } if *request == Method::REFRESH => Some(*code),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Binds a channel to `peer`.
-    async fn channel_to(&mut self, peer: SocketAddr) {
-        self.handle.channel_bind(peer).await.expect("channel bind");
-        self.until("channel bound", |e| {
-            matches!(e, ClientEvent::ChannelBound { .. }).then_some(())
-        })
-        .await;
-    }
-
-    /// Sends `text` to `peer` through the relay and waits for it to come back.
-    async fn echo(&mut self, peer: SocketAddr, text: &'static [u8]) {
-        self.handle.send_to(peer, text).await.unwrap();
-        self.until("the echo", |e| {
-            matches!(e, ClientEvent::Data { data, .. } if &data[..] == text).then_some(())
-        })
-        .await;
-    }
-}
-
-/// A UDP peer on 127.0.0.1 that sends every datagram back.
-async fn echo_peer() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-            let _ = socket.send_to(&buf[..n], from).await;
-        }
-    });
-    addr
-}
 
 /// Writes the config file whole (a temporary file renamed over it).
 fn write_config(path: &Path, text: &str) {
@@ -150,8 +57,8 @@ async fn sighup_reloads_users_and_quotas_while_a_live_allocation_relays_on() {
         ServeOpts::default(),
     );
     let peer = echo_peer().await;
-    let mut bob = Client::connect(&floe, "bob", "secret").await;
-    assert_eq!(bob.allocate().await, None);
+    let mut bob = Client::connect(floe.addr(), "bob", "secret").await;
+    assert_eq!(bob.try_allocate().await, None);
     bob.channel_to(peer).await;
     bob.echo(peer, b"before").await;
 
@@ -165,11 +72,15 @@ async fn sighup_reloads_users_and_quotas_while_a_live_allocation_relays_on() {
     wait_reloads(&floe, "ok", 1);
     floe.assert_running();
 
-    let mut dave = Client::connect(&floe, "dave", "pw").await;
-    assert_eq!(dave.allocate().await, None, "a user added by the reload");
-    let mut bob2 = Client::connect(&floe, "bob", "secret").await;
+    let mut dave = Client::connect(floe.addr(), "dave", "pw").await;
     assert_eq!(
-        bob2.allocate().await,
+        dave.try_allocate().await,
+        None,
+        "a user added by the reload"
+    );
+    let mut bob2 = Client::connect(floe.addr(), "bob", "secret").await;
+    assert_eq!(
+        bob2.try_allocate().await,
         Some(401),
         "a user the reload took out"
     );
@@ -178,10 +89,10 @@ async fn sighup_reloads_users_and_quotas_while_a_live_allocation_relays_on() {
     assert_eq!(bob.refresh().await, Some(401));
     bob.echo(peer, b"still").await;
     // The new user quota.
-    let mut carol = Client::connect(&floe, "carol", "pw").await;
-    assert_eq!(carol.allocate().await, None);
-    let mut carol2 = Client::connect(&floe, "carol", "pw").await;
-    assert_eq!(carol2.allocate().await, Some(486));
+    let mut carol = Client::connect(floe.addr(), "carol", "pw").await;
+    assert_eq!(carol.try_allocate().await, None);
+    let mut carol2 = Client::connect(floe.addr(), "carol", "pw").await;
+    assert_eq!(carol2.try_allocate().await, Some(486));
 
     let log = floe.log();
     assert!(
@@ -204,8 +115,8 @@ async fn post_reload_rejects_a_broken_file_and_flags_still_override_the_file() {
         ServeOpts::default().admin().arg("--user-quota").arg("1"),
     );
     let peer = echo_peer().await;
-    let mut bob = Client::connect(&floe, "bob", "secret").await;
-    assert_eq!(bob.allocate().await, None);
+    let mut bob = Client::connect(floe.addr(), "bob", "secret").await;
+    assert_eq!(bob.try_allocate().await, None);
     bob.channel_to(peer).await;
 
     // Not TOML: 400 with the error, the running config stays.
@@ -222,9 +133,9 @@ async fn post_reload_rejects_a_broken_file_and_flags_still_override_the_file() {
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("max-permissions"), "{body}");
     wait_reloads(&floe, "error", 2);
-    let mut erin = Client::connect(&floe, "erin", "pw").await;
+    let mut erin = Client::connect(floe.addr(), "erin", "pw").await;
     assert_eq!(
-        erin.allocate().await,
+        erin.try_allocate().await,
         Some(401),
         "the broken file was not taken"
     );
@@ -240,11 +151,11 @@ async fn post_reload_rejects_a_broken_file_and_flags_still_override_the_file() {
     );
     assert_eq!(answer["kept"], serde_json::json!([]));
     assert_eq!(floe.metric("floe_config_reloads_total{result=\"ok\"}"), 1);
-    let mut erin = Client::connect(&floe, "erin", "pw").await;
-    assert_eq!(erin.allocate().await, None);
-    let mut erin2 = Client::connect(&floe, "erin", "pw").await;
+    let mut erin = Client::connect(floe.addr(), "erin", "pw").await;
+    assert_eq!(erin.try_allocate().await, None);
+    let mut erin2 = Client::connect(floe.addr(), "erin", "pw").await;
     assert_eq!(
-        erin2.allocate().await,
+        erin2.try_allocate().await,
         Some(486),
         "--user-quota 1 still wins"
     );

@@ -13,86 +13,20 @@ use bytes::{Bytes, BytesMut};
 use floe::stun::attribute::{ErrorCode, Nonce, Realm, RequestedTransport, Username};
 use floe::stun::{IntegrityKey, Message, MessageEncoder, Method, PasswordAlgorithm, TransactionId};
 use floe::turn::client::ClientEvent;
-use floe_actors::events::EventStream;
-use floe_actors::turn::{TurnClient, TurnClientConfig, TurnClientEvent, TurnClientHandle};
 use rand::Rng;
 use serde_json::Value;
-use support::{FloeServe, ServeOpts};
-use tokio::net::UdpSocket;
+use support::{echo_peer, Client, FloeServe, ServeOpts};
 
 /// Bounds every wait; only catches hangs.
 const LIMIT: Duration = Duration::from_secs(30);
 
-struct Client {
-    handle: TurnClientHandle,
-    events: EventStream<TurnClientEvent>,
-}
-
-impl Client {
-    async fn connect(floe: &FloeServe, user: &str, password: &str) -> Client {
-        let handle = TurnClient::connect(TurnClientConfig::new(floe.addr(), user, password))
-            .await
-            .expect("connect");
-        let events = handle.events();
-        Client { handle, events }
-    }
-
-    /// The next session event `pick` accepts; panics on a connection loss or after LIMIT.
-    async fn until<T>(&mut self, what: &str, mut pick: impl FnMut(&ClientEvent) -> Option<T>) -> T {
-        let wait = async {
-            loop {
-                match self.events.recv().await {
-                    Some(TurnClientEvent::Session(e)) => {
-                        if let Some(t) = pick(&e) {
-                            return t;
-                        }
-                    }
-                    Some(other) => panic!("{what}: {other:?}"),
-                    None => panic!("{what}: the client is gone"),
-                }
-            }
-        };
-        tokio::time::timeout(LIMIT, wait)
-            .await
-            .unwrap_or_else(|_| panic!("{what}: nothing in {LIMIT:?}"))
-    }
-
-    /// Allocates, binds a channel to `peer` and relays one message there and back;
-    /// returns the relayed address.
-    async fn allocate_and_relay(&mut self, peer: SocketAddr, message: &[u8]) -> SocketAddr {
-        self.handle.allocate().await.expect("allocate");
-        let relayed = self
-            .until("allocate", |e| match e {
-                ClientEvent::Allocated { relayed, .. } => Some(relayed[0]),
-                ClientEvent::Error { code, .. } => panic!("allocate failed: {code:?}"),
-                _ => None,
-            })
-            .await;
-        self.handle.channel_bind(peer).await.expect("channel bind");
-        self.until("channel bound", |e| {
-            matches!(e, ClientEvent::ChannelBound { .. }).then_some(())
-        })
-        .await;
-        self.handle.send_to(peer, message.to_vec()).await.unwrap();
-        self.until("the echo", |e| {
-            matches!(e, ClientEvent::Data { data, .. } if &data[..] == message).then_some(())
-        })
-        .await;
-        relayed
-    }
-}
-
-/// A UDP peer on 127.0.0.1 that sends every datagram back.
-async fn echo_peer() -> SocketAddr {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let addr = socket.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 2048];
-        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
-            let _ = socket.send_to(&buf[..n], from).await;
-        }
-    });
-    addr
+/// Allocates, binds a channel to `peer` and relays one message there and back; returns
+/// the relayed address.
+async fn allocate_and_relay(client: &mut Client, peer: SocketAddr, message: &[u8]) -> SocketAddr {
+    let relayed = client.allocate().await;
+    client.channel_to(peer).await;
+    client.echo(peer, message).await;
+    relayed
 }
 
 /// One Allocate over UDP, signed as `user` with `password` when a nonce is given;
@@ -179,10 +113,10 @@ async fn usage_by_user_is_bounded_and_an_ended_allocation_logs_one_json_line() {
     let peer = echo_peer().await;
 
     // alice allocates first and gets the one label; carol counts as other.
-    let mut alice = Client::connect(&floe, "alice", "wonderland").await;
-    let alice_relayed = alice.allocate_and_relay(peer, b"hello from alice").await;
-    let mut carol = Client::connect(&floe, "carol", "secret").await;
-    carol.allocate_and_relay(peer, b"carol here").await;
+    let mut alice = Client::connect(floe.addr(), "alice", "wonderland").await;
+    let alice_relayed = allocate_and_relay(&mut alice, peer, b"hello from alice").await;
+    let mut carol = Client::connect(floe.addr(), "carol", "secret").await;
+    allocate_and_relay(&mut carol, peer, b"carol here").await;
 
     // Relayed bytes reach the per-user counters within a sync period.
     for (user, n) in [("alice", 16), ("other", 10)] {

@@ -35,6 +35,7 @@ pub mod netns;
 mod ports;
 mod process;
 mod stun;
+mod turn_client;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -52,6 +53,7 @@ pub use process::{
     json_lines, pair_json_lines, run, spawn, ChildGuard, Finished, LineProcess, PairOutcome,
 };
 pub use stun::{stun_binding, wait_stun_ready};
+pub use turn_client::{echo_peer, Client};
 
 /// Bound for a peer to come up (a server answering, a script printing its description).
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
