@@ -163,20 +163,6 @@ fn sessions(floe: &FloeServe) -> Vec<Value> {
     }
 }
 
-/// Reads lines until one starts with `key`; panics (with everything seen) on a hang.
-fn wait_for_line(p: &mut LineProcess, key: &str) -> String {
-    let deadline = std::time::Instant::now() + LINE_WAIT;
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        match p.recv_line(left) {
-            Some(line) if line.split(' ').next() == Some(key) => return line,
-            Some(_) => {}
-            None if p.is_eof() => break,
-            None => {}
-        }
-    }
-    panic!("no `{key}` line\n{}", p.describe());
-}
-
 fn sigint(p: &LineProcess) {
     let pid = nix::unistd::Pid::from_raw(p.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
@@ -259,8 +245,8 @@ fn hold_until_sigint_keeps_the_allocation_then_deletes_it() {
     let echo = Echo::start();
     let peer = echo.addr.to_string();
     let mut holder = spawn_floe_turn(floe.addr(), &["--peer", &peer, "--hold", "0"]);
-    let relayed = wait_for_line(&mut holder, "relayed");
-    wait_for_line(&mut holder, "channel");
+    let relayed = holder.wait_for_key("relayed", LINE_WAIT);
+    holder.wait_for_key("channel", LINE_WAIT);
     let list = sessions(&floe);
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(
@@ -397,7 +383,10 @@ fn coturn_tcp_holds_until_sigint_then_deletes() {
         coturn.addr(),
         &["--tcp", "--peer", &peer, "--send", "tcp", "--hold", "0"],
     );
-    assert_eq!(wait_for_line(&mut p, "data"), format!("data {peer} tcp"));
+    assert_eq!(
+        p.wait_for_key("data", LINE_WAIT),
+        format!("data {peer} tcp")
+    );
     sigint(&p);
     let status = exited_with(&mut p);
     assert!(

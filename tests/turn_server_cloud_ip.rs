@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::{free_port, FloeServe, LineProcess, ServeOpts, RUN_TIMEOUT};
 
@@ -216,22 +216,6 @@ fn azure(body: &'static str) -> Mock {
     })
 }
 
-/// Reads lines until one starts with `key`; returns its value (the second word).
-fn wait_for(p: &mut LineProcess, key: &str) -> String {
-    let deadline = Instant::now() + LINE_WAIT;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match p.recv_line(left) {
-            Some(line) if line.split(' ').next() == Some(key) => {
-                return line.split(' ').nth(1).unwrap_or("").to_owned()
-            }
-            Some(_) => {}
-            None if p.is_eof() => break,
-            None => {}
-        }
-    }
-    panic!("no `{key}` line\n{}", p.describe());
-}
-
 /// `floe serve --external-ip CLOUD` asking `mock`; checks that an allocation is told
 /// 198.51.100.23 in XOR-RELAYED-ADDRESS and still relays through 127.0.0.1, and that a
 /// reload keeps it without asking again.
@@ -266,8 +250,10 @@ fn serve_and_relay(cloud: &str, mock: &Mock) {
         .args(["--peer", &echo_addr.to_string()])
         .args(["--send", "from the cloud", "--hold", "0"]);
     let mut client = LineProcess::spawn("floe turn", cmd).expect("starting floe turn");
-    let relayed: SocketAddr = wait_for(&mut client, "relayed").parse().unwrap();
-    let data = wait_for(&mut client, "data");
+    let relayed: SocketAddr = value(&client.wait_for_key("relayed", LINE_WAIT))
+        .parse()
+        .unwrap();
+    let data = value(&client.wait_for_key("data", LINE_WAIT));
     let public: IpAddr = PUBLIC.parse().unwrap();
     assert_eq!(relayed.ip(), public, "{}", client.describe());
     assert!(
@@ -400,7 +386,14 @@ fn without_a_cloud_value_the_metadata_service_is_never_asked() {
     cmd.args(["turn", "--server", &floe.addr().to_string()])
         .args(["--user", "bob", "--password", "secret"]);
     let mut client = LineProcess::spawn("floe turn", cmd).expect("starting floe turn");
-    let relayed: SocketAddr = wait_for(&mut client, "relayed").parse().unwrap();
+    let relayed: SocketAddr = value(&client.wait_for_key("relayed", LINE_WAIT))
+        .parse()
+        .unwrap();
     assert_eq!(relayed.ip(), Ipv4Addr::LOCALHOST, "{}", client.describe());
     assert!(mock.asked().is_empty(), "{:?}", mock.asked());
+}
+
+/// The value (second word) of a `KEY VALUE` line.
+fn value(line: &str) -> String {
+    line.split(' ').nth(1).unwrap_or("").to_owned()
 }

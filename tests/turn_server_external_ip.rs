@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use floe::stun::attribute::XorMappedAddress;
@@ -106,22 +106,6 @@ impl Drop for Responder {
     }
 }
 
-/// Reads lines until one starts with `key`; returns its value (the second word).
-fn wait_for(p: &mut LineProcess, key: &str) -> String {
-    let deadline = Instant::now() + LINE_WAIT;
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match p.recv_line(left) {
-            Some(line) if line.split(' ').next() == Some(key) => {
-                return line.split(' ').nth(1).unwrap_or("").to_owned()
-            }
-            Some(_) => {}
-            None if p.is_eof() => break,
-            None => {}
-        }
-    }
-    panic!("no `{key}` line\n{}", p.describe());
-}
-
 /// Allocates on `floe` with `floe turn`, relays "through the nat" to an echo and back,
 /// and checks what the client was told, what the admin API shows and where the data
 /// went out from. Returns the relayed address the client was told.
@@ -133,9 +117,13 @@ fn relay_through(floe: &FloeServe, public: IpAddr) -> SocketAddr {
         .args(["--peer", &echo.addr.to_string()])
         .args(["--send", "through the nat", "--hold", "0"]);
     let mut client = LineProcess::spawn("floe turn", cmd).expect("starting floe turn");
-    let relayed: SocketAddr = wait_for(&mut client, "relayed").parse().unwrap();
-    let mapped: SocketAddr = wait_for(&mut client, "mapped").parse().unwrap();
-    let data = wait_for(&mut client, "data");
+    let relayed: SocketAddr = value(&client.wait_for_key("relayed", LINE_WAIT))
+        .parse()
+        .unwrap();
+    let mapped: SocketAddr = value(&client.wait_for_key("mapped", LINE_WAIT))
+        .parse()
+        .unwrap();
+    let data = value(&client.wait_for_key("data", LINE_WAIT));
 
     // XOR-RELAYED-ADDRESS: the public address, on the port of the relay socket.
     assert_eq!(relayed.ip(), public, "{}", client.describe());
@@ -256,4 +244,9 @@ fn auto_without_a_stun_server_is_a_config_error() {
         "{}",
         run.describe()
     );
+}
+
+/// The value (second word) of a `KEY VALUE` line.
+fn value(line: &str) -> String {
+    line.split(' ').nth(1).unwrap_or("").to_owned()
 }

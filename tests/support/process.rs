@@ -300,6 +300,22 @@ impl LineProcess {
         self.eof
     }
 
+    /// Reads stdout until a line whose first word is `key` (the `KEY VALUE` lines of
+    /// `floe turn`), for up to `timeout`; that line. Panics with everything seen on a
+    /// hang or the end of output.
+    pub fn wait_for_key(&mut self, key: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+            match self.recv_line(left) {
+                Some(line) if line.split(' ').next() == Some(key) => return line,
+                Some(_) => {}
+                None if self.is_eof() => break,
+                None => {}
+            }
+        }
+        panic!("no `{key}` line\n{}", self.describe());
+    }
+
     /// Reads stdout until a JSON line satisfies `pred`, for up to `timeout`.
     pub fn wait_for_json(
         &mut self,
