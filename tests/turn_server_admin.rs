@@ -274,6 +274,38 @@ async fn the_drain_timeout_ends_a_drain_that_allocations_outlive() {
     assert!(floe.log().contains("drain timeout"), "{}", floe.log());
 }
 
+/// A new client of `node` is redirected (300 Try Alternate) to `other` and allocates there:
+/// relayed from `other`'s port range.
+async fn allocates_at_the_alternate(node: &FloeServe, other: &FloeServe) {
+    let logs = || {
+        format!(
+            "--- redirecting\n{}\n--- other\n{}",
+            node.log(),
+            other.log()
+        )
+    };
+    let mut client = Client::connect(node.addr(), "bob", "secret").await;
+    client.handle.allocate().await.unwrap();
+    let to = client
+        .until("a redirect", |e| match e {
+            ClientEvent::Redirected { to, .. } => Some(*to),
+            ClientEvent::Allocated { .. } | ClientEvent::Error { .. } => {
+                panic!("{e:?}\n{}", logs())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(to, other.addr());
+    let relayed = client
+        .until("allocated there", |e| match e {
+            ClientEvent::Allocated { relayed, .. } => Some(relayed[0]),
+            ClientEvent::Error { .. } => panic!("{e:?}\n{}", logs()),
+            _ => None,
+        })
+        .await;
+    assert!(other.relay_ports.contains(&relayed.port()), "{relayed}");
+}
+
 #[actix_rt::test]
 async fn a_draining_node_sends_allocating_clients_to_its_alternate_server() {
     let other = FloeServe::start(ServeOpts::default());
@@ -287,33 +319,7 @@ async fn a_draining_node_sends_allocating_clients_to_its_alternate_server() {
     let mut holder = Client::connect(draining.addr(), "bob", "secret").await;
     holder.allocate().await;
     assert_eq!(draining.admin("POST", "/drain", None).0, 202);
-    let mut client = Client::connect(draining.addr(), "bob", "secret").await;
-    client.handle.allocate().await.unwrap();
-    let to = client
-        .until("a redirect", |e| match e {
-            ClientEvent::Redirected { to, .. } => Some(*to),
-            ClientEvent::Allocated { .. } | ClientEvent::Error { .. } => panic!(
-                "{e:?}\n--- draining\n{}\n--- other\n{}",
-                draining.log(),
-                other.log()
-            ),
-            _ => None,
-        })
-        .await;
-    assert_eq!(to, other.addr());
-    // The client allocates at the alternate server: relayed from its port range.
-    let relayed = client
-        .until("allocated there", |e| match e {
-            ClientEvent::Allocated { relayed, .. } => Some(relayed[0]),
-            ClientEvent::Error { .. } => panic!(
-                "{e:?}\n--- draining\n{}\n--- other\n{}",
-                draining.log(),
-                other.log()
-            ),
-            _ => None,
-        })
-        .await;
-    assert!(other.relay_ports.contains(&relayed.port()), "{relayed}");
+    allocates_at_the_alternate(&draining, &other).await;
     assert_eq!(sessions(&draining, "", None).len(), 1, "the holder's only");
 }
 
@@ -332,26 +338,7 @@ async fn a_full_node_sends_allocating_clients_to_its_alternate_server() {
     );
     let mut holder = Client::connect(full.addr(), "bob", "secret").await;
     holder.allocate().await;
-    let mut client = Client::connect(full.addr(), "bob", "secret").await;
-    client.handle.allocate().await.unwrap();
-    let to = client
-        .until("a redirect", |e| match e {
-            ClientEvent::Redirected { to, .. } => Some(*to),
-            ClientEvent::Allocated { .. } | ClientEvent::Error { .. } => {
-                panic!("{e:?}\n--- full\n{}", full.log())
-            }
-            _ => None,
-        })
-        .await;
-    assert_eq!(to, other.addr());
-    let relayed = client
-        .until("allocated there", |e| match e {
-            ClientEvent::Allocated { relayed, .. } => Some(relayed[0]),
-            ClientEvent::Error { .. } => panic!("{e:?}\n--- other\n{}", other.log()),
-            _ => None,
-        })
-        .await;
-    assert!(other.relay_ports.contains(&relayed.port()), "{relayed}");
+    allocates_at_the_alternate(&full, &other).await;
     assert_eq!(sessions(&full, "", None).len(), 1, "the holder's only");
 
     // The user's own quota is no reason to send the user elsewhere.
