@@ -184,17 +184,11 @@ impl IceAgent {
             }
             self.shared = Some(host);
         }
-        // RFC 6544: with tcp_only, no UDP socket and no UDP candidate.
-        let udp_ips: &[IpAddr] = if self.config.gather.tcp_only {
-            &[]
-        } else {
-            &ips
-        };
         for &(stream, component) in &components {
-            if self.shared.is_some() && (stream, component) == (0, 1) {
+            if !self.binds_udp_host(stream, component) {
                 continue;
             }
-            for &ip in udp_ips {
+            for &ip in &ips {
                 self.bind_host(ctx, stream, component, ip);
             }
         }
@@ -246,6 +240,14 @@ impl IceAgent {
         }
         self.check_gathering_done();
         self.drive(ctx);
+    }
+
+    /// Whether `component` of `stream` gets UDP host sockets of its own: not with
+    /// tcp_only (RFC 6544: no UDP socket, no UDP candidate), and not for stream 0,
+    /// component 1 in single-port mode (it lives on the shared socket).
+    pub(super) fn binds_udp_host(&self, stream: usize, component: u16) -> bool {
+        let on_shared_socket = self.shared.is_some() && (stream, component) == (0, 1);
+        !self.config.gather.tcp_only && !on_shared_socket
     }
 
     /// A host socket of `component` of `stream` on `ip`, and its host candidate

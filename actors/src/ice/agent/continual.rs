@@ -51,12 +51,8 @@ impl IceAgent {
             tracing::debug!(%ip, "new address: gathering on it");
             self.gathered_ips.push(ip);
             for &(stream, component) in &components {
-                // Stream 0, component 1 lives on the shared socket in single-port mode;
-                // with tcp_only there is no UDP socket (TCP candidates are gathered at
-                // the start only).
-                if self.config.gather.tcp_only
-                    || (self.shared.is_some() && (stream, component) == (0, 1))
-                {
+                // TCP candidates are gathered at the start only.
+                if !self.binds_udp_host(stream, component) {
                     continue;
                 }
                 if let Some(i) = self.bind_host(ctx, stream, component, ip) {
