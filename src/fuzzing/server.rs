@@ -45,7 +45,7 @@ const PEERS: [&str; 8] = [
     "198.51.100.1:9",
     "[::ffff:127.0.0.1]:9",
 ];
-const CHANNELS: [u16; 6] = [0x4000, 0x4001, 0x7FFE, 0x3FFF, 0x7FFF, 0xFFFF];
+const CHANNELS: [u16; 7] = [0x4000, 0x4001, 0x7FFE, 0x3FFF, 0x7FFF, 0x8000, 0xFFFF];
 
 // Attribute types written raw, so their values can be anything.
 const USERNAME: u16 = 0x0006;
@@ -495,7 +495,7 @@ impl ServerRun {
             PeerOutput::ChannelData { client, len } => {
                 let (ch, data) =
                     ChannelData::decode_slice(&buf[..len]).expect("ChannelData decodes");
-                assert!((0x4000..=0x7FFE).contains(&ch.get()));
+                assert!((0x4000..=0x7FFF).contains(&ch.get()));
                 assert_eq!(data, payload);
                 if client.transport.is_reliable() {
                     assert_eq!(len % 4, 0, "RFC 8656 §12.5: padded over TCP");

@@ -305,7 +305,8 @@ fn channel_number_holds_only_rfc_5766s_range() {
         (0x4FFF, Some(0x4FFF)),
         (0x5000, Some(0x5000)),
         (0x7FFE, Some(0x7FFE)),
-        (0x7FFF, None),
+        (0x7FFF, Some(0x7FFF)),
+        (0x8000, None),
         (0xFFFF, None),
     ] {
         let [hi, lo] = u16::to_be_bytes(raw);
@@ -392,7 +393,7 @@ fn attribute() -> impl Strategy<Value = Attribute> {
         any::<u64>().prop_map(|v| IceControlled(v).into()),
         any::<u64>().prop_map(|v| IceControlling(v).into()),
         (0..=Nomination::MAX).prop_map(|v| Nomination(v).into()),
-        (0x4000u16..=0x7FFE).prop_map(|v| ChannelNumber::new_rfc5766(v).unwrap().into()),
+        (0x4000u16..=0x7FFF).prop_map(|v| ChannelNumber::new_rfc5766(v).unwrap().into()),
         any::<u16>().prop_map(|v| ResponsePort(v).into()),
         any::<u8>().prop_map(|v| RequestedTransport(v).into()),
         any::<bool>().prop_map(|reserve| EvenPort { reserve }.into()),

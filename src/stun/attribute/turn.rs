@@ -9,9 +9,10 @@ use crate::stun::{StunError, TransactionId};
 
 /// RFC 8656 §12: a channel number, in the CHANNEL-NUMBER attribute (§18.1, followed by 16
 /// RFFU bits) and in the ChannelData header (§12.4). Always within RFC 5766's range
-/// 0x4000..=0x7FFE: [`new`](Self::new) gives RFC 8656's 0x4000..=0x4FFF, which clients
-/// pick from; receivers also accept the older, wider range (coturn's clients use it), and
-/// the attribute decodes it. A value outside does not decode (the server answers 400).
+/// 0x4000..=0x7FFF: [`new`](Self::new) gives RFC 8656's 0x4000..=0x4FFF, which clients
+/// pick from; receivers also accept the older, wider range (coturn's clients draw from all
+/// of it, 0x7FFF included, and coturn's server takes it), and the attribute decodes it. A
+/// value outside does not decode (the server answers 400).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelNumber(u16);
 
@@ -32,12 +33,13 @@ impl ChannelNumber {
         }
     }
 
-    /// RFC 5766 §11: `n` as a channel number of the older, wider range 0x4000..=0x7FFE,
-    /// which coturn's clients still use; `None` outside it. Receivers accept it.
+    /// RFC 5766 §11: `n` as a channel number of the older, wider range 0x4000..=0x7FFF
+    /// ("0x4000 through 0x7FFF"), which coturn's clients still use; `None` outside it.
+    /// Receivers accept it.
     #[inline]
     pub const fn new_rfc5766(n: u16) -> Option<Self> {
         match n {
-            0x4000..=0x7FFE => Some(Self(n)),
+            0x4000..=0x7FFF => Some(Self(n)),
             _ => None,
         }
     }
@@ -74,7 +76,7 @@ impl AttributeCodec for ChannelNumber {
     fn decode(value: &Bytes, _: &TransactionId) -> Result<Self, StunError> {
         let v = exact::<4>(Self::TYPE, value)?;
         ChannelNumber::new_rfc5766(u16::from_be_bytes([v[0], v[1]]))
-            .ok_or_else(|| invalid(Self::TYPE, "channel number outside 0x4000-0x7FFE"))
+            .ok_or_else(|| invalid(Self::TYPE, "channel number outside 0x4000-0x7FFF"))
     }
     fn encode(&self, _: &TransactionId, out: &mut BytesMut) {
         out.put_u16(self.get());

@@ -367,7 +367,7 @@ impl Server {
     ) -> Result<(), TurnError> {
         let id = self.own_allocation(ft, auth)?;
         let number = match msg.get::<ChannelNumber>() {
-            // RFC 8656 §11.2 allows 0x4000-0x4FFF; RFC 5766 clients (coturn's) use up to 0x7FFE.
+            // RFC 8656 §11.2 allows 0x4000-0x4FFF; RFC 5766 clients (coturn's) use up to 0x7FFF.
             Some(Ok(n)) => n,
             Some(Err(_)) => return Err(TurnError::BadRequest("channel number out of range")),
             _ => return Err(TurnError::BadRequest("CHANNEL-NUMBER missing")),

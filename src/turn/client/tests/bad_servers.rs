@@ -249,7 +249,7 @@ fn channel_numbers_come_from_rfc_8656s_range_and_run_out_after_0x4fff() {
 fn channel_data_in_rfc_5766s_wider_range_is_decoded_and_dropped_as_unknown() {
     let mut h = ScriptedServer::allocated();
     h.take_events();
-    // 0x5000..=0x7FFE decode (the shared codec is liberal) but this client never binds them.
+    // 0x5000..=0x7FFF decode (the shared codec is liberal) but this client never binds them.
     h.input(Bytes::from_static(b"\x50\x00\x00\x02hi"));
     h.input(Bytes::from_static(b"\x7f\xfe\x00\x00"));
     h.input(Bytes::from_static(b"\x7f\xff\x00\x00"));

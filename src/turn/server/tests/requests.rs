@@ -185,7 +185,11 @@ fn channels_relay_both_ways_and_follow_the_rebinding_rules() {
         ScriptedClient::code(&r)
     };
     assert_eq!(bind(&mut h, 0x3FFF, "192.0.2.7:5000"), Some(400));
-    assert_eq!(bind(&mut h, 0x7FFF, "192.0.2.7:5000"), Some(400));
+    assert_eq!(
+        bind(&mut h, 0x7FFF, "192.0.2.99:5000"),
+        None,
+        "RFC 5766's top channel number (coturn's clients draw it)"
+    );
     assert_eq!(bind(&mut h, 0x8000, "192.0.2.7:5000"), Some(400));
     assert_eq!(bind(&mut h, 0x4000, "10.0.0.1:5000"), Some(403));
     assert_eq!(bind(&mut h, 0x4000, "192.0.2.7:5000"), None);
