@@ -24,9 +24,10 @@ RELAY_ALLOCATIONS=50
 SIZE=100
 ALLOCATE_COUNT=5000
 # The scaling run (issue 14): the allocate workload at each of these counts, to show that an
-# allocation costs the same (time, memory) whether 1k or 10k are held. 10000 is the most
-# the relay port ranges below hold (and floe-bench's limit).
-SCALE_COUNTS="1000 5000 10000"
+# allocation costs the same (time, memory) whether 1k or 20k are held. Each held allocation
+# is a socket in the server and one in the tool, so a count above the open-file limit
+# (less room for the rest) is lowered to fit, and the table says so.
+SCALE_COUNTS="1000 5000 20000"
 # Hold workloads as ALLOCATIONSxRATE: thousands of quiet allocations (issue 14).
 HOLDS="2000x20 500x50"
 HOLD_DURATION=3
@@ -94,9 +95,12 @@ REALM="floe"
 FLOE_PORT=34790
 COTURN_PORT=34780
 ECHO_PORT=34770
-# Relay ports below the ephemeral range, so the tool's own sockets never take them.
-FLOE_MIN=10000; FLOE_MAX=19999
-COTURN_MIN=20000; COTURN_MAX=29999
+# Relay ports below the ephemeral range (32768 and up), so the tool's own sockets never
+# take them. The servers never run at once, so they share one range, wide enough for the
+# largest scaling count.
+RELAY_MIN=2000; RELAY_MAX=31999
+FLOE_MIN=$RELAY_MIN; FLOE_MAX=$RELAY_MAX
+COTURN_MIN=$RELAY_MIN; COTURN_MAX=$RELAY_MAX
 
 log() { echo "compare.sh: $*" >&2; }
 
@@ -125,6 +129,20 @@ fi
 
 # Every allocation is a socket in the tool and one in the server.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# The most allocations one process may hold here: its open-file limit, less 1000 for the
+# listeners, logs and the rest.
+FD_ROOM=$(ulimit -n)
+if [ "$FD_ROOM" = unlimited ]; then FD_ROOM=1000000; fi
+FD_ROOM=$((FD_ROOM - 1000))
+SCALED=""
+for n in $SCALE_COUNTS; do
+    if [ "$n" -gt "$FD_ROOM" ]; then
+        log "allocate-scale: $n allocations do not fit the open-file limit ($(ulimit -n)); measuring $FD_ROOM"
+        n=$FD_ROOM
+    fi
+    SCALED="$SCALED $n"
+done
+SCALE_COUNTS="${SCALED# }"
 
 # ---- servers ------------------------------------------------------------------------
 SERVER_PID=""
@@ -133,6 +151,15 @@ port_bound() { # PORT: is a UDP socket bound to 127.0.0.1:PORT?
     local hex
     hex=$(printf '0100007F:%04X' "$1")
     grep -q " $hex " /proc/net/udp 2>/dev/null
+}
+
+# A server left over from another run would share the port (coturn binds with
+# SO_REUSEPORT) and take part of the load: refuse to measure beside it.
+port_free() { # PORT
+    if port_bound "$1"; then
+        log "127.0.0.1:$1 is already bound by another process (a server left running?); stop it first"
+        exit 1
+    fi
 }
 
 wait_bound() { # PORT PID
@@ -145,6 +172,7 @@ wait_bound() { # PORT PID
 }
 
 start_floe() { # THREADS
+    port_free $FLOE_PORT
     "$FLOE" serve --listen "127.0.0.1:$FLOE_PORT" --user "$USER_PASS" --realm "$REALM" \
         --allow-loopback-peers --min-port $FLOE_MIN --max-port $FLOE_MAX \
         --threads "$1" --unauth-rate 0 --log warn $FLOE_ARGS >>"$OUT/floe.log" 2>&1 &
@@ -153,6 +181,7 @@ start_floe() { # THREADS
 }
 
 start_coturn() { # THREADS
+    port_free $COTURN_PORT
     local dir="$OUT/coturn"
     mkdir -p "$dir"
     rm -f "$dir/turndb" "$dir/turnserver.pid"
@@ -167,6 +196,7 @@ start_coturn() { # THREADS
 }
 
 start_echo() {
+    port_free $ECHO_PORT
     "$TOOL" echo-server --listen "127.0.0.1:$ECHO_PORT" --for 600 >>"$OUT/echo.log" 2>&1 &
     SERVER_PID=$!
     wait_bound $ECHO_PORT $SERVER_PID || { log "the echo server did not start"; exit 1; }
@@ -315,6 +345,7 @@ MACHINE="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(
 {
 echo "machine: $MACHINE"
 echo "coturn: $COTURN_VERSION; floe: $("$FLOE" --version 2>/dev/null)"
+echo "open-file limit: $(ulimit -n) (allocate-scale counts: $SCALE_COUNTS)"
 echo "rounds: $ROUNDS, duration ${DURATION}s (hold ${HOLD_DURATION}s each: $HOLDS), warm-up ${WARMUP}s; took ${ELAPSED}s; load average before $LOAD_BEFORE, after $LOAD_AFTER"
 echo
 echo "| workload and figure (median of $ROUNDS) | floe | coturn | floe/coturn |"

@@ -47,7 +47,7 @@ use cli::{AllocateArgs, BenchArgs, BindingArgs, EchoServerArgs, HoldArgs, RelayA
 use report::Report;
 
 /// Allocations at most, in any workload (each takes a socket in the tool and the server).
-const MAX_ALLOCATIONS: usize = 10_000;
+const MAX_ALLOCATIONS: usize = 30_000;
 /// How long setting up allocations may take in all before the tool gives up.
 const SETUP_LIMIT: Duration = Duration::from_secs(120);
 /// Allocations set up at once by `relay` and `hold`.
