@@ -198,15 +198,15 @@ async fn a_reload_reads_the_tls_certificate_again() {
 
 /// The leaf certificate a TLS server at `addr` presents (not verified).
 async fn peer_certificate(addr: SocketAddr) -> Vec<u8> {
+    use floe_actors::turn::client::AcceptAnyCertificate;
     use rustls::pki_types::ServerName;
-    use support::any_cert::AnyCert;
 
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(provider)))
+        .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAnyCertificate(provider)))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let handshake = async {

@@ -6,9 +6,6 @@
 //! any certificate and look at which one they were given, and floe's own TurnClient,
 //! which verifies B by name.
 
-#[path = "support/any_cert.rs"]
-mod any_cert;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,7 +20,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ProtocolVersion, SupportedProtocolVersion};
 use tokio::net::TcpStream;
 
-use any_cert::AnyCert;
+use floe_actors::turn::client::AcceptAnyCertificate;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "wonderland";
@@ -152,10 +149,10 @@ async fn handshake(addr: SocketAddr, hello: Hello<'_>) -> Result<Handshake, std:
         .with_protocol_versions(hello.versions)
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
         .with_no_client_auth();
     config.alpn_protocols = hello.alpn.iter().map(|p| p.to_vec()).collect();
-    // Without SNI the name is only used for verification, which AnyCert skips.
+    // Without SNI the name is only used for verification, which AcceptAnyCertificate skips.
     config.enable_sni = hello.sni.is_some();
     let name = ServerName::try_from(hello.sni.unwrap_or("no-sni.test").to_owned()).unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));

@@ -26,7 +26,6 @@
 #![allow(dead_code, unused_imports)]
 
 mod aioice;
-pub mod any_cert;
 mod chromium;
 mod coturn;
 mod floe_serve;

@@ -48,3 +48,4 @@ pub use event::{TurnClientError, TurnClientEvent};
 pub use floe::turn::client::{ClientConfig, ClientError, ClientEvent, ClientState};
 pub use handle::{stun_binding, TurnClientHandle};
 pub use messages::{Allocate, Binding, ChannelBind, Close, CreatePermission, Refresh, SendTo};
+pub use tls::AcceptAnyCertificate;

@@ -42,18 +42,20 @@ pub(super) fn client_config(roots: &TlsRoots) -> Result<ClientConfig, String> {
         TlsRoots::InsecureAcceptAnyCertificate => {
             return Ok(builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider)))
                 .with_no_client_auth());
         }
     }
     Ok(builder.with_root_certificates(store).with_no_client_auth())
 }
 
-/// Accepts any certificate, but still checks the handshake signatures against it.
+/// The verifier of [`TlsRoots::InsecureAcceptAnyCertificate`]: accepts any server
+/// certificate, but still checks the handshake signatures against it with the provider's
+/// algorithms. For a client that only looks at what a server presents (tests, probes).
 #[derive(Debug)]
-struct AcceptAny(Arc<CryptoProvider>);
+pub struct AcceptAnyCertificate(pub Arc<CryptoProvider>);
 
-impl ServerCertVerifier for AcceptAny {
+impl ServerCertVerifier for AcceptAnyCertificate {
     fn verify_server_cert(
         &self,
         _: &CertificateDer<'_>,
