@@ -200,14 +200,20 @@ impl FloeServe {
             panic!("{why}");
         }
         let deadline = Instant::now() + STARTUP_TIMEOUT;
-        while TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err() {
+        let probe = loop {
+            if let Ok(probe) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                break probe;
+            }
             assert!(
                 Instant::now() < deadline,
                 "floe answers STUN on UDP {addr} but not TCP\n--- its log\n{}",
                 read_log()
             );
             std::thread::sleep(Duration::from_millis(50));
-        }
+        };
+        // Until the server has accepted and closed the probe, it holds one of 127.0.0.1's
+        // TCP slots, which tests of the per-IP cap count on being free.
+        closed_after_eof(probe);
         for http in metrics.iter().chain(&admin) {
             while TcpStream::connect_timeout(http, Duration::from_secs(1)).is_err() {
                 assert!(
@@ -351,4 +357,13 @@ impl FloeServe {
             .map(|d| d.count())
             .expect("reading /proc/PID/fd")
     }
+}
+
+/// Half-closes `stream` and reads until the server closes its side too (or
+/// [`EXCHANGE_LIMIT`] passes).
+fn closed_after_eof(stream: TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(EXCHANGE_LIMIT));
+    let mut buf = [0u8; 512];
+    while matches!((&stream).read(&mut buf), Ok(n) if n > 0) {}
 }
