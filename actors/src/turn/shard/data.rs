@@ -210,10 +210,12 @@ impl Shard {
         }
         // Before the events: a relay released below must still send what it queued.
         self.flush_peers();
-        self.flush_clients();
         while let Some(e) = self.core.poll_event() {
             self.on_event(e);
         }
+        // After them: a client told its allocation is gone finds its quota given back,
+        // whichever thread its next Allocate reaches.
+        self.flush_clients();
         if let Some(at) = self.core.poll_timeout() {
             if self.timer.is_none_or(|armed| at < armed) {
                 self.timer = Some(at);
