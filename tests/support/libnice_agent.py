@@ -21,8 +21,9 @@ its first description, so that the remote stays to answer).
 
 With --send TEXT, TEXT is sent once connected (on every component, with --components)
 and again every 0.5 s until something has been received on every component (again after
-a restart); the agent exits 0 once it has both sent and received. Without --send, it
-exits 0 once connected and stdin is closed.
+a restart); the agent exits 0 once it has both sent and received, also when the peer,
+done too, exits first and so fails a TCP pair. Without --send, it exits 0 once
+connected and stdin is closed.
 
 Gathering is loopback only (INTEROP.md): host candidates on 127.0.0.1 alone. With
 --tcp-only the agent gathers and checks ICE-TCP (RFC 6544) candidates only
@@ -176,6 +177,11 @@ class Agent:
                 self.send()
                 self.maybe_finish()
         elif state == Nice.ComponentState.FAILED:
+            if self.finishing:
+                # The peer, done too, exited first and closed a TCP pair's connection:
+                # the exchange is complete, so this still ends 0 (as `floe ice` does).
+                emit({"event": "failed", "reason": f"component {component} failed after the exchange"})
+                return
             self.fail(f"component {component} failed")
 
     def on_selected(self, agent, stream, component, local, remote):
