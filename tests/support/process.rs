@@ -300,6 +300,20 @@ impl LineProcess {
         self.eof
     }
 
+    /// After it exited: collects what it printed before, up to the end of its stdout (a
+    /// starved reader thread may lag), bounded in case a child of its own holds the pipe.
+    fn collect_rest(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.eof {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                eprintln!("{}: stdout still open 5 s after it exited", self.name);
+                break;
+            }
+            let _ = self.recv_line(left);
+        }
+    }
+
     /// Reads stdout until a line whose first word is `key` (the `KEY VALUE` lines of
     /// `floe turn`), for up to `timeout`; that line. Panics with everything seen on a
     /// hang or the end of output.
@@ -350,8 +364,7 @@ impl LineProcess {
         loop {
             while self.try_recv_line().is_some() {}
             if let Some(status) = self.child.try_wait() {
-                // Collect what it printed before exiting.
-                while self.recv_line(Duration::from_millis(200)).is_some() {}
+                self.collect_rest();
                 return Some(status);
             }
             if Instant::now() >= deadline {
@@ -472,7 +485,7 @@ pub fn pair_json_lines(a: &mut LineProcess, b: &mut LineProcess, timeout: Durati
     let status_a = status_a.or_else(|| a.child.wait_timeout(Duration::ZERO));
     let status_b = status_b.or_else(|| b.child.wait_timeout(Duration::ZERO));
     for p in [&mut *a, &mut *b] {
-        while p.recv_line(Duration::from_millis(200)).is_some() {}
+        p.collect_rest();
     }
     PairOutcome {
         a: status_a,
