@@ -307,9 +307,10 @@ async fn a_panicking_relay_is_restarted_in_place_with_its_channels() {
 
 #[actix_rt::test]
 async fn lifetimes_expire_allocations() {
+    // Long enough that a stalled test thread still binds and echoes before it ends.
     let server = start(|c| {
-        c.default_lifetime = Duration::from_secs(1);
-        c.max_lifetime = Duration::from_secs(1);
+        c.default_lifetime = Duration::from_secs(3);
+        c.max_lifetime = Duration::from_secs(3);
     })
     .await;
     let mut events = server.events();

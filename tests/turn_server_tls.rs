@@ -3,7 +3,6 @@
 //! that trusts only it, and a UDP echo as the peer.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,30 +26,14 @@ use tokio::net::{TcpStream, UdpSocket};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::TempDir;
+
 const REALM: &str = "floe-tls-test";
 const USER: &str = "alice";
 const PASSWORD: &str = "wonderland";
 const WAIT: Duration = Duration::from_secs(5);
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "floe-turn-server-tls-{name}-{}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A server on 127.0.0.1 (UDP and TCP on one ephemeral port, TLS on another) with two
 /// Arbiters sharing each port, and the certificate clients should trust.
@@ -70,7 +53,7 @@ async fn start_with(name: &str, tune: impl FnOnce(&mut ServeConfig)) -> Fixture 
     let dir = TempDir::new(name);
     let ck =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert_path, key_path) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, ck.cert.pem()).unwrap();
     std::fs::write(&key_path, ck.signing_key.serialize_pem()).unwrap();
 
@@ -444,7 +427,7 @@ async fn closed_by_server<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> bo
 async fn tls_connections_keep_to_the_caps_and_the_message_timeout() {
     let f = start_with("limits", |c| {
         c.max_tcp_per_ip = 2;
-        c.tcp_message_timeout = 3;
+        c.tcp_message_timeout = 6;
     })
     .await;
     let metrics = f.server.metrics().clone();
@@ -497,13 +480,13 @@ async fn without_a_certificate_there_is_no_tls_listener() {
 #[actix_rt::test]
 async fn a_bad_certificate_stops_the_start_with_a_clear_error() {
     let dir = TempDir::new("bad-cert");
-    let cert = dir.0.join("cert.pem");
+    let cert = dir.path().join("cert.pem");
     std::fs::write(&cert, "not a certificate").unwrap();
     let mut config = ServeConfig::default();
     config.listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls_listen = vec!["127.0.0.1:0".parse().unwrap()];
     config.tls_cert = vec![cert];
-    config.tls_key = vec![dir.0.join("key.pem")];
+    config.tls_key = vec![dir.path().join("key.pem")];
     config.threads = 1;
     let err = match TurnServer::start(&config, Metrics::new()).await {
         Ok(_) => panic!("started with a bad certificate"),
@@ -512,57 +495,15 @@ async fn a_bad_certificate_stops_the_start_with_a_clear_error() {
     assert!(err.contains("cert.pem"), "{err}");
 }
 
-/// Kills a child process when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Whether coturn's tools are here; without them the test fails with how to install
-/// them, unless `FLOE_INTEROP=skip` (../shared/INTEROP.md).
-fn coturn_installed() -> bool {
-    let found = ["turnutils_uclient", "turnutils_peer"].iter().all(|tool| {
-        std::process::Command::new(tool)
-            .arg("-h")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok()
-    });
-    if !found {
-        if std::env::var("FLOE_INTEROP").as_deref() == Ok("skip") {
-            println!("skipped: coturn not installed");
-        } else {
-            panic!("coturn's turnutils_uclient and turnutils_peer are needed: apt-get install -y coturn (or FLOE_INTEROP=skip)");
-        }
-    }
-    found
-}
-
 #[actix_rt::test]
 async fn coturn_uclient_over_tls_loses_nothing() {
-    if !coturn_installed() {
+    if !support::require_peers(&["turnutils_uclient", "turnutils_peer"]) {
         return;
     }
     let f = start("uclient").await;
-    let peer_port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _peer = Child(
-        std::process::Command::new("turnutils_peer")
-            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // It echoes before uclient starts, on ports no parallel test takes.
+    let peer = support::TurnutilsPeer::spawn();
+    let peer_port = peer.port();
     // -S -t: TLS over TCP; -c: no RTCP allocations (EVEN-PORT reservations).
     let tls_port = f.tls_addr.port().to_string();
     let peer_port = peer_port.to_string();

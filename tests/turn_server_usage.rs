@@ -30,7 +30,7 @@ async fn allocate_and_relay(client: &mut Client, peer: SocketAddr, message: &[u8
 }
 
 /// One Allocate over UDP, signed as `user` with `password` when a nonce is given;
-/// the error code of the answer (None: no answer in a second, or a success).
+/// its answer (None: none within the socket's read timeout).
 fn allocate_as(
     socket: &StdUdpSocket,
     server: SocketAddr,
@@ -51,10 +51,15 @@ fn allocate_as(
     enc.fingerprint();
     enc.finish().unwrap();
     socket.send_to(&buf, server).unwrap();
+    // A late answer to an earlier request may come first: it is skipped.
     let mut answer = [0u8; 2048];
-    let n = socket.recv(&mut answer).ok()?;
-    let m = Message::decode(Bytes::copy_from_slice(&answer[..n])).ok()?;
-    (m.transaction_id() == tid).then_some(m)
+    loop {
+        let n = socket.recv(&mut answer).ok()?;
+        match Message::decode(Bytes::copy_from_slice(&answer[..n])) {
+            Ok(m) if m.transaction_id() == tid => return Some(m),
+            _ => continue,
+        }
+    }
 }
 
 fn error_code(m: &Message) -> Option<u16> {

@@ -7,13 +7,23 @@ use super::*;
 // ---- bad servers ------------------------------------------------------------------------------
 
 /// Short timers so a silent server fails in well under a second (the RFC's own timing is
-/// tested in the core with a fake clock).
+/// tested in the core with a fake clock). Only for tests that wait for a timeout.
 fn short_timers() -> TransactionConfig {
     TransactionConfig {
         rto: Duration::from_millis(20),
         rc: 4,
         rm: 4,
         reliable_timeout: Duration::from_millis(500),
+    }
+}
+
+/// Timers no stalled test thread outlasts, for tests that wait for an answer or a close.
+fn patient_timers() -> TransactionConfig {
+    TransactionConfig {
+        rto: Duration::from_millis(200),
+        rc: 7,
+        rm: 16,
+        reliable_timeout: Duration::from_secs(10),
     }
 }
 
@@ -101,10 +111,11 @@ async fn fake_udp_server(how: Misbehaviour) -> (SocketAddr, Rc<Cell<usize>>) {
 async fn bad_server_client(
     server: SocketAddr,
     transport: Transport,
+    timers: TransactionConfig,
 ) -> (TurnClientHandle, EventStream<TurnClientEvent>) {
     let mut config = TurnClientConfig::new(server, USER, PASSWORD);
     config.session.transport = transport;
-    config.session.transaction = short_timers();
+    config.session.transaction = timers;
     let client = TurnClient::connect(config).await.expect("connect");
     let events = client.events();
     (client, events)
@@ -113,7 +124,7 @@ async fn bad_server_client(
 #[actix_rt::test]
 async fn a_reply_with_a_wrong_transaction_id_is_ignored_and_garbage_dropped() {
     let (server, _) = fake_udp_server(Misbehaviour::WrongTransactionIdThenRight).await;
-    let (client, mut events) = bad_server_client(server, Transport::Udp).await;
+    let (client, mut events) = bad_server_client(server, Transport::Udp, patient_timers()).await;
     client.allocate().await.unwrap();
     let relayed = expect(&mut events, "allocate", |e| match e {
         TurnClientEvent::Session(ClientEvent::Allocated { relayed, .. }) => Some(relayed.clone()),
@@ -137,7 +148,7 @@ async fn a_reply_with_a_wrong_transaction_id_is_ignored_and_garbage_dropped() {
 #[actix_rt::test]
 async fn garbage_is_dropped_and_the_request_times_out() {
     let (server, seen) = fake_udp_server(Misbehaviour::Garbage).await;
-    let (client, mut events) = bad_server_client(server, Transport::Udp).await;
+    let (client, mut events) = bad_server_client(server, Transport::Udp, short_timers()).await;
     client.allocate().await.unwrap();
     let (request, code, reason) = expect_error(&mut events, "garbage").await;
     assert_eq!((request, code), (Some(Method::ALLOCATE), None));
@@ -154,7 +165,7 @@ async fn garbage_is_dropped_and_the_request_times_out() {
 #[actix_rt::test]
 async fn a_success_without_xor_relayed_address_is_an_error() {
     let (server, _) = fake_udp_server(Misbehaviour::NoRelayedAddress).await;
-    let (client, mut events) = bad_server_client(server, Transport::Udp).await;
+    let (client, mut events) = bad_server_client(server, Transport::Udp, patient_timers()).await;
     client.allocate().await.unwrap();
     let (request, code, reason) = expect_error(&mut events, "no relayed address").await;
     assert_eq!((request, code), (Some(Method::ALLOCATE), None));
@@ -174,7 +185,7 @@ async fn a_success_without_xor_relayed_address_is_an_error() {
 #[actix_rt::test]
 async fn silence_becomes_a_timeout_after_the_retransmissions() {
     let (server, seen) = fake_udp_server(Misbehaviour::Silence).await;
-    let (client, mut events) = bad_server_client(server, Transport::Udp).await;
+    let (client, mut events) = bad_server_client(server, Transport::Udp, short_timers()).await;
     client.allocate().await.unwrap();
     let (request, code, reason) = expect_error(&mut events, "silence").await;
     assert_eq!((request, code), (Some(Method::ALLOCATE), None));
@@ -210,7 +221,7 @@ async fn fake_tcp_server(garbage: bool) -> SocketAddr {
 #[actix_rt::test]
 async fn tcp_garbage_closes_the_session_with_an_error() {
     let server = fake_tcp_server(true).await;
-    let (client, mut events) = bad_server_client(server, Transport::Tcp).await;
+    let (client, mut events) = bad_server_client(server, Transport::Tcp, patient_timers()).await;
     client.allocate().await.unwrap();
     let (request, code, reason) = expect_error(&mut events, "TCP garbage").await;
     assert_eq!((request, code), (None, None));
@@ -228,7 +239,7 @@ async fn tcp_garbage_closes_the_session_with_an_error() {
 #[actix_rt::test]
 async fn tcp_silence_becomes_a_timeout() {
     let server = fake_tcp_server(false).await;
-    let (client, mut events) = bad_server_client(server, Transport::Tcp).await;
+    let (client, mut events) = bad_server_client(server, Transport::Tcp, short_timers()).await;
     client.allocate().await.unwrap();
     let (request, code, reason) = expect_error(&mut events, "TCP silence").await;
     assert_eq!((request, code), (Some(Method::ALLOCATE), None));
@@ -242,7 +253,7 @@ async fn a_server_that_closes_the_connection_ends_the_session() {
     let addr = listener.local_addr().unwrap();
 
     // With a request under way the loss is an error.
-    let (client, mut events) = bad_server_client(addr, Transport::Tcp).await;
+    let (client, mut events) = bad_server_client(addr, Transport::Tcp, patient_timers()).await;
     let (conn, _) = listener.accept().await.unwrap();
     client.allocate().await.unwrap();
     drop(conn);
@@ -257,7 +268,7 @@ async fn a_server_that_closes_the_connection_ends_the_session() {
     assert_eq!(events.recv().await, None);
 
     // With nothing on the connection it is just the end.
-    let (_client, mut events) = bad_server_client(addr, Transport::Tcp).await;
+    let (_client, mut events) = bad_server_client(addr, Transport::Tcp, patient_timers()).await;
     let (conn, _) = listener.accept().await.unwrap();
     drop(conn);
     let end = tokio::time::timeout(WAIT, events.recv())

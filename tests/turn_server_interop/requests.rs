@@ -230,8 +230,9 @@ fn peers_floe_denies_by_default_get_403() {
     assert_eq!(response.class(), Class::Success, "{response:?}");
 
     let refused = denied.len() as u64 + 1;
+    // At least: a request retransmitted while its answer was slow is refused again.
     floe.wait_metric(r#"floe_error_responses_total{code="403"}"#, |n| {
-        n == refused
+        n >= refused
     });
     assert_eq!(
         floe.metric(r#"floe_relayed_packets_total{direction="client_to_peer"}"#),
@@ -538,9 +539,16 @@ async fn a_stale_nonce_gets_438_and_the_client_recovers() {
         matches!(allocated, ClientEvent::Allocated { .. }),
         "{allocated:?}"
     );
-    let first_nonce = match client.errors.as_slice() {
-        [(Method::ALLOCATE, 401, Some(nonce))] => nonce.clone(),
-        other => panic!("expected one 401 with a NONCE before the allocation, got {other:?}"),
+    // One 401, or more when a slow answer let the first Allocate be retransmitted.
+    let first_nonces: Vec<String> = match client.errors.as_slice() {
+        [] => panic!("expected a 401 with a NONCE before the allocation, got none"),
+        errors => errors
+            .iter()
+            .map(|e| match e {
+                (Method::ALLOCATE, 401, Some(nonce)) => nonce.clone(),
+                other => panic!("expected only 401s with a NONCE before the allocation: {other:?}"),
+            })
+            .collect(),
     };
 
     // Let the nonce go stale; the allocation (600 s) lives on.
@@ -569,7 +577,10 @@ async fn a_stale_nonce_gets_438_and_the_client_recovers() {
         .find(|(m, code, _)| *m == Method::CREATE_PERMISSION && *code == 438)
         .unwrap_or_else(|| panic!("no 438 on the wire: {:?}", client.errors));
     let fresh = stale.2.as_deref().expect("the 438 carries a new NONCE");
-    assert_ne!(fresh, first_nonce, "the 438 must bring a fresh nonce");
+    assert!(
+        !first_nonces.iter().any(|n| n == fresh),
+        "the 438 must bring a fresh nonce: {fresh} was in a 401"
+    );
 
     // And the refreshed nonce keeps working for the allocation's other requests.
     client
