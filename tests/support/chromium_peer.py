@@ -24,7 +24,8 @@ stdout, one JSON object a line (as tests/support/aioice_agent.py):
 WebRTC does it); --controlled makes it the answerer, so it waits for the remote's
 credentials before it prints its own. stdin: the remote's credentials, candidate and
 end-of-candidates lines, in any order (trickle). Once connected, the script waits for
-stdin to close, then prints Chromium's selected pair (getStats) and exits 0.
+stdin to close, then prints Chromium's selected pair (getStats) once it has stayed the
+same for a second, and exits 0.
 
 The credentials line also carries `"fingerprint"` and `"setup"` (a=fingerprint, a=setup;
 floe ice ignores them). A remote that signals them (another Chromium) gets a real DTLS
@@ -447,6 +448,25 @@ def read_stdin(lines):
     lines.put(None)
 
 
+def settled_pair(page, deadline, quiet=1.0):
+    """Chromium's selected pair once it has stayed the same for `quiet` seconds (or at
+    the deadline): a switch it has just nominated (libwebrtc moves to a better pair
+    after the first) then has had time to reach the remote, whose triggered check
+    must succeed before it selects the pair too (RFC 8445 §7.3.1.5)."""
+    def key(p):
+        return (p.get("event"), p.get("local"), p.get("remote"), p.get("nominated"))
+
+    pair = page.evaluate("window.floePeer.selected()")
+    since = time.monotonic()
+    while time.monotonic() - since < quiet and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = page.evaluate("window.floePeer.selected()")
+        if key(now) != key(pair):
+            since = time.monotonic()
+        pair = now
+    return pair
+
+
 def run(args, profile, outcome):
     page_url = "about:blank"
     proc, url = start_chromium(args, profile, page_url)
@@ -521,7 +541,7 @@ def run(args, profile, outcome):
                 continue
             if isinstance(msg, dict) and "event" not in msg:
                 page.evaluate(f"window.floePeer.line({json.dumps(msg)})")
-        pair = page.evaluate("window.floePeer.selected()")
+        pair = settled_pair(page, deadline)
         emit(pair)
         outcome["status"] = 0 if pair.get("event") == "selected-pair" else 1
     finally:
