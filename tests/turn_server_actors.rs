@@ -595,8 +595,9 @@ async fn relay_burst(
     loop {
         let s = metrics.snapshot();
         if dropped(&s) {
+            // Read again once stopped: packets and bytes are counted one after the other.
             server.shutdown().await;
-            return s;
+            return metrics.snapshot();
         }
         assert!(Instant::now() < deadline, "no drop counted: {s:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
