@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use floe::framing::{Frame, StreamFramer};
 use floe::stun::attribute::{
     ErrorCode, Nonce, Realm, RequestedTransport, Username, XorPeerAddress, XorRelayedAddress,
@@ -27,7 +27,9 @@ use floe::stun::{
     Class, IntegrityKey, Message, MessageEncoder, Method, PasswordAlgorithm, TransactionId,
 };
 use rand::{Rng, RngCore};
-use support::{require_peers, stun_binding, FloeServe, ServeOpts, TurnutilsPeer, Uclient};
+use support::{
+    raw_allocate, require_peers, stun_binding, FloeServe, ServeOpts, Signed, TurnutilsPeer, Uclient,
+};
 
 const UCLIENT_PEERS: &[&str] = &["turnutils_uclient", "turnutils_peer"];
 /// Bound on waiting for the server to let go of what a finished client held; only
@@ -400,54 +402,27 @@ fn error_code(m: &Message) -> Option<u16> {
     m.get::<ErrorCode>().map(|e| e.unwrap().code)
 }
 
-/// An Allocate over UDP from a socket of its own; the relayed address.
+/// An Allocate over UDP from a socket of its own, as `bob` once challenged; the relayed
+/// address.
 fn udp_allocate(server: SocketAddr) -> Result<SocketAddr, String> {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket
         .set_read_timeout(Some(Duration::from_secs(1)))
         .unwrap();
-    let mut auth: Option<(String, IntegrityKey)> = None;
+    let mut nonce: Option<String> = None;
     for _ in 0..2 * 5 {
-        let tid = TransactionId::random(&mut rand::thread_rng());
-        let mut buf = BytesMut::new();
-        let mut enc = MessageEncoder::new(&mut buf, Method::ALLOCATE.request(), tid);
-        enc.add(&RequestedTransport(RequestedTransport::UDP));
-        if let Some((nonce, key)) = &auth {
-            enc.add(&Username::new("bob"))
-                .add(&Realm::new(support::REALM))
-                .add(&Nonce::new(nonce.clone()))
-                .message_integrity(key.as_bytes());
-        }
-        enc.fingerprint();
-        enc.finish().unwrap();
-        socket.send_to(&buf, server).unwrap();
-        // A late answer to an earlier try may come first: it is skipped.
-        let mut answer = [0u8; 2048];
-        let m = loop {
-            let Ok(n) = socket.recv(&mut answer) else {
-                break None;
-            };
-            let m =
-                Message::decode(Bytes::copy_from_slice(&answer[..n])).map_err(|e| e.to_string())?;
-            if m.transaction_id() == tid {
-                break Some(m);
-            }
-        };
-        let Some(m) = m else {
+        let auth = nonce.as_deref().map(|nonce| Signed {
+            user: "bob",
+            password: "secret",
+            nonce,
+        });
+        let Some(m) = raw_allocate(&socket, server, auth) else {
             continue;
         };
         match (m.class(), error_code(&m)) {
             (Class::Success, _) => return Ok(m.get::<XorRelayedAddress>().unwrap().unwrap().0),
-            (_, Some(401)) if auth.is_none() => {
-                let nonce = m.get::<Nonce>().unwrap().unwrap().as_str().to_owned();
-                let key = IntegrityKey::long_term(
-                    PasswordAlgorithm::Md5,
-                    "bob",
-                    support::REALM,
-                    "secret",
-                )
-                .unwrap();
-                auth = Some((nonce, key));
+            (_, Some(401)) if nonce.is_none() => {
+                nonce = Some(m.get::<Nonce>().unwrap().unwrap().as_str().to_owned());
             }
             (_, code) => return Err(format!("Allocate over UDP: error {code:?}")),
         }

@@ -9,13 +9,12 @@ mod support;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use floe::stun::attribute::{ErrorCode, Nonce, Realm, RequestedTransport, Username};
-use floe::stun::{IntegrityKey, Message, MessageEncoder, Method, PasswordAlgorithm, TransactionId};
+use floe::stun::attribute::{ErrorCode, Nonce};
+use floe::stun::Message;
 use floe::turn::client::ClientEvent;
 use rand::Rng;
 use serde_json::Value;
-use support::{echo_peer, Client, FloeServe, ServeOpts};
+use support::{echo_peer, raw_allocate, Client, FloeServe, ServeOpts, Signed};
 
 /// Bounds every wait; only catches hangs.
 const LIMIT: Duration = Duration::from_secs(30);
@@ -27,39 +26,6 @@ async fn allocate_and_relay(client: &mut Client, peer: SocketAddr, message: &[u8
     client.channel_to(peer).await;
     client.echo(peer, message).await;
     relayed
-}
-
-/// One Allocate over UDP, signed as `user` with `password` when a nonce is given;
-/// its answer (None: none within the socket's read timeout).
-fn allocate_as(
-    socket: &StdUdpSocket,
-    server: SocketAddr,
-    auth: Option<(&str, &str, &str)>,
-) -> Option<Message> {
-    let tid = TransactionId::random(&mut rand::thread_rng());
-    let mut buf = BytesMut::new();
-    let mut enc = MessageEncoder::new(&mut buf, Method::ALLOCATE.request(), tid);
-    enc.add(&RequestedTransport(RequestedTransport::UDP));
-    if let Some((user, password, nonce)) = auth {
-        let key = IntegrityKey::long_term(PasswordAlgorithm::Md5, user, support::REALM, password)
-            .unwrap();
-        enc.add(&Username::new(user))
-            .add(&Realm::new(support::REALM))
-            .add(&Nonce::new(nonce.to_owned()))
-            .message_integrity(key.as_bytes());
-    }
-    enc.fingerprint();
-    enc.finish().unwrap();
-    socket.send_to(&buf, server).unwrap();
-    // A late answer to an earlier request may come first: it is skipped.
-    let mut answer = [0u8; 2048];
-    loop {
-        let n = socket.recv(&mut answer).ok()?;
-        match Message::decode(Bytes::copy_from_slice(&answer[..n])) {
-            Ok(m) if m.transaction_id() == tid => return Some(m),
-            _ => continue,
-        }
-    }
 }
 
 fn error_code(m: &Message) -> Option<u16> {
@@ -154,7 +120,7 @@ async fn usage_by_user_is_bounded_and_an_ended_allocation_logs_one_json_line() {
     socket
         .set_read_timeout(Some(Duration::from_secs(1)))
         .unwrap();
-    let challenge = allocate_as(&socket, floe.addr(), None).expect("a 401 challenge");
+    let challenge = raw_allocate(&socket, floe.addr(), None).expect("a 401 challenge");
     assert_eq!(error_code(&challenge), Some(401));
     let nonce = challenge
         .get::<Nonce>()
@@ -165,14 +131,30 @@ async fn usage_by_user_is_bounded_and_an_ended_allocation_logs_one_json_line() {
     let mut refused = 0;
     for _ in 0..1000 {
         let name = format!("u{:016x}", rand::thread_rng().gen::<u64>());
-        let answer = allocate_as(&socket, floe.addr(), Some((&name, "guess", &nonce)));
+        let answer = raw_allocate(
+            &socket,
+            floe.addr(),
+            Some(Signed {
+                user: &name,
+                password: "guess",
+                nonce: &nonce,
+            }),
+        );
         if answer.is_some_and(|m| error_code(&m) == Some(401)) {
             refused += 1;
         }
     }
     assert!(refused > 0, "no 401 to the flood");
     // And alice's name with a wrong password: counted under her label.
-    let wrong = allocate_as(&socket, floe.addr(), Some(("alice", "guess", &nonce)));
+    let wrong = raw_allocate(
+        &socket,
+        floe.addr(),
+        Some(Signed {
+            user: "alice",
+            password: "guess",
+            nonce: &nonce,
+        }),
+    );
     assert_eq!(wrong.as_ref().and_then(error_code), Some(401));
     floe.wait_metric(r#"floe_user_unauthorized_total{user="alice"}"#, |v| v == 1);
     floe.wait_metric(r#"floe_user_unauthorized_total{user="other"}"#, |v| {

@@ -33,6 +33,7 @@ mod libnice;
 pub mod netns;
 mod ports;
 mod process;
+mod raw_allocate;
 mod stun;
 mod turn_client;
 
@@ -51,6 +52,7 @@ pub use ports::{free_port, free_port_pair, PortBlock};
 pub use process::{
     json_lines, pair_json_lines, run, spawn, ChildGuard, Finished, LineProcess, PairOutcome,
 };
+pub use raw_allocate::{raw_allocate, Signed};
 pub use stun::{stun_binding, wait_stun_ready};
 pub use turn_client::{echo_peer, Client};
 
