@@ -412,23 +412,15 @@ impl UclientReport {
     /// Panics unless it exited 0, lost no packet, dropped no send, and sent and received
     /// `expected_messages` messages (its `-m` × `-n`; the same with `-y`).
     pub fn assert_no_loss(&self, expected_messages: u64) {
-        self.assert_loss_at_most(expected_messages, 0);
-    }
-
-    /// As [`assert_no_loss`](Self::assert_no_loss), with up to `max_lost` messages lost
-    /// (for UDP beside a flood, where a stalled reader's full socket buffer drops some).
-    pub fn assert_loss_at_most(&self, expected_messages: u64, max_lost: u64) {
         let ok = self.finished.success()
-            && self.lost_packets.is_some_and(|n| n <= max_lost)
+            && self.lost_packets == Some(0)
             && self.send_dropped == Some(0)
             && self.sent_messages == Some(expected_messages)
-            && self
-                .received_messages
-                .is_some_and(|n| n <= expected_messages && n + max_lost >= expected_messages);
+            && self.received_messages == Some(expected_messages);
         assert!(
             ok,
             "turnutils_uclient: expected {expected_messages} messages sent and received with \
-             at most {max_lost} lost; got lost={:?} send-dropped={:?} sent={:?} received={:?}\n{}",
+             0 lost; got lost={:?} send-dropped={:?} sent={:?} received={:?}\n{}",
             self.lost_packets,
             self.send_dropped,
             self.sent_messages,
